@@ -1,0 +1,329 @@
+"""Read a store: what it holds, and slices of keys as float32 numpy, touching only the files needed.
+
+pyarrow only (no duckdb), so analysis code and GPU servers can read a store without a SQL engine. Paths go
+through pyarrow's filesystem layer, so an ``s3://`` or ``gs://`` URI works where pyarrow has that support.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from . import codec
+from .errors import StoreError
+from .schema import KEY_DTYPES, KEYS_DIR, MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_DIR, SCHEMA_VERSION
+
+_LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
+
+
+@dataclass
+class KeySlice:
+    """Keys of one slice, row-aligned with their labels; rows are in the store's random order."""
+
+    x: np.ndarray  # float32 [n, dim]
+    sample_id: np.ndarray  # object [n]
+    position: np.ndarray  # int32 [n]
+    token_id: np.ndarray  # int32 [n]
+    segment: np.ndarray  # object [n]
+    image_index: np.ndarray  # int16 [n]
+    total: int  # rows that matched before sampling
+    files: tuple = ()  # (path, size, mtime_ns) of every file read: the identity of the data
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+
+class KeyStore:
+    """A keygap store opened for reading (``KeyStore("./keygap-store")``)."""
+
+    def __init__(self, uri: str):
+        self.uri = str(uri)
+        try:
+            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+        except (pa.ArrowInvalid, ValueError):
+            self.fs, self.root = pafs.LocalFileSystem(), self.uri
+        if "://" not in self.uri:
+            self.fs, self.root = pafs.LocalFileSystem(), posixpath.abspath(self.uri)
+        manifest = self._path(MANIFEST)
+        info = self.fs.get_file_info(manifest)
+        if info.type == pafs.FileType.NotFound:
+            if self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
+                raise StoreError(
+                    f"no store at {self.uri}: run `keygap ingest ...` first, or pass --store / set KEYGAP_STORE"
+                )
+            raise StoreError(f"{self.uri} is not a keygap store (no {MANIFEST}): pass the folder that holds it")
+        try:
+            with self.fs.open_input_stream(manifest) as f:
+                meta = json.loads(f.read())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{manifest} is unreadable ({exc}): the store is damaged") from None
+        version = meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.uri} has schema version {version}, this keygap reads version {SCHEMA_VERSION}: "
+                "re-ingest into a new store or use the keygap version that wrote it"
+            )
+        self.meta = meta
+
+    # -- listing ----------------------------------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def _list(self, sub: str, recursive: bool = True) -> list[pafs.FileInfo]:
+        sel = pafs.FileSelector(self._path(sub), recursive=recursive, allow_not_found=True)
+        return [
+            i
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))
+        ]
+
+    @cached_property
+    def _key_files(self) -> dict[tuple, list[pafs.FileInfo]]:
+        out: dict[tuple, list[pafs.FileInfo]] = {}
+        base = self._path(KEYS_DIR)
+        for info in self._list(KEYS_DIR):
+            rel = posixpath.relpath(posixpath.dirname(info.path), base).split("/")
+            try:
+                values = dict(p.split("=", 1) for p in rel)
+                key = (values["model"], values["benchmark"], int(values["layer"]), values["rope"], values["modality"])
+            except (ValueError, KeyError):
+                continue  # not a partition folder of ours
+            out.setdefault(key, []).append(info)
+        for files in out.values():
+            files.sort(key=lambda i: i.path)
+        return out
+
+    def refresh(self) -> None:
+        """Forget cached listings (after an ingest wrote more files)."""
+        self.__dict__.pop("_key_files", None)
+
+    def partitions(self) -> list[dict]:
+        """One dict per partition: model, benchmark, layer, rope, modality, rows, files, dim, dtype."""
+        rows = []
+        for key, files in sorted(self._key_files.items()):
+            meta = [self._metadata(f.path) for f in files]
+            dim, dtype = self._vector_shape(files[0].path)
+            rows.append(
+                dict(zip(PARTITIONS, key))
+                | {"rows": sum(m.num_rows for m in meta), "files": len(files), "dim": dim, "dtype": dtype,
+                   "bytes": sum(f.size for f in files)}
+            )
+        return rows
+
+    def partitions_exist(self) -> bool:
+        return bool(self._key_files)
+
+    def models(self) -> list[str]:
+        return sorted({k[0] for k in self._key_files})
+
+    def benchmarks(self, model: str | None = None) -> list[str]:
+        return sorted({k[1] for k in self._key_files if model in (None, k[0])})
+
+    def layers(self, model: str, benchmark: str | None = None) -> list[int]:
+        return sorted({k[2] for k in self._key_files if k[0] == model and benchmark in (None, k[1])})
+
+    def runs(self) -> list[dict]:
+        """Run manifests, oldest first."""
+        out = []
+        sel = pafs.FileSelector(self._path(RUNS_DIR), allow_not_found=True)
+        for info in self.fs.get_file_info(sel):
+            if info.base_name.endswith(".json") and not info.base_name.startswith("."):
+                with self.fs.open_input_stream(info.path) as f:
+                    try:
+                        out.append(json.loads(f.read()))
+                    except ValueError:
+                        raise StoreError(f"run manifest {info.path} is damaged: delete it and re-run that ingest") from None
+        return sorted(out, key=lambda r: str(r.get("started", "")))
+
+    def samples(self, columns: list[str] | None = None) -> pa.Table:
+        """The samples table (one row per committed (model, benchmark, sample))."""
+        files = self._list(SAMPLES_DIR, recursive=False)
+        if not files:
+            from .schema import SAMPLES_SCHEMA
+
+            return SAMPLES_SCHEMA.empty_table()
+        tables = [self._read(f.path, columns=columns) for f in files]
+        return pa.concat_tables(tables, promote_options="default")
+
+    def done_samples(self, model: str, benchmark: str) -> set[str]:
+        t = self.samples(["model", "benchmark", "sample_id", "status"])
+        mask = pc.and_(pc.equal(t["model"], model), pc.equal(t["benchmark"], benchmark))
+        t = t.filter(mask)
+        return {s for s, st in zip(t["sample_id"].to_pylist(), t["status"].to_pylist()) if st == "done"}
+
+    # -- slice reads ------------------------------------------------------------------------------------
+    def load(
+        self,
+        model: str,
+        benchmark: str,
+        layer: int,
+        modality: str,
+        rope: str = "post",
+        *,
+        segments=None,
+        samples=None,
+        n: int | None = None,
+        seed: int | None = None,
+    ) -> KeySlice:
+        """Read one slice as float32.
+
+        ``n`` rows are a uniform random sample. With ``seed=None`` the sample is the store's own random
+        order (the rows with the smallest stored ``rand``): the same tokens in every layer, and only the
+        leading row groups of each file are read. A ``seed`` draws a different uniform sample.
+        ``segments``/``samples`` restrict the rows before sampling.
+        """
+        key = (model, benchmark, int(layer), rope, modality)
+        files = self._key_files.get(key)
+        if not files:
+            raise StoreError(f"no keys for {self._describe(key)}; {self._what_exists(key)}")
+        if n is not None and n < 0:
+            raise ValueError("n must be positive or None (all rows)")
+        pfs = [self._parquet(f.path) for f in files]
+        filtered = segments is not None or samples is not None
+        # 1. which rows of which file
+        picks: list[np.ndarray] = []
+        rands = []
+        for pf in pfs:
+            cols = ["rand"] + (["segment", "sample_id"] if filtered else [])
+            t = pf.read(columns=cols)
+            mask = np.ones(t.num_rows, dtype=bool)
+            if segments is not None:
+                mask &= pc.is_in(t["segment"].cast(pa.string()), pa.array(list(_as_list(segments)), pa.string())).to_numpy(
+                    zero_copy_only=False
+                )
+            if samples is not None:
+                mask &= pc.is_in(t["sample_id"].cast(pa.string()), pa.array([str(s) for s in _as_list(samples)], pa.string())).to_numpy(
+                    zero_copy_only=False
+                )
+            idx = np.flatnonzero(mask)
+            picks.append(idx)
+            rands.append(t["rand"].to_numpy()[idx])
+        total = int(sum(len(p) for p in picks))
+        if n is not None and n < total:
+            all_r = np.concatenate(rands)
+            owner = np.repeat(np.arange(len(pfs)), [len(p) for p in picks])
+            if seed is None:
+                chosen = np.argpartition(all_r, n - 1)[:n] if n else np.array([], dtype=np.int64)
+            else:
+                chosen = np.random.default_rng(seed).choice(total, size=n, replace=False)
+            chosen = np.sort(chosen)
+            offsets = np.concatenate([[0], np.cumsum([len(p) for p in picks])])
+            picks = [picks[i][chosen[owner[chosen] == i] - offsets[i]] for i in range(len(pfs))]
+        # 2. read only the row groups that hold picked rows
+        parts = []
+        dtype = None
+        for pf, rows in zip(pfs, picks):
+            if len(rows) == 0:
+                continue
+            t = _read_rows(pf, rows, _LABEL_COLUMNS + ["rand", "dtype", "key"])
+            parts.append(t)
+        if not parts:
+            dim, dtype = self._vector_shape(files[0].path)
+            return KeySlice(
+                np.zeros((0, dim), np.float32), np.array([], object), np.array([], np.int32), np.array([], np.int32),
+                np.array([], object), np.array([], np.int16), total, _identity(files),
+            )
+        table = pa.concat_tables(parts, promote_options="default")
+        if len(parts) > 1:
+            table = table.take(pc.sort_indices(table["rand"]))
+        dtypes = set(table["dtype"].unique().to_pylist()) if table.num_rows else set()
+        if len(dtypes) > 1:
+            raise StoreError(f"{self._describe(key)} mixes key dtypes {sorted(dtypes)}: ingest it into one dtype")
+        dtype = dtypes.pop()
+        x = codec.decode(table["key"], dtype)
+        return KeySlice(
+            x=x,
+            sample_id=_np(table["sample_id"]),
+            position=table["position"].to_numpy(),
+            token_id=table["token_id"].to_numpy(),
+            segment=_np(table["segment"]),
+            image_index=table["image_index"].to_numpy(),
+            total=total,
+            files=_identity(files),
+        )
+
+    def files_of(self, model: str, benchmark: str, layer: int, modality: str, rope: str = "post") -> tuple:
+        """(path, size, mtime_ns) of a partition's files: the identity a cached result depends on."""
+        return _identity(self._key_files.get((model, benchmark, int(layer), rope, modality), []))
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _parquet(self, path: str) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.fs.open_input_file(path))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StoreError(f"{path} is not a readable Parquet file ({_first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+
+    def _metadata(self, path: str) -> pq.FileMetaData:
+        return self._parquet(path).metadata
+
+    def _read(self, path: str, columns=None) -> pa.Table:
+        try:
+            return self._parquet(path).read(columns=columns)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StoreError(f"{path} is not a readable Parquet file ({_first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+
+    def _vector_shape(self, path: str) -> tuple[int, str]:
+        pf = self._parquet(path)
+        if pf.metadata.num_rows == 0:
+            return 0, "float16"
+        t = pf.read_row_group(0, columns=["dtype", "key"]).slice(0, 1)
+        dtype = str(t["dtype"][0])
+        return len(t["key"][0].as_py()) // KEY_DTYPES[dtype], dtype
+
+    def _describe(self, key: tuple) -> str:
+        return ", ".join(f"{k}={v}" for k, v in zip(PARTITIONS, key))
+
+    def _what_exists(self, key: tuple) -> str:
+        have = list(self._key_files)
+        if not have:
+            return "the store holds no keys yet: run `keygap ingest`"
+        for i, name in enumerate(PARTITIONS):
+            options = sorted({k[i] for k in have if k[:i] == key[:i]}, key=str)
+            if key[i] not in options:
+                return f"{name} must be one of: {', '.join(map(str, options))}" if options else "see `keygap info`"
+        return "see `keygap info`"
+
+
+def _as_list(value) -> list:
+    return [value] if isinstance(value, (str, int)) else list(value)
+
+
+def _np(col: pa.ChunkedArray) -> np.ndarray:
+    return col.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
+
+
+def _identity(files) -> tuple:
+    return tuple((f.path, f.size, f.mtime_ns) for f in files)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _read_rows(pf: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pa.Table:
+    """Rows (sorted indices) of one file, reading only the row groups that contain them."""
+    md = pf.metadata
+    bounds = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+    groups = np.unique(np.searchsorted(bounds, rows, side="right") - 1)
+    try:
+        t = pf.read_row_groups(list(groups), columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"a key file is damaged ({_first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+    # row index inside the concatenation of the selected groups
+    starts = bounds[groups]
+    local = np.concatenate([[0], np.cumsum(bounds[groups + 1] - starts)])[:-1]
+    g_of_row = np.searchsorted(bounds, rows, side="right") - 1
+    pos = local[np.searchsorted(groups, g_of_row)] + (rows - bounds[g_of_row])
+    if len(pos) == t.num_rows and np.array_equal(pos, np.arange(t.num_rows)):
+        return t
+    if len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos))):
+        return t.slice(int(pos[0]), len(pos))
+    return t.take(pa.array(pos))

@@ -1,0 +1,130 @@
+"""The on-disk layout of a keygap store, in one place so readers and writers cannot drift apart.
+
+See docs/ARCHITECTURE.md and the README's "Store schema" section for the full description.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+MANIFEST = "keygap.json"
+KEYS_DIR = "keys"
+SAMPLES_DIR = "samples"
+RUNS_DIR = "runs"
+RESULTS_DIR = "results"
+
+# Hive partition columns, outermost first.
+PARTITIONS = ("model", "benchmark", "layer", "rope", "modality")
+ROPE_KINDS = ("post", "pre")
+MODALITIES = ("image", "text", "special", "video")
+KEY_DTYPES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+KEYS_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.dictionary(pa.int32(), pa.string())),
+        ("position", pa.int32()),
+        ("token_id", pa.int32()),
+        ("segment", pa.dictionary(pa.int32(), pa.string())),
+        ("image_index", pa.int16()),
+        ("rope_t", pa.int32()),
+        ("rope_h", pa.int32()),
+        ("rope_w", pa.int32()),
+        ("run_id", pa.dictionary(pa.int32(), pa.string())),
+        ("rand", pa.float64()),
+        ("dtype", pa.dictionary(pa.int32(), pa.string())),
+        ("key", pa.binary()),
+    ]
+)
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("sample_id", pa.string()),
+        ("run_id", pa.string()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("category", pa.string()),
+        ("image_hash", pa.string()),
+        ("circular_of", pa.string()),
+        ("template_id", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("n_image_tokens", pa.int32()),
+        ("segment_tokens", pa.string()),  # JSON object: segment -> token count
+        ("status", pa.string()),  # "done" or "skipped: <reason>"
+    ]
+)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def model_label(model_id: str) -> str:
+    """A partition-safe name for a model id ("llava-hf/llava-1.5-7b-hf" -> "llava-hf--llava-1.5-7b-hf").
+
+    Paths are reduced to their last component, since a local checkout's folder name is what people know it by.
+    """
+    text = str(model_id).rstrip("/")
+    if text.startswith(("/", ".", "~")):
+        text = Path(text).expanduser().name
+    text = text.replace("/", "--").replace(":", "-")
+    return _UNSAFE.sub("_", text).strip("_") or "model"
+
+
+def partition_dir(root: Path, model: str, benchmark: str, layer: int, rope: str, modality: str) -> Path:
+    return (
+        Path(root)
+        / KEYS_DIR
+        / f"model={model}"
+        / f"benchmark={benchmark}"
+        / f"layer={int(layer)}"
+        / f"rope={rope}"
+        / f"modality={modality}"
+    )
+
+
+def read_manifest(root: Path) -> dict:
+    return json.loads((Path(root) / MANIFEST).read_text())
+
+
+def resolve_layers(spec: str | int | list, num_layers: int) -> list[int]:
+    """Turn a layer spec into sorted decoder-layer indices.
+
+    "early,middle,late" are our defaults for the paper's unnamed layers: 1, L // 2 and L - 1 (layer 0 is
+    skipped because its text keys depend on the token id alone). "all" is every layer; integers may be
+    negative (counted from the end).
+    """
+    if num_layers < 1:
+        raise ValueError(f"a model needs at least one decoder layer, got {num_layers}")
+    named = {"early": min(1, num_layers - 1), "middle": num_layers // 2, "late": num_layers - 1}
+    if isinstance(spec, int):
+        parts = [str(spec)]
+    elif isinstance(spec, (list, tuple)):
+        parts = [str(p) for p in spec]
+    else:
+        parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+    if not parts:
+        raise ValueError("empty layer list: give e.g. early,middle,late | all | 0,5,31")
+    out: set[int] = set()
+    for part in parts:
+        if part == "all":
+            out.update(range(num_layers))
+        elif part in named:
+            out.add(named[part])
+        else:
+            try:
+                idx = int(part)
+            except ValueError:
+                raise ValueError(
+                    f"unknown layer {part!r}: use early, middle, late, all or integers (e.g. 0,5,31)"
+                ) from None
+            if idx < 0:
+                idx += num_layers
+            if not 0 <= idx < num_layers:
+                raise ValueError(f"layer {part} is out of range: this model has layers 0..{num_layers - 1}")
+            out.add(idx)
+    return sorted(out)

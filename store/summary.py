@@ -1,0 +1,56 @@
+"""What a store holds, for `keygap info` and the TUI's picker."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from .reader import KeyStore
+
+
+def summarize(store: str | KeyStore) -> dict:
+    ks = store if isinstance(store, KeyStore) else KeyStore(store)
+    parts = ks.partitions()
+    groups = []
+    keyf = lambda p: (p["model"], p["benchmark"], p["rope"], p["modality"])  # noqa: E731
+    for key, items in groupby(sorted(parts, key=keyf), key=keyf):
+        items = list(items)
+        layers = sorted(p["layer"] for p in items)
+        groups.append(
+            dict(zip(("model", "benchmark", "rope", "modality"), key))
+            | {"layers": _ranges(layers), "layer_list": layers, "dim": items[0]["dim"], "dtype": items[0]["dtype"],
+               "rows": sum(p["rows"] for p in items)}
+        )
+    runs = ks.runs()
+    samples = ks.samples(["sample_id"]).num_rows
+    return {
+        "store": ks.uri,
+        "schema_version": ks.meta.get("schema_version"),
+        "rows": sum(p["rows"] for p in parts),
+        "files": sum(p["files"] for p in parts),
+        "bytes": sum(p["bytes"] for p in parts),
+        "models": ks.models(),
+        "benchmarks": ks.benchmarks(),
+        "partitions": parts,
+        "groups": groups,
+        "samples": samples,
+        "runs": [
+            {k: r.get(k) for k in ("run_id", "status", "model_id", "model", "benchmark", "samples_done", "samples_skipped", "started", "ended")}
+            for r in runs
+        ],
+    }
+
+
+def _ranges(values: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3,7"."""
+    out, start, prev = [], None, None
+    for v in values:
+        if start is None:
+            start = prev = v
+        elif v == prev + 1:
+            prev = v
+        else:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = prev = v
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ",".join(out)

@@ -1,0 +1,299 @@
+"""Append labelled keys to a store without ever exposing a half-written file.
+
+Imports pyarrow and numpy only: this runs on GPU servers that may have neither duckdb nor textual.
+
+Protocol. ``add`` stages the keys of one batch; ``commit`` marks the batch's samples complete and moves its
+keys to a per-partition buffer; buffers are flushed (sorted by the random key, written under a hidden
+temporary name, then renamed) when they grow past ``flush_bytes`` or on ``flush``/``close``. After the key
+files of a flush are in place, a samples file for the same flush is written: it is the commit marker.
+Opening a writer for a run removes that run's key files that have no marker (a crash between the two), so
+re-running the same command never duplicates rows. A run id must therefore be stable across resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import codec
+from .errors import StoreError
+from .schema import (
+    KEY_DTYPES,
+    KEYS_DIR,
+    KEYS_SCHEMA,
+    MANIFEST,
+    MODALITIES,
+    ROPE_KINDS,
+    RUNS_DIR,
+    SAMPLES_DIR,
+    SAMPLES_SCHEMA,
+    SCHEMA_VERSION,
+    partition_dir,
+)
+
+ROW_GROUP_BYTES = 16 << 20
+_PART = re.compile(r"^part-(?P<run>.+)-(?P<flush>\d{5})\.parquet$")
+
+
+@dataclass
+class KeyBatch:
+    """Keys of one (model, benchmark, layer, rope, modality) partition from one batch of samples."""
+
+    model: str
+    benchmark: str
+    layer: int
+    rope: str
+    modality: str
+    sample_id: np.ndarray
+    position: np.ndarray
+    token_id: np.ndarray
+    segment: np.ndarray
+    keys: np.ndarray
+    dtype: str = "float16"
+    image_index: np.ndarray | None = None
+    rope_thw: np.ndarray | None = None  # [n, 3] t/h/w positions (Qwen M-RoPE); None -> position
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+
+@dataclass
+class _Buffer:
+    tables: list = field(default_factory=list)
+    nbytes: int = 0
+
+
+def init_store(root: str | os.PathLike) -> Path:
+    """Create an empty store (or check an existing one's schema version) and return its path."""
+    root = Path(root)
+    manifest = root / MANIFEST
+    if manifest.exists():
+        try:
+            version = json.loads(manifest.read_text()).get("schema_version")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{manifest} is unreadable ({exc}); restore it or use another --store") from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"store {root} has schema version {version}, this keygap writes version {SCHEMA_VERSION}: "
+                "use a new --store directory"
+            )
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise StoreError(f"{root} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
+    for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(
+        manifest,
+        json.dumps({"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
+    )
+    return root
+
+
+def write_run(root: str | os.PathLike, manifest: dict) -> Path:
+    """Write (or rewrite) a run's manifest atomically; ``manifest["run_id"]`` names the file."""
+    run_id = manifest.get("run_id")
+    if not run_id:
+        raise ValueError("a run manifest needs a run_id")
+    path = Path(root) / RUNS_DIR / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
+    return path
+
+
+def row_rand(sample_id: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) sort key fixed by (sample id, position).
+
+    Being a hash rather than a draw, it is the same across layers (a LIMIT picks the same tokens in every
+    layer), across batch sizes, resumes and shards (so sharded and unsharded runs store identical rows).
+    """
+    ids = np.asarray(sample_id, dtype=object)
+    uniq, inverse = np.unique(ids.astype(str), return_inverse=True)
+    seeds = np.array(
+        [int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "little") for u in uniq],
+        dtype=np.uint64,
+    )
+    with np.errstate(over="ignore"):
+        x = seeds[inverse] ^ (np.asarray(position, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        # splitmix64 finaliser
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+class KeyWriter:
+    """Buffered, crash-safe writer of one run's keys (see the module docstring for the protocol)."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        run_id: str,
+        *,
+        flush_bytes: int = 256 << 20,
+        compression: str = "zstd",
+        compression_level: int | None = 1,
+    ):
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id or ""):
+            raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-'")
+        self.root = init_store(root)
+        self.run_id = run_id
+        self.flush_bytes = flush_bytes
+        self.compression = compression
+        self.compression_level = compression_level
+        self._staged: list[tuple[tuple, pa.Table]] = []
+        self._buffers: dict[tuple, _Buffer] = {}
+        self._samples: list[dict] = []
+        self._buffered = 0
+        self.rows_written = 0
+        self.files_written = 0
+        self._flush_no = self._recover()
+
+    # -- recovery ---------------------------------------------------------------------------------------
+    def _recover(self) -> int:
+        """Delete this run's uncommitted files; return the next flush number."""
+        committed: set[int] = set()
+        for path in (self.root / SAMPLES_DIR).glob(f"part-{self.run_id}-*.parquet"):
+            m = _PART.match(path.name)
+            if m and m["run"] == self.run_id:
+                committed.add(int(m["flush"]))
+        for path in (self.root / KEYS_DIR).rglob(f"*{self.run_id}-*"):
+            m = _PART.match(path.name)
+            if m and m["run"] == self.run_id:
+                if int(m["flush"]) not in committed:
+                    path.unlink()
+            elif path.name.startswith(f".part-{self.run_id}-") and path.name.endswith(".tmp"):
+                path.unlink()
+        for path in (self.root / SAMPLES_DIR).glob(f".part-{self.run_id}-*.tmp"):
+            path.unlink()
+        return max(committed, default=-1) + 1
+
+    # -- public API -------------------------------------------------------------------------------------
+    def add(self, batch: KeyBatch) -> None:
+        """Stage one partition's keys; they become durable after ``commit`` and the next flush."""
+        table = self._to_table(batch)
+        key = (batch.model, batch.benchmark, int(batch.layer), batch.rope, batch.modality)
+        self._staged.append((key, table))
+
+    def commit(self, samples_rows: list[dict]) -> None:
+        """Mark the staged keys' samples complete; rows are dicts over SAMPLES_SCHEMA's columns."""
+        for key, table in self._staged:
+            buf = self._buffers.setdefault(key, _Buffer())
+            buf.tables.append(table)
+            buf.nbytes += table.nbytes
+            self._buffered += table.nbytes
+        self._staged.clear()
+        for row in samples_rows:
+            self._samples.append({name: row.get(name) for name in SAMPLES_SCHEMA.names} | {"run_id": self.run_id})
+        if self._buffered >= self.flush_bytes:
+            self.flush()
+
+    def discard_staged(self) -> int:
+        """Forget keys added since the last commit (an interrupted batch); returns the rows dropped."""
+        n = sum(t.num_rows for _, t in self._staged)
+        self._staged.clear()
+        return n
+
+    def flush(self) -> None:
+        """Write every buffered partition, then the samples marker of this flush."""
+        if not self._buffers and not self._samples:
+            return
+        flush_no = self._flush_no
+        name = f"part-{self.run_id}-{flush_no:05d}.parquet"
+        for key, buf in self._buffers.items():
+            table = pa.concat_tables(buf.tables)
+            order = np.argsort(table.column("rand").to_numpy(), kind="stable")
+            table = table.take(pa.array(order))
+            row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+            path = partition_dir(self.root, *key) / name
+            self._write_parquet(table, path, row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
+            self.rows_written += table.num_rows
+            self.files_written += 1
+        samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA)
+        self._write_parquet(samples, self.root / SAMPLES_DIR / name)
+        self._buffers.clear()
+        self._samples.clear()
+        self._buffered = 0
+        self._flush_no += 1
+
+    def close(self) -> None:
+        """Flush what was committed; drop what was only staged (an unfinished batch)."""
+        self.discard_staged()
+        self.flush()
+
+    def __enter__(self) -> "KeyWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _to_table(self, b: KeyBatch) -> pa.Table:
+        if b.rope not in ROPE_KINDS:
+            raise ValueError(f"rope must be one of {ROPE_KINDS}, got {b.rope!r}")
+        if b.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {b.modality!r}")
+        if b.dtype not in KEY_DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(KEY_DTYPES)}, got {b.dtype!r}")
+        for part in (b.model, b.benchmark):
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", str(part)):
+                raise ValueError(f"model/benchmark label {part!r} must be partition-safe (use schema.model_label)")
+        n = len(b.position)
+        if b.keys.shape[0] != n:
+            raise ValueError(f"{b.keys.shape[0]} key vectors for {n} positions")
+        for name in ("sample_id", "token_id", "segment"):
+            if len(getattr(b, name)) != n:
+                raise ValueError(f"column {name} has {len(getattr(b, name))} values for {n} keys")
+        position = np.asarray(b.position, dtype=np.int32)
+        image_index = np.full(n, -1, np.int16) if b.image_index is None else np.asarray(b.image_index, np.int16)
+        thw = np.repeat(position[:, None], 3, axis=1) if b.rope_thw is None else np.asarray(b.rope_thw, np.int32)
+        sample_id = np.asarray(b.sample_id).astype(str)
+        return pa.Table.from_arrays(
+            [
+                pa.array(sample_id).dictionary_encode(),
+                pa.array(position),
+                pa.array(np.asarray(b.token_id, dtype=np.int32)),
+                pa.array(np.asarray(b.segment).astype(str)).dictionary_encode(),
+                pa.array(image_index),
+                pa.array(thw[:, 0]),
+                pa.array(thw[:, 1]),
+                pa.array(thw[:, 2]),
+                pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [self.run_id]),
+                pa.array(row_rand(sample_id, position)),
+                pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [b.dtype]),
+                codec.to_arrow(b.keys, b.dtype),
+            ],
+            schema=KEYS_SCHEMA,
+        )
+
+    def _write_parquet(self, table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            pq.write_table(
+                table,
+                tmp,
+                row_group_size=row_group_size,
+                compression=self.compression,
+                compression_level=self.compression_level,
+                use_dictionary=["sample_id", "segment", "run_id", "dtype"],
+                write_statistics=["rand", "position", "sample_id"],
+            )
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
