@@ -23,7 +23,7 @@ test: venv
 	$(PY) -m pytest -n 2 tests
 
 bench: venv
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) $(STORE)
