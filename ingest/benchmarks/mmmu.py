@@ -1,0 +1,141 @@
+"""MMMU reader: the Hugging Face tree <Subject>/{dev,validation,test}-0000i-of-0000n.parquet.
+
+Which images an item gets follows lmms-eval (tasks/mmmu/utils.py, mmmu_doc_to_visual): the
+`<image k>` placeholders found in the question AND the options, deduplicated, in order of k -
+not in order of mention. An item that mentions no placeholder but has images gets all of them
+(in order of k), so it is not silently text-only. A placeholder whose image column is empty
+skips the item with a reason. The `<image k>` text stays in the question; the prompt templates
+decide what to do with it (ingest/prompts.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Iterator
+
+from .base import BenchmarkError, BenchmarkSource, Item, image_hash, is_missing
+from .mmbench import _parquet_file
+
+MAX_IMAGES = 7
+IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, MAX_IMAGES + 1))
+REQUIRED_COLUMNS = ("id", "question", "options", "image_1")
+SPLITS = ("dev", "validation", "test")
+DEFAULT_SPLIT = "validation"
+_PLACEHOLDER = re.compile(r"<image (\d+)>")
+_EXTRA_COLUMNS = ("question_type", "subfield", "img_type", "topic_difficulty", "explanation")
+_FORMAT_HELP = ("expected MMMU columns id, question, options, answer, image_1..image_7, "
+                "question_type")
+
+
+def split_of(path: Path) -> str | None:
+    """'validation-00000-of-00001.parquet' -> 'validation'."""
+    match = re.match(r"^([A-Za-z_]+)-\d+-of-\d+\.parquet$", path.name)
+    return match.group(1) if match else None
+
+
+def parse_options(raw) -> list[str]:
+    """MMMU stores options as a Python-list STRING ("['1', '2']"): literal_eval, never eval."""
+    if raw is None:
+        return []
+    if isinstance(raw, list):
+        return [str(o) for o in raw]
+    try:
+        value = ast.literal_eval(str(raw))
+    except (ValueError, SyntaxError):
+        raise ValueError(f"options {str(raw)[:60]!r} is not a Python list literal") from None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"options {str(raw)[:60]!r} is not a list")
+    return [str(o) for o in value]
+
+
+def referenced_images(question: str, options: list[str]) -> list[int]:
+    numbers = {int(n) for text in [question, *options] for n in _PLACEHOLDER.findall(text)}
+    return sorted(numbers)
+
+
+class MMMUTree(BenchmarkSource):
+    BATCH_ROWS = 32
+
+    def __init__(self, files: list[Path], root: Path, name: str | None = None,
+                 split: str | None = None) -> None:
+        super().__init__(name or "mmmu", "mmmu-parquet", str(root), split)
+        self.prompt_style = "mmmu"
+        self.files = files
+        self._rows = 0
+        for path in files:
+            meta = _parquet_file(path)
+            columns = set(meta.schema_arrow.names)
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise BenchmarkError(f"{path} is not an MMMU Parquet file: no column "
+                                     f"{', '.join(missing)}; {_FORMAT_HELP}")
+            self._rows += meta.metadata.num_rows
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Item]:
+        seen: set[str] = set()
+        for path in self.files:
+            subject = path.parent.name
+            meta = _parquet_file(path)
+            offset = 0
+            for batch in meta.iter_batches(batch_size=self.BATCH_ROWS):
+                for number, row in enumerate(batch.to_pylist(), start=offset + 1):
+                    where = row.get("id") or f"{path.name} row {number}"
+                    try:
+                        item = self._row_to_item(row, subject)
+                    except ValueError as exc:
+                        self._skip(str(where), str(exc))
+                        continue
+                    if item.sample_id in seen:
+                        self._skip(item.sample_id, "id appears twice; kept the first")
+                        continue
+                    seen.add(item.sample_id)
+                    yield item
+                offset += batch.num_rows
+
+    def _row_to_item(self, row: dict, subject: str) -> Item:
+        if is_missing(row.get("id")):
+            raise ValueError("has no id")
+        if is_missing(row.get("question")):
+            raise ValueError("has no question")
+        sid = str(row["id"])
+        question = str(row["question"])
+        option_list = parse_options(row.get("options"))
+        present = {k: row.get(f"image_{k}") for k in range(1, MAX_IMAGES + 1)}
+        numbers = referenced_images(question, option_list)
+        if not numbers:
+            numbers = [k for k, image in present.items() if image is not None]
+        images = []
+        for k in numbers:
+            image = present.get(k)
+            data = image.get("bytes") if isinstance(image, dict) else image
+            if not data:
+                raise ValueError(f"mentions <image {k}> but image_{k} is empty")
+            images.append(bytes(data))
+        extra = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
+        extra["subject"] = _subject_of(sid) or subject
+        extra["image_numbers"] = numbers
+        return Item(
+            sample_id=sid,
+            benchmark=self.name,
+            question=question,
+            options={chr(ord("A") + i): text for i, text in enumerate(option_list)},
+            hint=None,
+            answer=None if is_missing(row.get("answer")) else str(row["answer"]),
+            category=extra["subject"],
+            images=images,
+            image_hash=image_hash(images),
+            circular_of=None,
+            extra=extra,
+            prompt_style="mmmu",
+        )
+
+
+def _subject_of(sample_id: str) -> str | None:
+    """'validation_Art_Theory_12' -> 'Art_Theory' (the id carries the subject)."""
+    match = re.match(r"^[a-z]+_(.+?)_\d+$", sample_id)
+    return match.group(1) if match else None
