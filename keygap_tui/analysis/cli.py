@@ -1,0 +1,259 @@
+"""`keygap compare` and `keygap report`. Only stdlib at module top: the console script must start fast and
+`keygap ingest` must run where numpy-heavy analysis imports are not wanted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    """Add the ``compare`` and ``report`` subcommands to the keygap argument parser."""
+    p = subparsers.add_parser(
+        "compare",
+        help="compare two key sets (default: image vs text) with MMD, JS, ...",
+        description="Compare two sides of one model/benchmark/layer. Several --model/--layer values (or 'all') "
+        "sweep; --controls adds the control groups (Image-vs-Image, Text-vs-Text, Image-vs-Text on disjoint "
+        "sample halves). Answers are cached in the store (results table of `keygap sql`).",
+    )
+    p.add_argument("--model", nargs="+", required=True, help="model id or store label; several, or 'all', to sweep")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument(
+        "--layer", nargs="+", required=True,
+        help="layer index, early/middle/late (1, L//2, L-1), N%% of depth, or 'all' (stored layers); several sweep",
+    )
+    p.add_argument("--a", default="image", help="first side: modality[:segment,...] (default image)")
+    p.add_argument("--b", default="text", help="second side: modality[:segment,...] (default text)")
+    p.add_argument("--metrics", default=None, help="comma list (default mmd,js); see keygap_tui.stats.METRICS")
+    p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 1000)")
+    p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rope", default="post", choices=("post", "pre"), help="keys after (post) or before RoPE")
+    p.add_argument("--controls", action="store_true", help="also run the three control groups")
+    p.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="METRIC.NAME=VALUE",
+        help="a metric parameter, e.g. mmd.estimator=biased or js.bins=32 (repeatable)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="recompute and do not store the answer")
+    p.add_argument("--json", action="store_true", help="print a JSON list of result objects")
+    p.set_defaults(func=run_compare)
+
+    r = subparsers.add_parser(
+        "report",
+        help="reproduce the paper's Figure 1, Figure 2 and Table from the store",
+        description="Write Figure 1 (t-SNE grid), Figure 2 (control-group box plots) and the Table as text plots, "
+        "CSV, JSON and Markdown (plus PNG with matplotlib) into --out.",
+    )
+    r.add_argument("--out", required=True, help="folder for the artefacts (created if missing)")
+    r.add_argument("--models", nargs="+", default=None, help="models (default: all in the store)")
+    r.add_argument("--benchmarks", nargs="+", default=None, help="benchmarks (default: all of each model)")
+    r.add_argument("--layers", default="early,middle,late", help="layer spec per model (default early,middle,late)")
+    r.add_argument("--metrics", default=None, help="comma list (default mmd,js)")
+    r.add_argument("--n", default=None, help="keys per side for the measures: integer or 'all' (default 1000)")
+    r.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200)")
+    r.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--image", default="image", help="image side spec, modality[:segments] (default image)")
+    r.add_argument("--text", default="text", help="text side spec, e.g. text:question,options (default text)")
+    r.add_argument("--rope", default="post", choices=("post", "pre"))
+    r.add_argument("--projection-n", default=None, help="keys per slice in Figure 1 (default 1000, or 'all')")
+    r.add_argument("--projection", default="tsne", choices=("tsne", "pca"), help="Figure 1 method (default tsne)")
+    r.add_argument("--tsne-iterations", default=None, help="EARLY,MAIN t-SNE iterations (default 125,125)")
+    png = r.add_mutually_exclusive_group()
+    png.add_argument("--png", dest="png", action="store_true", default=None, help="require PNG figures")
+    png.add_argument("--no-png", dest="png", action="store_false", help="skip PNG figures")
+    r.add_argument("--no-cache", action="store_true", help="recompute and do not store answers")
+    r.set_defaults(func=run_report)
+
+
+# --- argument helpers ---------------------------------------------------------------------------------------
+def _split(values) -> list[str]:
+    out = []
+    for v in values or []:
+        out += [p.strip() for p in str(v).split(",") if p.strip()]
+    return out
+
+
+def _n(value, default):
+    from .errors import AnalysisError
+
+    if value is None:
+        return default
+    if str(value).lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise AnalysisError(f"--n must be an integer or 'all', got {value!r}") from None
+    if n < 2:
+        raise AnalysisError(f"--n must be at least 2 (or 'all'), got {n}")
+    return n
+
+
+def _params(items) -> dict:
+    from .errors import AnalysisError
+
+    out: dict = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        metric, dot, key = name.partition(".")
+        if not eq or not dot or not metric or not key:
+            raise AnalysisError(f"--param {item!r}: write METRIC.NAME=VALUE, e.g. mmd.estimator=biased")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(metric.strip().lower(), {})[key.strip()] = parsed
+    return out
+
+
+def _store(args) -> str:
+    import os
+
+    return getattr(args, "store", None) or os.environ.get("KEYGAP_STORE") or "keygap-store"
+
+
+def _progress_bar(description: str):
+    """A rich progress bar on stderr (silent when stderr is not a terminal), usable as a callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"), console=console, transient=True, disable=not console.is_terminal,
+    )
+    task = bar.add_task(description, total=1.0, note="")
+
+    def update(fraction: float, message: str) -> None:
+        bar.update(task, completed=fraction, note=message[:60])
+
+    return bar, update
+
+
+# --- compare ---------------------------------------------------------------------------------------------
+def run_compare(args) -> int:
+    from . import compare as cmp
+    from .errors import AnalysisError
+    from .sides import Side, open_store, parse_what
+
+    ks = open_store(_store(args))
+    metrics = _split([args.metrics]) if args.metrics else list(cmp.DEFAULT_METRICS)
+    n = _n(args.n, cmp.DEFAULT_N)
+    permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
+    if permutations < 0:
+        raise AnalysisError("--permutations must be 0 or more")
+    replicates = cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates
+    metric_params = _params(args.param)
+    models = _split(args.model)
+    layer_spec = _split(args.layer)
+    use_cache = not args.no_cache
+    bar, update = _progress_bar("compare")
+    with bar:
+        single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
+        if len(models) == 1 and models[0] != "all" and single_layer:
+            ma, sa = parse_what(args.a)
+            mb, sb = parse_what(args.b)
+            layer = int(layer_spec[0])
+            rows = cmp.compare(
+                ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
+                Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
+                permutations=permutations, metric_params=metric_params, use_cache=use_cache, progress=update,
+            )
+            if args.controls:
+                rows += cmp.controls(
+                    ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
+                    rope=args.rope, image=args.a, text=args.b, metric_params=metric_params, use_cache=use_cache,
+                    progress=update,
+                )
+        else:
+            rows = cmp.layer_sweep(
+                ks, models, args.benchmark, layer_spec, args.a, args.b, metrics, n, args.seed, rope=args.rope,
+                permutations=permutations, with_controls=args.controls, replicates=replicates,
+                metric_params=metric_params, use_cache=use_cache, progress=update,
+            )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=1))
+    else:
+        print(format_rows(rows))
+    return 0
+
+
+def format_rows(rows) -> str:
+    """A readable, aligned table of comparison rows (one line per metric value)."""
+    headers = ["model", "layer", "depth", "pair", "rep", "metric", "value", "p_value", "n_a", "n_b", "seconds", "cached"]
+    lines = []
+    for r in rows:
+        pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
+        lines.append(
+            [
+                r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
+                "-" if r.replicate < 0 else str(r.replicate), r.metric, f"{r.value:.6g}",
+                "-" if r.p_value is None else f"{r.p_value:.4g}", str(r.n_a), str(r.n_b), f"{r.seconds:.3f}",
+                "yes" if r.cached else "no",
+            ]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
+    if rows:
+        first = rows[0]
+        out.append("")
+        out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.params, sort_keys=True)}")
+    return "\n".join(out)
+
+
+# --- report ----------------------------------------------------------------------------------------------
+def run_report(args) -> int:
+    from . import compare as cmp
+    from .errors import AnalysisError
+    from .projection import DEFAULT_ITERATIONS, DEFAULT_PROJECTION_N
+    from .report import report
+
+    iterations = DEFAULT_ITERATIONS
+    if args.tsne_iterations:
+        try:
+            early, main = (int(v) for v in args.tsne_iterations.split(","))
+        except ValueError:
+            raise AnalysisError(f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}") from None
+        iterations = (early, main)
+    bar, update = _progress_bar("report")
+    with bar:
+        result = report(
+            _store(args), args.out, _split(args.models) or None, _split(args.benchmarks) or None, args.layers,
+            metrics=_split([args.metrics]) if args.metrics else cmp.DEFAULT_METRICS,
+            n=_n(args.n, cmp.DEFAULT_N), seed=args.seed,
+            permutations=cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations,
+            replicates=cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates,
+            image=args.image, text=args.text, rope=args.rope,
+            projection_n=_n(args.projection_n, DEFAULT_PROJECTION_N), projection_method=args.projection,
+            iterations=iterations, png=args.png, use_cache=not args.no_cache, progress=update,
+        )
+    print(f"report written to {result.out}:")
+    for path in result.files:
+        print(f"  {path.name}")
+    print("time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry for these two commands (the keygap console script wires them in itself)."""
+    parser = argparse.ArgumentParser(prog="keygap")
+    parser.add_argument("--store", default=None)
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    from store.errors import KeygapError
+
+    try:
+        return args.func(args)
+    except KeygapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""`keygap report`: the paper's Figure 1, Figure 2 and Table, headless, from what the store holds.
+
+Every number comes from compare() / controls() / project() with the same defaults as `keygap compare`,
+through the same results cache, so the report's Image-vs-Text values equal what `keygap compare` prints for
+the same slice and seed. Artefacts (all in ``out``):
+
+- figure1_tsne.txt / .csv (/ .png): joint t-SNE of image and text keys, models x benchmarks x layers.
+- figure2_boxplots.txt / .csv (/ .png): MMD and JS of Image-vs-Text against the control groups
+  Image-vs-Image and Text-vs-Text, pooled over layers, benchmarks and replicates, per model.
+- table.csv / table.json / table.md: per model / benchmark / layer the Image-vs-Text values and p-values,
+  the control means and the inter/intra ratio = mean(Image-vs-Text) / mean(Image-vs-Image, Text-vs-Text)
+  over the control replicates (same sizes and bandwidth; null where the intra mean is <= 0, which the
+  unbiased MMD can be when two halves are alike).
+- report.json / report.md: every parameter used, the store, and how long each part took.
+PNG files need the optional extra "png" (matplotlib); without it they are skipped and the report says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from store.reader import KeyStore
+
+from .compare import (
+    DEFAULT_METRICS,
+    DEFAULT_N,
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_REPLICATES,
+    GROUPS,
+    ComparisonRow,
+    compare,
+    controls,
+    model_depth,
+    relative_depth,
+    resolve_model_layers,
+)
+from .errors import AnalysisError
+from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
+from .progress import ProgressFn, Steps, StopFn
+from .projection import DEFAULT_ITERATIONS, DEFAULT_PERPLEXITY, DEFAULT_PROJECTION_N, project
+from .sides import Side, open_store, parse_what
+
+DEFAULT_LAYERS = "early,middle,late"
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    files: list[Path]
+    table: list[dict]
+    seconds: dict
+    params: dict
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Cell:
+    model: str
+    benchmark: str
+    layer: int
+    depth: int | None
+    layer_name: str
+
+
+def plan_cells(ks: KeyStore, models, benchmarks, layers: str) -> list[_Cell]:
+    """Which (model, benchmark, layer) cells the report covers; errors name what the store holds."""
+    from store.schema import model_label
+
+    stored_models = ks.models()
+    if not stored_models:
+        raise AnalysisError("the store holds no keys yet: run `keygap ingest` first")
+    models = stored_models if not models or list(models) == ["all"] else [model_label(m) for m in models]
+    cells = []
+    for model in models:
+        if model not in stored_models:
+            raise AnalysisError(f"model {model} is not in the store (models: {', '.join(stored_models)})")
+        have = ks.benchmarks(model)
+        wanted = have if not benchmarks or list(benchmarks) == ["all"] else list(benchmarks)
+        for bench in wanted:
+            if bench not in have:
+                if benchmarks and list(benchmarks) != ["all"] and len(models) == 1:
+                    raise AnalysisError(f"{model} has no keys for benchmark {bench} (benchmarks: {', '.join(have)})")
+                continue
+            depth = model_depth(ks, model)
+            names = [p.strip() for p in layers.split(",") if p.strip()]
+            for layer in resolve_model_layers(ks, model, bench, layers):
+                # Name a layer by the first spec part that maps to it (for panel titles).
+                label = next(
+                    (p for p in names if layer in resolve_model_layers(ks, model, bench, p)), f"L{layer}"
+                )
+                cells.append(_Cell(model, bench, layer, depth, label))
+    if not cells:
+        raise AnalysisError("no (model, benchmark) pair of the selection has keys in the store")
+    return cells
+
+
+def report(
+    store: str | os.PathLike | KeyStore,
+    out: str | os.PathLike,
+    models: Sequence[str] | None = None,
+    benchmarks: Sequence[str] | None = None,
+    layers: str = DEFAULT_LAYERS,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    n: int | None = DEFAULT_N,
+    seed: int = 0,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    replicates: int = DEFAULT_REPLICATES,
+    image: str = "image",
+    text: str = "text",
+    rope: str = "post",
+    projection_n: int | None = DEFAULT_PROJECTION_N,
+    projection_method: str = "tsne",
+    iterations: tuple[int, int] = DEFAULT_ITERATIONS,
+    perplexity: float = DEFAULT_PERPLEXITY,
+    png: bool | None = None,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> ReportResult:
+    """Write Figure 1, Figure 2 and the Table for the selection into ``out``; returns what was written.
+
+    ``png=None`` writes PNG files when matplotlib is installed; True requires it; False skips them.
+    """
+    ks = open_store(store)
+    started = time.perf_counter()
+    if png and not have_matplotlib():
+        raise AnalysisError("PNG figures need matplotlib: pip install 'keygap[png]' (or drop --png)")
+    want_png = have_matplotlib() if png is None else bool(png)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalysisError(f"cannot create the report folder {out}: {exc.strerror}") from None
+    metrics = tuple(metrics)
+    img_mod, img_segs = parse_what(image)
+    txt_mod, txt_segs = parse_what(text)
+    cells = plan_cells(ks, models, benchmarks, layers)
+    steps = Steps(3 * len(cells) + 1, progress, should_stop)
+    seconds = {"compare": 0.0, "controls": 0.0, "projection": 0.0, "write": 0.0}
+    main_rows: list[ComparisonRow] = []
+    control_rows: list[ComparisonRow] = []
+    projections = []
+    for cell in cells:
+        side_i = Side(cell.model, cell.benchmark, cell.layer, img_mod, img_segs, rope)
+        side_t = Side(cell.model, cell.benchmark, cell.layer, txt_mod, txt_segs, rope)
+        where = f"{cell.model} / {cell.benchmark} / layer {cell.layer}"
+        t0 = time.perf_counter()
+        steps.report(f"compare {where}")
+        rows = compare(
+            ks, side_i, side_t, metrics, n, seed, permutations=permutations, use_cache=use_cache,
+            progress=steps.child(), should_stop=should_stop,
+        )
+        seconds["compare"] += time.perf_counter() - t0
+        steps.advance()
+        t0 = time.perf_counter()
+        steps.report(f"controls {where}")
+        crow = controls(
+            ks, cell.model, cell.benchmark, cell.layer, metrics, n, seed, replicates=replicates, rope=rope,
+            image=image, text=text, use_cache=use_cache, progress=steps.child(), should_stop=should_stop,
+        )
+        seconds["controls"] += time.perf_counter() - t0
+        steps.advance()
+        t0 = time.perf_counter()
+        steps.report(f"projection {where}")
+        proj = project(
+            ks, [side_i, side_t], projection_method, projection_n, seed, iterations=iterations,
+            perplexity=perplexity, progress=steps.child(), should_stop=should_stop,
+        )
+        seconds["projection"] += time.perf_counter() - t0
+        steps.advance()
+        depth = relative_depth(cell.layer, cell.depth)
+        for row in rows + crow:
+            row.depth = depth
+        main_rows += rows
+        control_rows += crow
+        projections.append((cell, proj))
+
+    t0 = time.perf_counter()
+    steps.report("writing artefacts")
+    files: list[Path] = []
+    notes: list[str] = []
+    table = build_table(cells, main_rows, control_rows, metrics)
+    files += write_table(out, table, metrics)
+    files += write_figure1(out, projections, want_png)
+    files += write_figure2(out, cells, control_rows, metrics, want_png)
+    if not want_png:
+        notes.append("PNG figures skipped: install the optional extra 'png' (matplotlib) to get them")
+    seconds["write"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - started
+    cached = sum(r.cached for r in main_rows + control_rows)
+    notes.append(f"{cached} of {len(main_rows) + len(control_rows)} metric values came from the results cache")
+    params = {
+        "store": str(ks.uri),
+        "models": sorted({c.model for c in cells}),
+        "benchmarks": sorted({c.benchmark for c in cells}),
+        "layers": layers,
+        "layers_resolved": {f"{c.model}/{c.benchmark}": [] for c in cells},
+        "metrics": list(metrics),
+        "n_per_side": "all" if n is None else n,
+        "seed": seed,
+        "permutations": permutations,
+        "permutation_unit": "sample",
+        "control_replicates": replicates,
+        "control_split": "disjoint random halves of samples; image(A) vs image(B), text(A) vs text(B), image(A) vs text(B)",
+        "bandwidth": "median heuristic (sigma^2 = median pooled squared distance / 2); compare: per pair; "
+        "controls: one per model/benchmark/layer on pooled image+text keys",
+        "image_side": image,
+        "text_side": text,
+        "rope": rope,
+        "layer_names": "early = 1, middle = L // 2, late = L - 1 of the decoder depth L (run manifest)",
+        "projection": {
+            "method": projection_method,
+            "n_per_slice": "all" if projection_n is None else projection_n,
+            **(projections[0][1].params if projections else {}),
+        },
+        "metric_params": _metric_params(main_rows, control_rows),
+    }
+    for c in cells:
+        params["layers_resolved"][f"{c.model}/{c.benchmark}"].append(c.layer)
+    files += write_summary(out, params, seconds, notes, files, table, metrics)
+    steps.advance("report written")
+    return ReportResult(out=out, files=files, table=table, seconds=seconds, params=params, notes=notes)
+
+
+def _metric_params(main_rows, control_rows) -> dict:
+    """The parameters each metric recorded (first row of each), e.g. the JS bins and MMD estimator."""
+    out: dict = {}
+    for row in main_rows + control_rows:
+        key = f"{row.metric} ({row.kind})"
+        if key not in out:
+            out[key] = {k: v for k, v in row.params.items() if k not in ("bandwidth", "sigma2")}
+    return out
+
+
+# --- table ----------------------------------------------------------------------------------------------
+def _mean(values) -> float | None:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+def build_table(cells, main_rows, control_rows, metrics) -> list[dict]:
+    table = []
+    for cell in cells:
+        here = lambda r: (r.side_a.model, r.side_a.benchmark, r.side_a.layer) == (cell.model, cell.benchmark, cell.layer)  # noqa: E731
+        row = {
+            "model": cell.model,
+            "benchmark": cell.benchmark,
+            "layer": cell.layer,
+            "layer_name": cell.layer_name,
+            "depth": relative_depth(cell.layer, cell.depth),
+        }
+        for metric in metrics:
+            main = next((r for r in main_rows if here(r) and r.metric == metric), None)
+            row[f"{metric}"] = None if main is None else main.value
+            row[f"{metric}_p"] = None if main is None else main.p_value
+            row[f"{metric}_n"] = None if main is None else f"{main.n_a}/{main.n_b}"
+            groups = {
+                g: _mean(r.value for r in control_rows if here(r) and r.metric == metric and r.group == g)
+                for g in GROUPS
+            }
+            row[f"{metric}_ivi"] = groups["image-vs-image"]
+            row[f"{metric}_tvt"] = groups["text-vs-text"]
+            row[f"{metric}_ivt_ctrl"] = groups["image-vs-text"]
+            intra = _mean([groups["image-vs-image"], groups["text-vs-text"]])
+            ivt = groups["image-vs-text"]
+            row[f"{metric}_ratio"] = None if ivt is None or intra is None or intra <= 0 else ivt / intra
+        table.append(row)
+    return table
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def table_columns(metrics) -> list[str]:
+    cols = ["model", "benchmark", "layer", "layer_name", "depth"]
+    for m in metrics:
+        cols += [m, f"{m}_p", f"{m}_n", f"{m}_ivi", f"{m}_tvt", f"{m}_ivt_ctrl", f"{m}_ratio"]
+    return cols
+
+
+def markdown_table(table: list[dict], metrics) -> str:
+    cols = table_columns(metrics)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in table:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
+    cols = table_columns(metrics)
+    paths = [out / "table.csv", out / "table.json", out / "table.md"]
+    with open(paths[0], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for row in table:
+            w.writerow({c: "" if row.get(c) is None else row.get(c) for c in cols})
+    paths[1].write_text(json.dumps(table, indent=1))
+    legend = (
+        "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_p` its permutation p-value, "
+        "`<m>_n` keys per side; `_ivi`, `_tvt`, `_ivt_ctrl` = means over control replicates (disjoint sample "
+        "halves); `_ratio` = ivt_ctrl / mean(ivi, tvt), '-' where undefined.\n"
+    )
+    paths[2].write_text("# Table: image vs text keys\n\n" + markdown_table(table, metrics) + legend)
+    return paths
+
+
+# --- figures ----------------------------------------------------------------------------------------------
+def write_figure1(out: Path, projections, want_png: bool) -> list[Path]:
+    txt, csv_path = out / "figure1_tsne.txt", out / "figure1_tsne.csv"
+    blocks = []
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "benchmark", "layer", "slice", "sample_id", "x", "y"])
+        for cell, proj in projections:
+            labels = proj.labels
+            for i, (x, y) in enumerate(proj.coords):
+                w.writerow([cell.model, cell.benchmark, cell.layer, labels[proj.slice_index[i]], proj.sample_id[i],
+                            f"{x:.5g}", f"{y:.5g}"])
+            groups = [(labels[k], proj.coords[proj.slice_index == k]) for k in range(len(labels))]
+            title = f"{cell.model} | {cell.benchmark} | {cell.layer_name} (layer {cell.layer})"
+            blocks.append(scatter_text(title, groups))
+    method = projections[0][1].params.get("method", "tsne") if projections else "tsne"
+    header = f"Figure 1: joint {method} projection of image and text keys (one panel per model/benchmark/layer)\n\n"
+    txt.write_text(header + "\n".join(blocks))
+    paths = [txt, csv_path]
+    if want_png and projections:
+        models = sorted({c.model for c, _ in projections})
+        cols_keys = sorted({(c.benchmark, c.layer_name, c.layer) for c, _ in projections}, key=lambda k: (k[0], k[2]))
+        panels = []
+        for cell, proj in projections:
+            labels = proj.labels
+            panels.append(
+                {
+                    "row": models.index(cell.model),
+                    "col": cols_keys.index((cell.benchmark, cell.layer_name, cell.layer)),
+                    "title": f"{cell.model}\n{cell.benchmark} {cell.layer_name} (L{cell.layer})",
+                    "groups": [(labels[k], proj.coords[proj.slice_index == k]) for k in range(len(labels))],
+                }
+            )
+        legend = projections[0][1].labels
+        paths.append(scatter_grid_png(out / "figure1_tsne.png", panels, len(models), len(cols_keys), legend))
+    return paths
+
+
+def write_figure2(out: Path, cells, control_rows: list[ComparisonRow], metrics, want_png: bool) -> list[Path]:
+    txt, csv_path = out / "figure2_boxplots.txt", out / "figure2_boxplots.csv"
+    order = ("image-vs-text", "image-vs-image", "text-vs-text")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "benchmark", "layer", "metric", "group", "replicate", "value"])
+        for r in control_rows:
+            w.writerow([r.side_a.model, r.side_a.benchmark, r.side_a.layer, r.metric, r.group, r.replicate, r.value])
+    blocks, panels = [], []
+    for model in sorted({c.model for c in cells}):
+        for metric in metrics:
+            boxes = [
+                (g, [r.value for r in control_rows if r.side_a.model == model and r.metric == metric and r.group == g])
+                for g in order
+            ]
+            title = f"{model} | {metric} over layers and benchmarks"
+            blocks.append(box_text(title, boxes))
+            panels.append({"title": title, "boxes": boxes})
+    txt.write_text(
+        "Figure 2: control groups (disjoint sample halves): Image-vs-Text against Image-vs-Image and "
+        "Text-vs-Text\n\n" + "\n".join(blocks)
+    )
+    paths = [txt, csv_path]
+    if want_png and panels:
+        paths.append(box_grid_png(out / "figure2_boxplots.png", panels))
+    return paths
+
+
+def write_summary(out: Path, params, seconds, notes, files, table, metrics) -> list[Path]:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    js, md = out / "report.json", out / "report.md"
+    names = [p.name for p in files] + [js.name, md.name]
+    js.write_text(json.dumps({"created": now, "parameters": params, "seconds": seconds, "notes": notes,
+                              "files": names}, indent=1, default=str))
+    lines = [
+        "# keygap report",
+        "",
+        f"Created {now} from store `{params['store']}`.",
+        "",
+        "## Parameters",
+        "",
+    ]
+    for k, v in params.items():
+        lines.append(f"- **{k}**: `{json.dumps(v, default=str)}`")
+    lines += ["", "## Time per part (seconds)", ""]
+    lines += [f"- {k}: {v:.2f}" for k, v in seconds.items()]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", "## Table", "", markdown_table(table, metrics), "## Files", ""] + [f"- {n}" for n in names]
+    md.write_text("\n".join(lines) + "\n")
+    return [js, md]

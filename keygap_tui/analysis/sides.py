@@ -1,0 +1,115 @@
+"""A side of a comparison: which keys (model, benchmark, layer, modality, optional segments, RoPE stage).
+
+Sides are small frozen values so they can be hashed into results-cache keys and shown in tables. Loading
+goes through store.reader (pyarrow only); the identity of the files a side reads comes from
+store.results, so a re-ingested partition changes every cache key that depended on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from store.reader import KeyStore
+from store.results import ResultsCache
+from store.schema import MODALITIES, ROPE_KINDS, model_label, partition_dir
+
+from .errors import AnalysisError
+
+
+@dataclass(frozen=True)
+class Side:
+    """One set of keys. ``segments`` None means every segment of the modality (e.g. all text tokens)."""
+
+    model: str
+    benchmark: str
+    layer: int
+    modality: str
+    segments: tuple[str, ...] | None = None
+    rope: str = "post"
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise AnalysisError(f"unknown modality {self.modality!r}: use one of {', '.join(MODALITIES)}")
+        if self.rope not in ROPE_KINDS:
+            raise AnalysisError(f"unknown RoPE stage {self.rope!r}: use post (what attention uses) or pre")
+        object.__setattr__(self, "model", model_label(self.model))
+        object.__setattr__(self, "layer", int(self.layer))
+        if self.segments is not None:
+            segs = tuple(sorted({str(s) for s in self.segments}))
+            object.__setattr__(self, "segments", segs or None)
+
+    @property
+    def what(self) -> str:
+        """Modality plus segment filter, e.g. ``text[options,question]``."""
+        return self.modality + (f"[{','.join(self.segments)}]" if self.segments else "")
+
+    def label(self) -> str:
+        return f"{self.model}/{self.benchmark}/L{self.layer}/{self.rope}/{self.what}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["segments"] = list(self.segments) if self.segments else None
+        return d
+
+    def replace(self, **changes) -> "Side":
+        return Side(**{**asdict(self), **changes})
+
+
+def parse_what(spec: str) -> tuple[str, tuple[str, ...] | None]:
+    """``image`` -> (image, None); ``text:question,options`` -> (text, (options, question))."""
+    spec = (spec or "").strip()
+    modality, _, segs = spec.partition(":")
+    modality = modality.strip()
+    if modality not in MODALITIES:
+        raise AnalysisError(
+            f"unknown side {spec!r}: use a modality ({', '.join(MODALITIES)}), optionally with segments, "
+            "e.g. text:question,options"
+        )
+    segments = tuple(s.strip() for s in segs.split(",") if s.strip()) or None
+    return modality, segments
+
+
+def open_store(store: str | os.PathLike | KeyStore) -> KeyStore:
+    return store if isinstance(store, KeyStore) else KeyStore(store)
+
+
+def store_root(ks: KeyStore) -> Path:
+    return Path(ks.root)
+
+
+def partition_dirs(ks: KeyStore, sides: Iterable[Side]) -> list[Path]:
+    root = store_root(ks)
+    return sorted({partition_dir(root, s.model, s.benchmark, s.layer, s.rope, s.modality) for s in sides})
+
+
+def depends(ks: KeyStore, sides: Iterable[Side]) -> dict[str, str]:
+    """Fingerprints of the partitions the sides read (the data part of a results-cache key)."""
+    return ResultsCache(store_root(ks)).fingerprints(partition_dirs(ks, sides))
+
+
+def load_side(ks: KeyStore, side: Side, *, n: int | None, seed: int, samples=None):
+    """Keys of one side as a KeySlice (x float32 [n, d], sample_id, ...).
+
+    The reader raises a one-line StoreError naming what exists when the partition is missing.
+    """
+    sl = ks.load(
+        side.model,
+        side.benchmark,
+        side.layer,
+        side.modality,
+        rope=side.rope,
+        segments=list(side.segments) if side.segments else None,
+        samples=samples,
+        n=n,
+        seed=seed,
+    )
+    if len(sl.x) < 2:
+        extra = f" in segments {','.join(side.segments)}" if side.segments else ""
+        raise AnalysisError(
+            f"only {len(sl.x)} {side.modality} keys{extra} for {side.label()}: a comparison needs at least 2 "
+            "per side; ingest more samples or widen the segment filter"
+        )
+    return sl

@@ -1,0 +1,219 @@
+"""The analysis results cache: one small Parquet file per answered question under STORE/results/.
+
+Why Parquet in the store: the cache survives restarts, travels with the data, and DuckDB shows it as the
+``results`` view of ``keygap sql``. A question's key hashes every parameter *and* the identity of the key
+files it read (relative path, size, mtime of each), so re-ingesting a slice changes the key: stale answers
+are never returned, and :meth:`ResultsCache.prune_stale` deletes them. pyarrow only (no duckdb), so the
+analysis code can use it on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import StoreError
+from .schema import RESULTS_DIR
+
+RESULTS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),  # hash of the question (parameters + data identity)
+        ("row", pa.int32()),  # order of the row within its answer
+        ("created", pa.string()),  # ISO time the answer was computed
+        ("kind", pa.string()),  # compare / controls / ...
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("layer", pa.int32()),
+        ("rope", pa.string()),
+        ("group", pa.string()),  # e.g. image-vs-text, or a control group name
+        ("replicate", pa.int32()),  # control-group replicate (-1 when not a replicate)
+        ("side_a", pa.string()),  # JSON of the first side (model, benchmark, layer, modality, segments)
+        ("side_b", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("p_value", pa.float64()),
+        ("n_a", pa.int64()),
+        ("n_b", pa.int64()),
+        ("seed", pa.int64()),
+        ("seconds", pa.float64()),
+        ("params", pa.string()),  # JSON: every parameter the number depends on
+        ("extra", pa.string()),  # JSON: secondary outputs of the metric
+        ("data_id", pa.string()),  # hash of the key files read
+        ("depends", pa.string()),  # JSON: {partition dir relative to the store: fingerprint}
+    ]
+)
+
+_TEXT_COLUMNS = ("kind", "model", "benchmark", "rope", "group", "side_a", "side_b", "metric")
+
+
+def _canonical(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no NaN surprises) so equal questions hash equally."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot put {type(obj).__name__} into a results-cache key")
+
+
+def question_key(question: Mapping[str, Any], data_id: str) -> str:
+    """Hash of everything an answer depends on: the question's parameters and the data read."""
+    digest = hashlib.sha256(_canonical({"question": question, "data": data_id}).encode())
+    return digest.hexdigest()[:32]
+
+
+def partition_fingerprint(directory: Path) -> str:
+    """Identity of one partition's key files: names, sizes and mtimes (ns). Empty/missing -> "missing"."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return "missing"
+    entries = []
+    for path in sorted(directory.glob("*.parquet")):
+        if path.name.startswith((".", "_")):
+            continue  # temp files of a writer, as the reader skips them
+        st = path.stat()
+        entries.append([path.name, st.st_size, st.st_mtime_ns])
+    if not entries:
+        return "missing"
+    return hashlib.sha256(_canonical(entries).encode()).hexdigest()[:24]
+
+
+class ResultsCache:
+    """Answers keyed by :func:`question_key`; each answer is a list of row dicts (RESULTS_SCHEMA columns)."""
+
+    def __init__(self, store_path: str | os.PathLike):
+        self.root = Path(store_path)
+        self.dir = self.root / RESULTS_DIR
+
+    # --- data identity -------------------------------------------------------------------------------
+    def fingerprints(self, partition_dirs: Iterable[Path]) -> dict[str, str]:
+        """{partition dir relative to the store: fingerprint} for the partitions a question reads."""
+        out = {}
+        for directory in partition_dirs:
+            directory = Path(directory)
+            try:
+                rel = directory.relative_to(self.root).as_posix()
+            except ValueError:
+                rel = directory.as_posix()
+            out[rel] = partition_fingerprint(directory)
+        return dict(sorted(out.items()))
+
+    @staticmethod
+    def data_id(fingerprints: Mapping[str, str]) -> str:
+        return hashlib.sha256(_canonical(dict(fingerprints)).encode()).hexdigest()[:24]
+
+    # --- read / write --------------------------------------------------------------------------------
+    def path(self, key: str) -> Path:
+        return self.dir / f"part-{key}.parquet"
+
+    def get(self, key: str) -> list[dict] | None:
+        """The stored rows of an answer, in their original order, or None when it was never computed."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid):
+            # A damaged cache file is not worth an error: drop it and recompute.
+            path.unlink(missing_ok=True)
+            return None
+        rows = table.to_pylist()
+        rows.sort(key=lambda r: r["row"])
+        return rows
+
+    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> Path:
+        """Write an answer atomically (temp file, then rename), so a reader never sees half a file."""
+        if not rows:
+            raise ValueError("refusing to cache an empty answer")
+        data_id = self.data_id(depends)
+        depends_json = _canonical(dict(depends))
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        columns: dict[str, list] = {f.name: [] for f in RESULTS_SCHEMA}
+        for i, row in enumerate(rows):
+            for name in columns:
+                columns[name].append(None)
+            columns["key"][-1] = key
+            columns["row"][-1] = i
+            columns["created"][-1] = row.get("created") or created
+            for name in _TEXT_COLUMNS:
+                value = row.get(name)
+                if value is not None and not isinstance(value, str):
+                    value = _canonical(value)
+                columns[name][-1] = value
+            columns["layer"][-1] = None if row.get("layer") is None else int(row["layer"])
+            replicate = row.get("replicate")
+            columns["replicate"][-1] = -1 if replicate is None else int(replicate)
+            columns["value"][-1] = _float(row.get("value"))
+            columns["p_value"][-1] = _float(row.get("p_value"))
+            columns["n_a"][-1] = None if row.get("n_a") is None else int(row["n_a"])
+            columns["n_b"][-1] = None if row.get("n_b") is None else int(row["n_b"])
+            columns["seed"][-1] = None if row.get("seed") is None else int(row["seed"])
+            columns["seconds"][-1] = _float(row.get("seconds"))
+            columns["params"][-1] = _canonical(row.get("params") or {})
+            columns["extra"][-1] = _canonical(row.get("extra") or {})
+            columns["data_id"][-1] = data_id
+            columns["depends"][-1] = depends_json
+        table = pa.table(columns, schema=RESULTS_SCHEMA)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the results folder {self.dir}: {exc.strerror}") from None
+        final = self.path(key)
+        # The temp name does not end in .parquet, so a reader globbing results/*.parquet never sees it.
+        tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return final
+
+    # --- housekeeping --------------------------------------------------------------------------------
+    def entries(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
+
+    def prune_stale(self) -> int:
+        """Delete answers whose key files changed since (re-ingest, deletion). Returns how many went."""
+        removed = 0
+        current: dict[str, str] = {}
+        for path in self.entries():
+            try:
+                depends_col = pq.read_table(path, columns=["depends"]).column("depends")
+                depends = json.loads(depends_col[0].as_py()) if len(depends_col) else {}
+            except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+                depends = None  # unreadable: treat as stale
+            stale = depends is None
+            for rel, fingerprint in (depends or {}).items():
+                if rel not in current:
+                    current[rel] = partition_fingerprint(self.root / rel)
+                if current[rel] != fingerprint:
+                    stale = True
+                    break
+            if stale:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def clear(self) -> int:
+        """Delete every cached answer (e.g. after changing a metric's implementation)."""
+        paths = self.entries()
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return len(paths)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
