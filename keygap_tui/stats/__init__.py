@@ -1,0 +1,49 @@
+"""Two-sample measures between key sets: numpy (or torch) in, MeasureResult out.
+
+Every metric has the signature fn(x, y, *, groups_x=None, groups_y=None, seed=0, **params), where x, y
+are float [rows, dim] arrays and groups_* are per-row sample ids that permutation and classifier tests
+keep together. No textual, duckdb or store imports: this package runs anywhere numpy does.
+"""
+
+from typing import Callable
+
+from .bandwidth import median_bandwidth
+from .centroid import centroid_gap
+from .classifier import classifier_test
+from .energy import energy_distance
+from .errors import StatsInputError
+from .frechet import frechet_distance
+from .js import js_divergence, js_of_histograms
+from .mmd import AUTO_EXACT_MAX_POOLED, MULTI_SCALES, mmd
+from .norms import norm_summary
+from .permutation import permutation_membership, permutation_p_value
+from .result import MeasureResult
+
+METRICS: dict[str, Callable[..., MeasureResult]] = {
+    "mmd": mmd,
+    "js": js_divergence,
+    "energy": energy_distance,
+    "centroid": centroid_gap,
+    "frechet": frechet_distance,
+    "c2st": classifier_test,
+    "norms": norm_summary,
+}
+
+__all__ = [
+    "AUTO_EXACT_MAX_POOLED",
+    "METRICS",
+    "MULTI_SCALES",
+    "MeasureResult",
+    "StatsInputError",
+    "centroid_gap",
+    "classifier_test",
+    "energy_distance",
+    "frechet_distance",
+    "js_divergence",
+    "js_of_histograms",
+    "median_bandwidth",
+    "mmd",
+    "norm_summary",
+    "permutation_membership",
+    "permutation_p_value",
+]
