@@ -8,7 +8,7 @@ import pytest
 from store.reader import KeyStore
 from store.results import RESULTS_SCHEMA, ResultsCache, partition_fingerprint, question_key
 from store.schema import partition_dir
-from tests.store_helpers import write_synthetic_store
+from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import Side, compare, controls
 
