@@ -1,0 +1,134 @@
+"""compare / controls / layer_sweep on real Parquet stores, checked against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist, pdist
+
+from store.errors import KeygapError
+from store.reader import KeyStore
+from store_helpers import write_synthetic_store
+
+from keygap_tui.analysis import (
+    GROUPS,
+    AnalysisError,
+    Cancelled,
+    Side,
+    compare,
+    controls,
+    layer_sweep,
+    resolve_model_layers,
+    split_samples,
+)
+from keygap_tui.stats import METRICS
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp") / "store"
+    write_synthetic_store(root, model="m4", layers=(1, 2, 3), samples=16, tokens=8, dim=12, shift=0.6, seed=1)
+    write_synthetic_store(root, model="m8", layers=(1, 4, 7), samples=16, tokens=8, dim=20, shift=0.6, seed=2,
+                          run_id="run8")
+    return root
+
+
+def naive_unbiased_mmd2(x, y, sigma2):
+    """MMD^2 U-statistic from the textbook formula, float64, no shared code with keygap_tui.stats."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    k = lambda a, b: np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma2))  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    n, m = len(x), len(y)
+    return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def test_compare_mmd_equals_the_textbook_formula_on_the_same_keys(store):
+    a, b = Side("m4", "b", 2, "image"), Side("m4", "b", 2, "text")
+    row = compare(store, a, b, ["mmd"], n=50, seed=3, permutations=0, use_cache=False)[0]
+    ks = KeyStore(str(store))
+    xa = ks.load("m4", "b", 2, "image", n=50, seed=3).x
+    xb = ks.load("m4", "b", 2, "text", n=50, seed=3).x
+    sigma2 = np.median(pdist(np.vstack([xa, xb]).astype(np.float64), "sqeuclidean")) / 2
+    assert row.params["bandwidth"] == pytest.approx(sigma2, rel=1e-5)
+    assert row.value == pytest.approx(naive_unbiased_mmd2(xa, xb, sigma2), rel=1e-4, abs=1e-7)
+    assert (row.n_a, row.n_b, row.p_value) == (50, 50, None)
+    assert row.params["n_per_side"] == 50 and row.params["seed"] == 3
+
+
+def test_compare_passes_sample_groups_and_records_every_parameter(store):
+    a, b = Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text")
+    rows = compare(store, a, b, ["mmd", "js"], n=None, seed=0, permutations=50, use_cache=False,
+                   metric_params={"js": {"bins": 16}})
+    mmd, js = rows
+    assert mmd.n_a == mmd.n_b == 16 * 8  # n=None reads every key
+    assert mmd.p_value == pytest.approx(1 / 51)  # a clear shift: no permutation beats it
+    assert mmd.params["permutation_unit"] == "sample"
+    # The JS value is exactly what the metric gives on the reader's slices with sample ids as groups.
+    ks = KeyStore(str(store))
+    sa, sb = ks.load("m4", "b", 1, "image"), ks.load("m4", "b", 1, "text")
+    direct = METRICS["js"](sa.x, sb.x, groups_x=sa.sample_id, groups_y=sb.sample_id, seed=0, bins=16)
+    assert js.value == pytest.approx(direct.value, rel=1e-12) and js.params["bins"] == 16
+
+
+def test_segment_filter_and_clear_errors(store):
+    base = dict(n=20, permutations=0, use_cache=False)
+    rows = compare(store, Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text", ("question",)), ["centroid"], **base)
+    assert rows[0].side_b.what == "text[question]" and rows[0].n_b == 20
+    with pytest.raises(AnalysisError, match="segments options"):
+        compare(store, Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text", ("options",)), ["mmd"], **base)
+    with pytest.raises(KeygapError, match="layer"):
+        compare(store, Side("m4", "b", 5, "image"), Side("m4", "b", 5, "text"), ["mmd"], **base)
+    with pytest.raises(AnalysisError, match="unknown metric nope"):
+        compare(store, Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text"), ["nope"], **base)
+    with pytest.raises(AnalysisError, match="12-dim keys"):
+        compare(store, Side("m4", "b", 1, "image"), Side("m8", "b", 1, "text"), ["mmd"], **base)
+    with pytest.raises(AnalysisError, match="at least 2"):
+        compare(store, Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text"), ["mmd"], n=1)
+    with pytest.raises(AnalysisError, match="unknown modality"):
+        Side("m4", "b", 1, "audio")
+
+
+def test_split_samples_gives_disjoint_reproducible_halves():
+    ids = [f"s{i}" for i in range(11)] * 3
+    a, b = split_samples(ids, seed=4, replicate=0)
+    assert a.isdisjoint(b) and a | b == set(ids) and len(a) == 5
+    assert (a, b) == split_samples(ids, seed=4, replicate=0)
+    assert a != split_samples(ids, seed=4, replicate=1)[0]
+
+
+def test_controls_share_one_bandwidth_and_separate_groups(store):
+    rows = controls(store, "m4", "b", 3, ["mmd"], n=30, seed=5, replicates=3, use_cache=False)
+    assert [r.group for r in rows[:3]] == list(GROUPS) and len(rows) == 9
+    assert sorted({r.replicate for r in rows}) == [0, 1, 2]
+    # One bandwidth, fitted on the pooled image + text keys loaded for this layer (2n per modality).
+    ks = KeyStore(str(store))
+    pooled = np.vstack([ks.load("m4", "b", 3, m, n=60, seed=5).x for m in ("image", "text")]).astype(np.float64)
+    sigma2 = np.median(pdist(pooled, "sqeuclidean")) / 2
+    assert len({r.params["bandwidth"] for r in rows}) == 1
+    assert rows[0].params["bandwidth"] == pytest.approx(sigma2, rel=1e-6)
+    means = {g: np.mean([r.value for r in rows if r.group == g]) for g in GROUPS}
+    assert means["image-vs-text"] > 5 * max(abs(means["image-vs-image"]), abs(means["text-vs-text"]))
+    assert all(r.n_a <= 30 and r.n_b <= 30 for r in rows)
+
+
+def test_layer_sweep_aligns_models_of_different_depth(store):
+    ks = KeyStore(str(store))
+    assert resolve_model_layers(ks, "m4", "b", "early,middle,late") == [1, 2, 3]
+    assert resolve_model_layers(ks, "m8", "b", "middle") == [4]
+    assert resolve_model_layers(ks, "m8", "b", "50%,100%") == [4, 7]
+    with pytest.raises(AnalysisError, match=r"not in the store \(stored: 1, 4, 7\)"):
+        resolve_model_layers(ks, "m8", "b", "2")
+    rows = layer_sweep(store, ["all"], "b", "middle,late", metrics=["centroid"], n=20, permutations=0,
+                       use_cache=False)
+    got = sorted((r.side_a.model, r.side_a.layer, round(r.depth, 3)) for r in rows)
+    assert got == [("m4", 2, 0.667), ("m4", 3, 1.0), ("m8", 4, 0.571), ("m8", 7, 1.0)]
+
+
+def test_progress_is_monotone_and_cancel_stops(store):
+    seen = []
+    layer_sweep(store, ["m4"], "b", "all", metrics=["centroid"], n=20, permutations=0, with_controls=True,
+                replicates=1, use_cache=False, progress=lambda f, msg: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    with pytest.raises(Cancelled):
+        layer_sweep(store, ["m4"], "b", "all", metrics=["centroid"], n=20, use_cache=False, should_stop=lambda: True)
