@@ -293,14 +293,19 @@ def test_mmmu_bad_rows_are_skipped_with_reasons(generated, tmp_path):
     rows = pq.read_table(path).to_pylist()
     rows[0]["question"] = "Compare <image 1> with <image 3>."
     rows[1]["options"] = "['unclosed"
+    rows[2]["question"] = "Which digit is written here?"  # no placeholder: all images are used
+    rows[3]["question"] = "No placeholder either."
+    rows[3]["image_1"] = {"bytes": None, "path": "lost.png"}
     pq.write_table(pa.Table.from_pylist(rows, schema=ms.MMMU_SCHEMA), path)
     source = open_benchmark(str(root))
     assert source.kind == "mmmu-parquet"  # recognised by its columns, no prefix needed
-    kept = list(source)
-    assert len(kept) == len(source) - 2
+    kept = {i.sample_id: i for i in source}
+    assert len(kept) == len(source) - 3
     reasons = dict(source.skipped)
     assert reasons[rows[0]["id"]] == "mentions <image 3> but image_3 is empty"
     assert "not a Python list literal" in reasons[rows[1]["id"]]
+    assert reasons[rows[3]["id"]] == "image_1 has no bytes"
+    assert kept[rows[2]["id"]].images == [rows[2]["image_1"]["bytes"]]
 
 
 # ---------------------------------------------------------------- names, paths, images

@@ -107,14 +107,16 @@ class MMMUTree(BenchmarkSource):
         option_list = parse_options(row.get("options"))
         present = {k: row.get(f"image_{k}") for k in range(1, MAX_IMAGES + 1)}
         numbers = referenced_images(question, option_list)
-        if not numbers:
+        mentioned = bool(numbers)
+        if not mentioned:
             numbers = [k for k, image in present.items() if image is not None]
         images = []
         for k in numbers:
             image = present.get(k)
             data = image.get("bytes") if isinstance(image, dict) else image
             if not data:
-                raise ValueError(f"mentions <image {k}> but image_{k} is empty")
+                raise ValueError(f"mentions <image {k}> but image_{k} is empty" if mentioned
+                                 else f"image_{k} has no bytes")
             images.append(bytes(data))
         extra = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
         extra["subject"] = _subject_of(sid) or subject
