@@ -1,0 +1,480 @@
+"""The keygap terminal UI: pick a slice, compare its sides, and look at it four ways (tabs).
+
+Structure (after Harlequin and Posting): one widget per module under widgets/, the work in tasks.py
+(plain functions over keygap_tui.analysis), and this App owning the jobs. Every job runs in a cancellable
+thread worker (``start_job``); progress comes back as messages, and every failure is routed to
+``show_error`` - one line in the status bar and a notification, never a traceback, never the end of the app.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from store.errors import KeygapError
+
+from . import tasks
+from .config import THEMES, AnalysisSettings, Config, ConfigError, State, load_config, load_state, save_state
+from .export import export_rows, export_table, next_path
+from .selection import Catalog, Selection, read_catalog
+from .widgets.controls_pane import ControlsPane
+from .widgets.help_screen import HelpScreen
+from .widgets.layers_pane import LayersPane
+from .widgets.results_table import ResultsTable
+from .widgets.scatter_pane import ScatterPane
+from .widgets.slice_picker import SlicePicker
+from .widgets.sql_pane import SqlPane
+from .widgets.status_line import StatusLine
+from .widgets.vim_table import VimTable
+
+TABS = ("scatter", "controls", "layers", "sql")
+PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
+
+
+class JobProgress(Message):
+    def __init__(self, group: str, fraction: float, message: str) -> None:
+        super().__init__()
+        self.group, self.fraction, self.message = group, fraction, message
+
+
+class KeygapApp(App):
+    CSS_PATH = "keygap.tcss"
+    TITLE = "keygap"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "help", id="help"),
+        Binding("c", "compute", "compute", id="compute"),
+        Binding("r,ctrl+r", "run_tab", "run tab", id="run_tab"),
+        Binding("escape", "cancel", "cancel", id="cancel"),
+        Binding("1", "layer('early')", "early layer", id="layer_early", show=False),
+        Binding("2", "layer('middle')", "middle layer", id="layer_middle", show=False),
+        Binding("3", "layer('late')", "late layer", id="layer_late", show=False),
+        Binding("left_square_bracket", "step_layer(-1)", "previous layer", id="layer_previous", show=False),
+        Binding("right_square_bracket", "step_layer(1)", "next layer", id="layer_next", show=False),
+        Binding("f2", "tab('scatter')", "scatter tab", id="tab_scatter", show=False),
+        Binding("f3", "tab('controls')", "controls tab", id="tab_controls", show=False),
+        Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False),
+        Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False),
+        Binding("t", "toggle_projection", "PCA / t-SNE", id="projection", show=False),
+        Binding("e", "export('csv')", "export CSV", id="export_csv"),
+        Binding("E", "export('json')", "export JSON", id="export_json", show=False),
+        Binding("ctrl+s", "screenshot", "save screen as SVG", id="screenshot", show=False),
+        Binding("y", "copy", "copy value (OSC 52)", id="copy", show=False),
+        Binding("T", "toggle_theme", "light / dark theme", id="theme", show=False),
+        Binding("q", "quit", "quit", id="quit"),
+    ]
+
+    def __init__(
+        self,
+        store: str,
+        *,
+        config: Config | None = None,
+        config_path: Path | None = None,
+        state_path: Path | None = None,
+        settings: AnalysisSettings | None = None,
+        show_timings: bool = True,
+    ) -> None:
+        super().__init__()
+        self.store = str(store)
+        self.startup_errors: list[str] = []
+        if config is None:
+            try:
+                config = load_config(config_path)
+            except ConfigError as exc:
+                self.startup_errors.append(str(exc))
+                config = Config(path=config_path)
+        self.config = config
+        self.settings = settings or config.analysis
+        self.state_path = state_path
+        self.state: State = load_state(state_path, self.store)
+        self.show_timings = show_timings
+        self.catalog = Catalog()
+        self.selection = Selection.from_dict(self.state.selection)
+        self._job_done: dict[Worker, Callable[[Any], None]] = {}
+        self._job_label: dict[Worker, str] = {}
+        self._last_progress: dict[str, float] = {}
+        self._sql_con = None
+        self._sql_cursor = None
+        self._apply_keymap()
+        theme = self.state.theme or config.theme
+        if theme in self.available_themes:
+            self.theme = theme
+        else:
+            self.startup_errors.append(f"unknown theme {theme!r}: use dark, light or a Textual theme name")
+
+    # --- layout ---------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield SlicePicker(id="picker")
+        yield ResultsTable(id="results")
+        with TabbedContent(id="tabs", initial=self.state.tab if self.state.tab in TABS else "scatter"):
+            with TabPane("Scatter F2", id="scatter"):
+                yield ScatterPane(max_points=self.settings.max_plot_points, id="scatter-pane")
+            with TabPane("Controls F3", id="controls"):
+                yield ControlsPane(id="controls-pane")
+            with TabPane("Layers F4", id="layers"):
+                yield LayersPane(list(self.settings.metrics), self.state.layers_metric, id="layers-pane")
+            with TabPane("SQL F5", id="sql"):
+                yield SqlPane(self.state.sql_history, id="sql-pane")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ScatterPane).set_method(self.state.projection if self.state.projection in ("pca", "tsne") else "pca")
+        self.status.say(f"opening {self.store} ...")
+        for problem in self.startup_errors:
+            self.show_error(problem)
+        self.start_job("catalog", "reading the store", lambda progress, stop: read_catalog(self.store), self._catalog_ready)
+
+    def _catalog_ready(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        picker = self.query_one(SlicePicker)
+        picker.set_catalog(catalog, self.selection)
+        self.selection = picker.selection
+        if catalog.empty:
+            self.status.say(f"{self.store} holds no keys yet: run `keygap ingest` (the SQL tab works)")
+        else:
+            n = sum(len(b) for b in catalog.tree.values())
+            self.status.say(f"{self.store}: {len(catalog.tree)} model(s), {n} model/benchmark pair(s). c: compute, r: run tab")
+        self.query_one(ResultsTable).focus()
+        self._save_state()
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    # --- keys -----------------------------------------------------------------------------------------
+    def _apply_keymap(self) -> None:
+        known = {b.id for b in self.all_bindings()}
+        unknown = sorted(set(self.config.keys) - known)
+        if unknown:
+            self.startup_errors.append(
+                f"unknown action(s) in [keys]: {', '.join(unknown)}; press F1 for the list of action ids"
+            )
+        self.set_keymap({k: v for k, v in self.config.keys.items() if k in known})
+
+    def all_bindings(self) -> list[Binding]:
+        """Every rebindable action (app and widget level), for help, palette and keymap checks."""
+        seen, out = set(), []
+        for b in list(self.BINDINGS) + list(SqlPane.BINDINGS):
+            if isinstance(b, Binding) and b.id and b.id not in seen:
+                seen.add(b.id)
+                out.append(b)
+        return out
+
+    def key_of(self, binding: Binding) -> str:
+        keys = self.config.keys.get(binding.id, binding.key)
+        return ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(",") if k.strip())
+
+    def key_rows(self) -> list[tuple[str, str, str]]:
+        rows = [(self.key_of(b), b.description, b.id) for b in self.all_bindings()]
+        rows += [
+            ("ctrl+p", "command palette (every action, searchable)", "-"),
+            ("h/l, left/right", "change the focused picker field", "-"),
+            ("j/k, up/down", "move in tables; next/previous picker field", "-"),
+            ("tab, shift+tab", "move focus", "-"),
+            ("ctrl+q", "quit", "-"),
+        ]
+        return rows
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.all_bindings():
+            if b.id.startswith("sql_history"):
+                continue
+            yield SystemCommand(f"{b.description} [{self.key_of(b)}]", f"action id: {b.id}", self._palette_callback(b.action))
+
+    def _palette_callback(self, action: str) -> Callable[[], None]:
+        return lambda: self.call_later(self.run_action, action)
+
+    # --- jobs -----------------------------------------------------------------------------------------
+    def start_job(self, group: str, label: str, fn: Callable, on_done: Callable[[Any], None]) -> Worker:
+        """Run ``fn(progress, should_stop)`` in a thread worker; a new job of a group cancels the old one."""
+        self.status.start(group, label)
+
+        def work():
+            worker = get_current_worker()
+
+            def progress(fraction: float, message: str) -> None:
+                now = time.monotonic()
+                if now - self._last_progress.get(group, 0.0) >= PROGRESS_EVERY_S or fraction >= 1.0:
+                    self._last_progress[group] = now
+                    self.post_message(JobProgress(group, fraction, message))
+
+            return fn(progress, lambda: worker.is_cancelled)
+
+        worker = self.run_worker(work, name=label, group=group, thread=True, exclusive=True, exit_on_error=False)
+        self._job_done[worker] = on_done
+        self._job_label[worker] = label
+        return worker
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        self.status.progress(message.group, message.fraction, message.message)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker not in self._job_done or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            return
+        if worker.group == "sql":
+            self._sql_finished(event.state, worker)
+        done = self._job_done.pop(worker)
+        label = self._job_label.pop(worker, worker.name)
+        current = [w for w in self.workers if w.group == worker.group and w is not worker and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        if event.state == WorkerState.SUCCESS:
+            if not current:
+                self.status.finish(worker.group, f"{label}: done")
+            try:
+                done(worker.result)
+            except Exception as exc:  # a bug in showing a result must not end the session
+                self.show_error(exc)
+        elif event.state == WorkerState.CANCELLED:
+            if not current:
+                self.status.finish(worker.group, f"{label}: cancelled")
+        elif event.state == WorkerState.ERROR:
+            if not current:
+                self.status.finish(worker.group, "")
+            self.show_error(worker.error, label)
+
+    def show_error(self, error: BaseException | str, context: str = "") -> None:
+        """The one place errors go: one line in the status bar and a notification."""
+        from keygap_tui.analysis import Cancelled
+
+        if isinstance(error, Cancelled):
+            self.status.say(f"{context}: cancelled" if context else "cancelled")
+            return
+        if isinstance(error, str):
+            text = error
+        elif isinstance(error, (KeygapError, ValueError, OSError)):
+            text = str(error)
+        else:
+            text = f"{type(error).__name__}: {error} (unexpected; please report it)"
+            self.log.error(repr(error))
+        text = " ".join(text.split()) or type(error).__name__
+        if context:
+            text = f"{context}: {text}"
+        self.status.say(text, error=True)
+        self.notify(text, severity="error", timeout=8)
+
+    def action_cancel(self) -> None:
+        running = [w for w in self.workers if w in self._job_done and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        if self._sql_cursor is not None:
+            try:
+                self._sql_cursor.interrupt()
+            except Exception:  # the query may have finished between the check and the call
+                pass
+        for w in running:
+            w.cancel()
+        if not running:
+            self.status.say("nothing to cancel")
+
+    # --- picker ---------------------------------------------------------------------------------------
+    def on_slice_picker_changed(self, event: SlicePicker.Changed) -> None:
+        self.selection = event.selection
+        self.query_one(ResultsTable).show_rows([])
+        self.status.say(event.note or f"{self.selection.describe()}  (c: compute)")
+        self._save_state()
+
+    def action_layer(self, name: str) -> None:
+        self.query_one(SlicePicker).jump_layer(name)
+
+    def action_step_layer(self, step: int) -> None:
+        self.query_one(SlicePicker).step_layer(step)
+
+    def _need_keys(self) -> bool:
+        if self.catalog.empty:
+            self.show_error(f"{self.store} holds no keys yet: run `keygap ingest --model ... --benchmark ...` first")
+            return False
+        return True
+
+    # --- compute --------------------------------------------------------------------------------------
+    def action_compute(self) -> None:
+        if not self._need_keys():
+            return
+        sel, settings = self.selection, self.settings
+        self.start_job(
+            "compute", f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
+            lambda progress, stop: tasks.compare_slice(self.store, sel, settings, progress, stop),
+            self._show_results,
+        )
+
+    def _show_results(self, rows: list[dict]) -> None:
+        if not self.show_timings:
+            rows = [r | {"seconds": None} for r in rows]
+        self.query_one(ResultsTable).show_rows(rows)
+
+    def action_run_tab(self) -> None:
+        tab = self.current_tab
+        if tab == "sql":
+            self.run_sql()
+            return
+        if not self._need_keys():
+            return
+        sel, settings = self.selection, self.settings
+        if tab == "scatter":
+            pane = self.query_one(ScatterPane)
+            method = pane.method
+            self.start_job(
+                "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of A and B",
+                lambda progress, stop: tasks.project_slice(self.store, sel, method, settings, progress, stop), pane.show,
+            )
+        elif tab == "controls":
+            layers = self.catalog.layers(sel.model, sel.benchmark)
+            pane = self.query_one(ControlsPane)
+            self.start_job(
+                "controls", f"control groups over {len(layers)} layers",
+                lambda progress, stop: tasks.control_groups(self.store, sel, layers, settings, progress, stop),
+                lambda result: pane.show(result, f"{sel.model} / {sel.benchmark}"),
+            )
+        elif tab == "layers":
+            pane = self.query_one(LayersPane)
+            metric = pane.metric
+            self.start_job(
+                "layers", f"{metric} over layers and models",
+                lambda progress, stop: tasks.sweep_layers(self.store, sel, metric, settings, progress, stop), pane.show,
+            )
+
+    def action_toggle_projection(self) -> None:
+        pane = self.query_one(ScatterPane)
+        pane.set_method("tsne" if pane.method == "pca" else "pca")
+        self.state.projection = pane.method
+        self._save_state()
+        if self.current_tab == "scatter" and pane.result is not None:
+            self.action_run_tab()
+
+    # --- SQL ------------------------------------------------------------------------------------------
+    def run_sql(self) -> None:
+        pane = self.query_one(SqlPane)
+        query = pane.query_text
+        self.state.remember_query(query)
+        pane.remember(query)
+        self._save_state()
+        pane.info("running ... (Esc cancels)")
+
+        def work(progress, stop):
+            if self._sql_con is None:
+                from store.catalog import connect
+
+                self._sql_con = connect(self.store)
+            if stop():
+                return None
+            return tasks.sql_query(self._sql_con, query, on_cursor=lambda cur: setattr(self, "_sql_cursor", cur))
+
+        def done(result):
+            self._sql_cursor = None
+            if result is not None:
+                if not self.show_timings:
+                    result = replace(result, seconds=0.0)
+                pane.show(result)
+
+        self.start_job("sql", "SQL query", work, done)
+
+    def _sql_finished(self, state: WorkerState, worker: Worker) -> None:
+        self._sql_cursor = None
+        pane = self.query_one(SqlPane)
+        if state == WorkerState.CANCELLED:
+            pane.info("query cancelled", error=True)
+        elif state == WorkerState.ERROR:
+            pane.info(" ".join(str(worker.error).split()), error=True)
+
+    # --- tabs -----------------------------------------------------------------------------------------
+    @property
+    def current_tab(self) -> str:
+        return self.query_one(TabbedContent).active or "scatter"
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        if tab == "sql":
+            self.query_one("#sql-editor").focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.state.tab = event.pane.id or "scatter"
+        self._save_state()
+
+    # --- export, copy, screenshot, theme, help ----------------------------------------------------------
+    def _export_source(self) -> tuple[str, Any]:
+        focused = self.focused
+        results = self.query_one(ResultsTable)
+        if focused is results or self.current_tab is None:
+            return "results", results.export_data
+        tab = self.current_tab
+        if tab == "sql":
+            return "sql", self.query_one(SqlPane).export_table()
+        pane = {"scatter": ScatterPane, "controls": ControlsPane, "layers": LayersPane}[tab]
+        rows = self.query_one(pane).export_rows()
+        if not rows and results.export_data:
+            return "results", results.export_data
+        return tab, rows
+
+    def action_export(self, fmt: str) -> None:
+        stem, data = self._export_source()
+        if data is None or (isinstance(data, list) and not data):
+            self.show_error(f"nothing to export in {stem}: compute (c) or run the tab (r) first")
+            return
+        folder = self.config.export_dir
+        if isinstance(data, list):
+            fn = lambda progress, stop: export_rows(data, folder, stem, fmt)  # noqa: E731
+        else:
+            fn = lambda progress, stop: export_table(data, folder, stem, fmt)  # noqa: E731
+        self.start_job("export", f"export {stem} as {fmt.upper()}", fn, self._exported)
+
+    def _exported(self, path: Path) -> None:
+        self.status.say(f"saved {path}")
+        self.notify(f"saved {path}", title="export")
+
+    def action_screenshot(self) -> None:
+        folder = Path(self.config.export_dir).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = next_path(folder, "screen", "svg")
+            path = self.save_screenshot(filename=target.name, path=str(folder))
+        except OSError as exc:
+            self.show_error(f"cannot save the screenshot in {folder} ({exc.strerror}): set export_dir in the config file")
+            return
+        self._exported(Path(path).resolve())
+
+    def action_copy(self) -> None:
+        focused = self.focused
+        text = focused.selected_text() if isinstance(focused, VimTable) else None
+        if text is None:
+            text = self.selection.describe()
+        self.copy_to_clipboard(text)
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        self.status.say(f"copied {shown!r} (OSC 52)")
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
+        self.state.theme = self.theme
+        self._save_state()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpScreen(self.key_rows(), str(self.config.path or "")))
+
+    # --- state ----------------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        self.state.selection = self.selection.to_dict()
+        self.state.layers_metric = self.query_one(LayersPane).metric if self.is_mounted(LayersPane) else self.state.layers_metric
+        try:
+            save_state(self.state, self.state_path, self.store)
+        except OSError as exc:
+            self.status.say(f"cannot remember state ({exc.strerror}); the session is unaffected", error=True)
+
+    def is_mounted(self, widget_type) -> bool:
+        return bool(self.query(widget_type))
+
+    def on_unmount(self) -> None:
+        if self._sql_con is not None:
+            try:
+                self._sql_con.close()
+            except Exception:
+                pass

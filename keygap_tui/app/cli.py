@@ -1,0 +1,29 @@
+"""`keygap tui`: registered with stdlib only, so `keygap --help` never imports Textual."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "tui",
+        help="browse a store in the terminal: compare slices, scatter, control groups, layers, SQL",
+        description="Open the terminal UI on a store. Keys: F1 or ? for help, ctrl+p for every action. "
+        "Settings and keys: $XDG_CONFIG_HOME/keygap/tui.toml; remembered state: $XDG_STATE_HOME/keygap/tui.json.",
+    )
+    p.add_argument("--store", default=None, metavar="DIR", help="the key store (default: $KEYGAP_STORE or ./keygap-store)")
+    p.add_argument("--config", default=None, metavar="FILE", help="config file (default: $XDG_CONFIG_HOME/keygap/tui.toml)")
+    p.set_defaults(func=run_tui)
+
+
+def run_tui(args) -> int:
+    from pathlib import Path
+
+    from store.cli import default_store
+    from store.reader import KeyStore
+
+    store = args.store or default_store()
+    KeyStore(store)  # a missing or foreign store is a one-line error here, before the screen changes
+    from . import run
+
+    run(store, config_path=Path(args.config) if getattr(args, "config", None) else None)
+    return 0

@@ -1,0 +1,176 @@
+"""Where the TUI keeps its settings (XDG config) and what it remembers between runs (XDG state).
+
+Why XDG: users expect ``~/.config/keygap/tui.toml`` to be theirs to edit (keys, theme, analysis sizes) and
+``~/.local/state/keygap/tui.json`` to be the app's own memory (last slice, tab, SQL history) that can be
+deleted at any time. A broken config never stops the app: the problem comes back as one line to show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+APP_DIR = "keygap"
+CONFIG_FILE = "tui.toml"
+STATE_FILE = "tui.json"
+HISTORY_LIMIT = 200
+
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / APP_DIR
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / APP_DIR
+
+
+@dataclass
+class AnalysisSettings:
+    """Sizes of the work the TUI asks analysis for; the defaults are analysis's own (FIELD-NOTES 5).
+
+    ``scatter_points`` caps the points drawn: plotext blocks its thread ~0.5 s per 100k points, and a
+    terminal cannot show more than a few thousand distinct cells anyway.
+    """
+
+    metrics: tuple[str, ...] = ("mmd", "js")
+    n: int | None = 1000  # keys per side; None = all
+    permutations: int = 200
+    replicates: int = 5  # control-group replicates
+    seed: int = 0
+    scatter_points: int = 2000  # keys per slice projected (t-SNE cost grows fast beyond a few thousand)
+    max_plot_points: int = 20000
+
+
+@dataclass
+class Config:
+    theme: str = "textual-dark"
+    keys: dict[str, str] = field(default_factory=dict)  # binding id -> keys, e.g. {"compute": "c,f9"}
+    export_dir: str = "keygap-export"
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    path: Path | None = None
+
+
+class ConfigError(ValueError):
+    """The config file has a mistake; the message names the file and the fix."""
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the TOML config; a missing file means defaults. Raises ConfigError with one line on mistakes."""
+    path = Path(path) if path else config_dir() / CONFIG_FILE
+    cfg = Config(path=path)
+    if not path.is_file():
+        return cfg
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {' '.join(str(exc).split())}; fix or delete the file") from None
+    unknown = set(data) - {"theme", "keys", "export_dir", "analysis"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}; known: theme, keys, export_dir, [analysis]")
+    theme = data.get("theme", cfg.theme)
+    cfg.theme = THEMES.get(theme, theme)
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+        raise ConfigError(f'{path}: [keys] must map action names to key strings, e.g. compute = "c,f9"')
+    cfg.keys = dict(keys)
+    if "export_dir" in data:
+        cfg.export_dir = str(data["export_dir"])
+    analysis = data.get("analysis", {})
+    names = {f.name for f in fields(AnalysisSettings)}
+    bad = set(analysis) - names
+    if bad:
+        raise ConfigError(f"{path}: unknown [analysis] setting(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(names))}")
+    values = asdict(cfg.analysis) | analysis
+    if values["n"] in ("all", 0):
+        values["n"] = None
+    values["metrics"] = tuple(values["metrics"])
+    for name in ("permutations", "replicates", "seed", "scatter_points", "max_plot_points"):
+        if not isinstance(values[name], int) or values[name] < 0:
+            raise ConfigError(f"{path}: [analysis] {name} must be a non-negative integer")
+    if values["n"] is not None and (not isinstance(values["n"], int) or values["n"] < 2):
+        raise ConfigError(f'{path}: [analysis] n must be an integer >= 2 or "all"')
+    cfg.analysis = AnalysisSettings(**values)
+    return cfg
+
+
+@dataclass
+class State:
+    """What the app remembers between runs (per store, since slices only make sense in their store)."""
+
+    selection: dict = field(default_factory=dict)
+    tab: str = "scatter"
+    sql_history: list[str] = field(default_factory=list)
+    projection: str = "pca"
+    layers_metric: str = "mmd"
+    theme: str | None = None
+
+    def remember_query(self, query: str) -> None:
+        query = query.strip()
+        if not query:
+            return
+        if query in self.sql_history:
+            self.sql_history.remove(query)
+        self.sql_history.append(query)
+        del self.sql_history[:-HISTORY_LIMIT]
+
+
+def load_state(path: Path | None = None, store: str = "") -> State:
+    """The remembered state for ``store``; a damaged or foreign file is ignored (state is disposable)."""
+    path = Path(path) if path else state_dir() / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return State()
+    shared = data.get("shared", {}) if isinstance(data, dict) else {}
+    per_store = data.get("stores", {}).get(_store_key(store), {}) if isinstance(data, dict) else {}
+    state = State()
+    if isinstance(per_store.get("selection"), dict):
+        state.selection = per_store["selection"]
+    for name in ("tab", "projection", "layers_metric"):
+        if isinstance(per_store.get(name), str):
+            setattr(state, name, per_store[name])
+    if isinstance(shared.get("sql_history"), list):
+        state.sql_history = [q for q in shared["sql_history"] if isinstance(q, str)][-HISTORY_LIMIT:]
+    if isinstance(shared.get("theme"), str):
+        state.theme = shared["theme"]
+    return state
+
+
+def save_state(state: State, path: Path | None = None, store: str = "") -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a file; errors are swallowed
+    by the caller's choice: losing remembered state must not lose the user's session."""
+    path = Path(path) if path else state_dir() / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data.setdefault("stores", {})[_store_key(store)] = {
+        "selection": state.selection,
+        "tab": state.tab,
+        "projection": state.projection,
+        "layers_metric": state.layers_metric,
+    }
+    data["shared"] = {"sql_history": state.sql_history[-HISTORY_LIMIT:], "theme": state.theme}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tui-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _store_key(store: str) -> str:
+    return os.path.abspath(store) if store and "://" not in store else store

@@ -1,0 +1,116 @@
+"""Plot text for the TUI's tabs, built off the event loop (plotext blocks its thread while it draws).
+
+Each function takes plain data and a size and returns plotext's ANSI text, so a thread worker can build it
+and the widget only shows the finished text. A fresh plotext figure per call: plotext's module-level
+figure is global state, which two workers drawing at once would corrupt. The "clear" theme leaves
+background and foreground to the terminal, so one plot reads in the light and the dark theme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+SERIES_COLORS = ("blue", "orange", "green", "magenta", "cyan", "red", "yellow")
+MARKERS = ("dot", "x", "+", "*", "o")
+GROUP_ORDER = ("image-vs-text", "image-vs-image", "text-vs-text")
+
+
+def _figure(width: int, height: int):
+    from textual_plotext.plot import Plot
+
+    plt = Plot()
+    plt.theme("clear")
+    plt.plotsize(max(10, int(width)), max(5, int(height)))
+    return plt
+
+
+def thin(n_total: int, limit: int, seed: int = 0) -> np.ndarray:
+    """Indices of a seeded uniform subset of at most ``limit`` rows, in order (stable pictures)."""
+    if n_total <= limit:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=limit, replace=False))
+
+
+@dataclass
+class ScatterData:
+    coords: np.ndarray  # float32 [N, 2]
+    series: np.ndarray  # int [N]: index into labels
+    labels: list[str]
+    title: str = ""
+
+
+def shown_caption(data: ScatterData, limit: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """The rows to draw and the "N of M shown" caption that goes with them."""
+    idx = thin(len(data.coords), limit, seed)
+    return idx, f"{len(idx):,} of {len(data.coords):,} shown"
+
+
+def scatter(data: ScatterData, width: int, height: int, limit: int = 20000, seed: int = 0) -> str:
+    plt = _figure(width, height)
+    idx, caption = shown_caption(data, limit, seed)
+    coords, series = data.coords[idx], data.series[idx]
+    for i, label in enumerate(data.labels):
+        pts = coords[series == i]
+        if len(pts):
+            plt.scatter(
+                pts[:, 0].tolist(), pts[:, 1].tolist(), label=label,
+                color=SERIES_COLORS[i % len(SERIES_COLORS)], marker=MARKERS[0],
+            )
+    plt.title(f"{data.title}  ({caption})" if data.title else caption)
+    return plt.build()
+
+
+def five_numbers(values: Sequence[float]) -> list[float]:
+    """[max, q3, median, q1, min]: plotext's precomputed box (15x faster than raw data, FIELD-NOTES 6)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return []
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return [float(v.max()), float(q3), float(med), float(q1), float(v.min())]
+
+
+def control_boxes(values: dict[str, dict[str, list[float]]], width: int, height: int, title: str = "") -> str:
+    """Figure 2 live: one panel per metric, one box per group (Image-vs-Text first, then the controls).
+
+    ``values`` = {metric: {group: [value per layer and replicate]}}. Whiskers go to min/max.
+    """
+    plt = _figure(width, height)
+    metrics = list(values)
+    if not metrics:
+        plt.title("no control groups computed yet")
+        return plt.build()
+    plt.subplots(1, len(metrics))
+    for col, metric in enumerate(metrics, start=1):
+        sub = plt.subplot(1, col)
+        groups = [g for g in GROUP_ORDER if g in values[metric]] + sorted(set(values[metric]) - set(GROUP_ORDER))
+        boxes = [(i + 1, five_numbers(values[metric][g])) for i, g in enumerate(groups)]
+        boxes = [(x, q) for x, q in boxes if q]
+        if boxes:
+            sub.box([x for x, _ in boxes], [q for _, q in boxes], quintuples=True, width=0.6)
+        sub.xticks(list(range(1, len(groups) + 1)), [_short_group(g) for g in groups])
+        sub.xlim(0.5, len(groups) + 0.5)
+        sub.title(f"{metric.upper()}{'  ' + title if title and col == 1 else ''}")
+    return plt.build()
+
+
+def _short_group(group: str) -> str:
+    return {"image-vs-text": "I-T", "image-vs-image": "I-I", "text-vs-text": "T-T"}.get(group, group)
+
+
+def depth_lines(series: dict[str, list[tuple[float, float]]], width: int, height: int, ylabel: str) -> str:
+    """A measure against relative depth (layer / (L - 1)), one line per model, so depths line up."""
+    plt = _figure(width, height)
+    for i, (label, points) in enumerate(series.items()):
+        pts = sorted((x, y) for x, y in points if x is not None and y is not None and np.isfinite(y))
+        if pts:
+            plt.plot(
+                [p[0] for p in pts], [p[1] for p in pts], label=label,
+                color=SERIES_COLORS[i % len(SERIES_COLORS)], marker=MARKERS[i % len(MARKERS)],
+            )
+    plt.xlim(0.0, 1.0)
+    plt.xlabel("relative depth (layer / (L - 1))")
+    plt.title(ylabel if series else f"{ylabel}: nothing computed yet")
+    return plt.build()

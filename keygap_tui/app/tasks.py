@@ -1,0 +1,184 @@
+"""The work behind each view, as plain functions a thread worker can run and a test can call.
+
+Every number comes from keygap_tui.analysis (so it equals `keygap compare` and shares its results cache);
+these functions only choose what to ask for and reshape answers for the widgets. No Textual here:
+``progress(fraction, message)`` and ``should_stop()`` are how the app watches and cancels them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from keygap_tui.analysis.progress import Steps
+
+from .config import AnalysisSettings
+from .plots import ScatterData
+from .selection import Selection
+
+Progress = Callable[[float, str], None] | None
+Stop = Callable[[], bool] | None
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "nan"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def result_row(row) -> dict:
+    """One results-table row: what the user reads, plus the parameters the number depends on."""
+    return {
+        "measure": row.metric,
+        "a": row.side_a.what,
+        "b": row.side_b.what,
+        "value": row.value,
+        "p_value": row.p_value,
+        "n": f"{row.n_a}+{row.n_b}",
+        "seconds": row.seconds,
+        "cached": bool(row.cached),
+        "model": row.side_a.model,
+        "benchmark": row.side_a.benchmark,
+        "layer": row.side_a.layer,
+        "group": row.group,
+        "replicate": row.replicate,
+        "depth": row.depth,
+        "params": row.params,
+    }
+
+
+def display_cells(r: dict) -> tuple[str, ...]:
+    return (
+        r["measure"], _fmt(r["value"]), _fmt(r["p_value"], 3), r["n"],
+        f"{r['seconds']:.2f}s" if r.get("seconds") is not None else "-", "yes" if r["cached"] else "no",
+    )
+
+
+def compare_slice(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> list[dict]:
+    from keygap_tui.analysis import compare
+
+    rows = compare(
+        store, sel.side_a(), sel.side_b(), settings.metrics, settings.n, settings.seed,
+        permutations=settings.permutations, progress=progress, should_stop=should_stop,
+    )
+    return [result_row(r) for r in rows]
+
+
+@dataclass
+class ScatterResult:
+    data: ScatterData
+    method: str
+    params: dict
+    seconds: dict
+    rows: list[dict] = field(default_factory=list)  # one per point, for export
+
+
+def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> ScatterResult:
+    """Both sides projected jointly (shared axes), coloured by side; labels say side and modality."""
+    from keygap_tui.analysis import project
+
+    sides = [sel.side_a(), sel.side_b()]
+    proj = project(store, sides, method=method, n=settings.scatter_points or None, seed=settings.seed,
+                   progress=progress, should_stop=should_stop)
+    labels = [f"A {sel.spec('a')}", f"B {sel.spec('b')}"]
+    title = f"{'t-SNE' if method == 'tsne' else 'PCA'} L{sel.layer}"
+    data = ScatterData(coords=np.asarray(proj.coords, dtype=np.float32), series=proj.slice_index, labels=labels, title=title)
+    rows = [
+        {"x": float(x), "y": float(y), "side": labels[s], "sample_id": str(sid), "segment": str(seg)}
+        for (x, y), s, sid, seg in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id, proj.segment)
+    ]
+    return ScatterResult(data=data, method=method, params=proj.params, seconds=proj.seconds, rows=rows)
+
+
+@dataclass
+class ControlsResult:
+    values: dict[str, dict[str, list[float]]]  # metric -> group -> values over layers x replicates
+    rows: list[dict]
+    layers: list[int]
+
+
+def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> ControlsResult:
+    """Figure 2 for one model and benchmark: the three groups at every stored layer, R replicates each.
+
+    Side A plays "image" and side B "text" (their segment filters too), so the controls can also ask e.g.
+    whether question tokens alone sit apart from image tokens.
+    """
+    from keygap_tui.analysis import controls
+
+    steps = Steps(len(layers), progress, should_stop)
+    rows: list[dict] = []
+    for layer in layers:
+        steps.report(f"controls at layer {layer}")
+        got = controls(
+            store, sel.model, sel.benchmark, layer, settings.metrics, settings.n, settings.seed,
+            replicates=settings.replicates, rope=sel.rope, image=sel.spec("a"), text=sel.spec("b"),
+            progress=steps.child(), should_stop=should_stop,
+        )
+        rows += [result_row(r) for r in got]
+        steps.advance(f"layer {layer} done")
+    values: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        values.setdefault(r["measure"], {}).setdefault(r["group"], []).append(r["value"])
+    return ControlsResult(values=values, rows=rows, layers=list(layers))
+
+
+@dataclass
+class SweepResult:
+    metric: str
+    series: dict[str, list[tuple[float, float]]]  # model -> [(relative depth, value)]
+    rows: list[dict]
+
+
+def sweep_layers(store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> SweepResult:
+    """A vs B at every stored layer of every model that has this benchmark, on relative depth."""
+    from keygap_tui.analysis import layer_sweep
+
+    got = layer_sweep(
+        store, ["all"], sel.benchmark, "all", sel.spec("a"), sel.spec("b"), [metric], settings.n, settings.seed,
+        rope=sel.rope, permutations=settings.permutations, progress=progress, should_stop=should_stop,
+    )
+    rows = [result_row(r) for r in got]
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        depth = r["depth"]
+        if depth is None:  # no recorded depth: fall back to the layer index scaled by the stored range
+            depth = float(r["layer"])
+        series.setdefault(r["model"], []).append((depth, r["value"]))
+    if any(r["depth"] is None for r in rows):
+        for model, pts in series.items():
+            top = max(x for x, _ in pts) or 1.0
+            series[model] = [(x / top, y) for x, y in pts]
+    return SweepResult(metric=metric, series=series, rows=rows)
+
+
+@dataclass
+class SqlResult:
+    columns: list[str]
+    cells: list[tuple[str, ...]]  # formatted, at most ``limit`` rows
+    table: object  # the full pyarrow table, for export
+    total: int
+    seconds: float
+
+
+def sql_query(con, query: str, limit: int = 1000, on_cursor: Callable | None = None) -> SqlResult:
+    """Run read-only SQL on a cursor of ``con``; ``on_cursor`` receives the cursor so Esc can interrupt it."""
+    from store.sql import format_cell, run_query
+
+    cur = con.cursor()
+    if on_cursor is not None:
+        on_cursor(cur)
+    t0 = time.perf_counter()
+    try:
+        table = run_query(cur, query)
+    finally:
+        cur.close()
+    head = table.slice(0, limit).to_pylist()
+    cells = [tuple(format_cell(v, 40) for v in row.values()) for row in head]
+    return SqlResult(table.column_names, cells, table, table.num_rows, time.perf_counter() - t0)
