@@ -87,6 +87,7 @@ def test_circular_copies_point_to_originals_with_rotated_options(generated):
         assert int(copy.sample_id) % 1_000_000 == int(original.sample_id)
         assert original.circular_of is None
         assert copy.image_hash == original.image_hash
+        assert copy.images[0] is original.images[0]  # one decoded picture, shared
         assert sorted(copy.options.values()) == sorted(original.options.values())
         assert copy.options != original.options
         assert copy.options[copy.answer] == original.options[original.answer]
@@ -138,18 +139,20 @@ def test_corrupt_rows_are_skipped_with_reasons_and_the_rest_read(generated, tmp_
     by_index["8"].pop()  # wrong column count
     by_index["9"][9] = "999"  # refers to a row that does not exist
     by_index["10"][0] = "ten"  # not an index
+    by_index["11"][9] = "7"  # borrows the broken picture of row 7
     path = tmp_path / "broken.tsv"
     _write_tsv(path, header, rows)
 
     source = open_benchmark(f"mmbench-cn:{path}")
     reasons = dict(source.skipped)
-    assert len(source) == 23 - 4 == len(list(source))
-    assert "base64" in reasons["7"]
+    assert len(source) == 23 - 5 == len(list(source))
+    assert reasons["7"].startswith("image is not valid base64")
+    assert reasons["11"] == reasons["7"] + " (that of index 7)"
     row_of_8 = [k for k in reasons if k.startswith("row ") and "fields" in reasons[k]]
     assert row_of_8 == [f"row {rows.index(by_index['8']) + 1}"]
     assert reasons["9"] == "image refers to index 999, which is not in the file"
     assert any("'ten'" in r for r in reasons.values())
-    assert {"7", "8", "9", "10"}.isdisjoint(i.sample_id for i in source)
+    assert {"7", "8", "9", "10", "11"}.isdisjoint(i.sample_id for i in source)
 
 
 def test_tsv_without_required_columns_is_refused(tmp_path):

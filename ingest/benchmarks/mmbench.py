@@ -51,7 +51,8 @@ def _sample_id(raw) -> int:
     return int(number)
 
 
-def _fields_to_item(row: dict, benchmark: str, prompt_style: str, images: list[bytes]) -> Item:
+def _fields_to_item(row: dict, benchmark: str, prompt_style: str, images: list[bytes],
+                    hashed: str | None = None) -> Item:
     """Shared by the TSV and the Parquet reader: both carry the same MMBench fields."""
     index = _sample_id(row["index"])
     if is_missing(row.get("question")):
@@ -71,7 +72,7 @@ def _fields_to_item(row: dict, benchmark: str, prompt_style: str, images: list[b
         answer=_text(row.get("answer")),
         category=_text(row.get("category")),
         images=images,
-        image_hash=image_hash(images),
+        image_hash=image_hash(images) if hashed is None else hashed,
         circular_of=str(index % CIRCULAR_OFFSET) if index >= CIRCULAR_OFFSET else None,
         extra=extra,
         prompt_style=prompt_style,
@@ -82,6 +83,17 @@ def _style_for(questions: list[str]) -> str:
     """lmms-eval picks the CN or EN wording per task, not per question: decide once per file."""
     chinese = sum(has_chinese(q) for q in questions)
     return "mmbench-cn" if questions and chinese * 2 >= len(questions) else "mmbench-en"
+
+
+def _decode_cell(cell: str) -> list[bytes]:
+    """One base64 picture, or VLMEvalKit's multi-image form: a Python-list string of them."""
+    if cell.startswith("["):
+        try:
+            parts = ast.literal_eval(cell)
+        except (ValueError, SyntaxError):
+            raise ValueError("image looks like a list but cannot be parsed") from None
+        return [_b64_image(str(p)) for p in parts]
+    return [_b64_image(cell)]
 
 
 def _b64_image(text: str) -> bytes:
@@ -155,39 +167,47 @@ class MMBenchTsv(BenchmarkSource):
             good.append(row)
 
         items = []
+        decoded: dict[int, tuple[list[bytes], str] | ValueError] = {}  # owner index -> pictures
         for row in good:
             if self.split is not None and row.get("split", self.split) != self.split:
                 continue  # after indexing: another split's row may still lend its image
             sid = str(_sample_id(row["index"]))
             try:
-                images = self._images_of(row, by_index)
-                items.append(_fields_to_item(row, self.name, self.prompt_style, images))
+                owner = self._image_owner(row, by_index)
+                if owner not in decoded:
+                    try:
+                        images = _decode_cell(by_index[owner]["image"].strip())
+                        decoded[owner] = (images, image_hash(images))
+                    except ValueError as exc:
+                        decoded[owner] = exc
+                result = decoded[owner]
+                if isinstance(result, ValueError):
+                    where = "" if owner == _sample_id(row["index"]) else f" (that of index {owner})"
+                    raise ValueError(f"{result}{where}")
+                # rows sharing a picture share one bytes object: CircularEval copies cost no memory
+                items.append(_fields_to_item(row, self.name, self.prompt_style, *result))
             except ValueError as exc:
                 self._skip(sid, str(exc))
         return items
 
-    def _images_of(self, row: dict, by_index: dict[int, dict]) -> list[bytes]:
+    @staticmethod
+    def _image_owner(row: dict, by_index: dict[int, dict]) -> int:
+        """Index of the row whose `image` cell holds this row's picture (often the row itself)."""
         cell = row["image"].strip()
         if is_missing(cell):
             raise ValueError("has no image")
-        if len(cell) <= IMAGE_REFERENCE_MAX_CHARS:
-            try:
-                target = _sample_id(cell)
-            except ValueError:
-                raise ValueError(f"image cell {cell!r} is neither base64 nor a row index") from None
-            source = by_index.get(target)
-            if source is None:
-                raise ValueError(f"image refers to index {target}, which is not in the file")
-            cell = source["image"].strip()
-            if len(cell) <= IMAGE_REFERENCE_MAX_CHARS:
-                raise ValueError(f"image refers to index {target}, whose image is itself a reference")
-        if cell.startswith("["):
-            try:
-                parts = ast.literal_eval(cell)
-            except (ValueError, SyntaxError):
-                raise ValueError("image looks like a list but cannot be parsed") from None
-            return [_b64_image(str(p)) for p in parts]
-        return [_b64_image(cell)]
+        if len(cell) > IMAGE_REFERENCE_MAX_CHARS:
+            return _sample_id(row["index"])
+        try:
+            target = _sample_id(cell)
+        except ValueError:
+            raise ValueError(f"image cell {cell!r} is neither base64 nor a row index") from None
+        source = by_index.get(target)
+        if source is None:
+            raise ValueError(f"image refers to index {target}, which is not in the file")
+        if len(source["image"].strip()) <= IMAGE_REFERENCE_MAX_CHARS:
+            raise ValueError(f"image refers to index {target}, whose image is itself a reference")
+        return target
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self._items)
