@@ -168,12 +168,13 @@ def test_tsv_without_required_columns_is_refused(tmp_path):
 def test_english_tsv_gets_the_english_style(tmp_path, images):
     header = ["index", "question", "hint", "A", "B", "answer", "image"]
     jpeg = base64.b64encode(images["flower"]).decode()
-    _write_tsv(tmp_path / "en.tsv", header, [["0", "What is this?", "nan", "A flower", "A cat", "A",
+    _write_tsv(tmp_path / "en.tsv", header, [["0", "What is this?", "nan", "A flower", "None", "A",
                                               jpeg]])
     source = open_benchmark(str(tmp_path / "en.tsv"))
     item = next(iter(source))
     assert source.name == item.benchmark == item.prompt_style == "mmbench-en"
     assert item.hint is None  # pandas' "nan" is a missing hint
+    assert item.options == {"A": "A flower", "B": "None"}  # "None" is a real option
     forced = next(iter(open_benchmark(f"mmbench-cn:{tmp_path / 'en.tsv'}")))
     assert forced.prompt_style == "mmbench-cn" and forced.benchmark == "mmbench-cn"
 

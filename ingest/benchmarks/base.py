@@ -67,12 +67,15 @@ def decode_image(data: bytes, what: str = "image") -> Image.Image:
 
 
 def is_missing(value) -> bool:
-    """Published files write a missing cell as empty, null or the string 'nan' (pandas)."""
+    """Published files write a missing cell as empty, null or the string 'nan' (pandas).
+
+    'None' is NOT missing: it is a real answer option ("How many cats? A. None").
+    """
     if value is None:
         return True
     if isinstance(value, float):
         return value != value
-    return isinstance(value, str) and value.strip() in ("", "nan", "NaN", "None")
+    return isinstance(value, str) and value.strip() in ("", "nan", "NaN")
 
 
 def has_chinese(text: str) -> bool:
