@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -135,7 +136,7 @@ def _progress_bar(description: str):
 
 # --- compare ---------------------------------------------------------------------------------------------
 def run_compare(args) -> int:
-    from . import compare as cmp
+    cmp = importlib.import_module("keygap_tui.analysis.compare")  # the module; the package attribute is the function
     from .errors import AnalysisError
     from .sides import Side, open_store, parse_what
 
@@ -207,7 +208,7 @@ def format_rows(rows) -> str:
 
 # --- report ----------------------------------------------------------------------------------------------
 def run_report(args) -> int:
-    from . import compare as cmp
+    cmp = importlib.import_module("keygap_tui.analysis.compare")  # the module; the package attribute is the function
     from .errors import AnalysisError
     from .projection import DEFAULT_ITERATIONS, DEFAULT_PROJECTION_N
     from .report import report
