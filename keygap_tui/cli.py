@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "store.cli",
     "keygap_tui.analysis.cli",
     "keygap_tui.app.cli",
+    "keygap_tui.demo",
 )
 
 
