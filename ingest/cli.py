@@ -1,0 +1,86 @@
+"""`keygap ingest`. Only the standard library at import time: torch loads when the command runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from store.cli import add_store_argument, default_store
+
+_EPILOG = """\
+MODEL: a save_pretrained folder, a hub id already in the local Hugging Face cache, tiny:llava,
+tiny:llava-next, tiny:qwen2-vl, tiny:qwen2.5-vl (small random models, no download), or
+random:llava-1.5-7b, random:qwen2.5-vl-7b (full-size random weights, for GPU throughput).
+BENCH: sample or sample-mmmu (bundled), or your copy of MMBench (a TSV, a Parquet file or folder)
+or MMMU (the folder of <Subject>/validation-*.parquet), optionally prefixed mmbench-cn:, mmbench-en:
+or mmmu:.
+Run the same command again to resume: finished samples are skipped, nothing is stored twice.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ingest",
+        help="run a vision-language model over a benchmark and store its attention keys",
+        description="Run a vision-language model over benchmark samples, capture the attention keys of "
+        "chosen decoder layers with forward hooks, and append them to the store. Resumable: run the "
+        "same command again.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="local folder, cached hub id, tiny:llava | tiny:qwen2.5-vl | ..., random:llava-1.5-7b")
+    p.add_argument("--benchmark", required=True, metavar="BENCH",
+                   help="sample, sample-mmmu, or a path to MMBench (TSV / Parquet) or MMMU (folder), "
+                        "optionally prefixed mmbench-cn: / mmbench-en: / mmmu:")
+    add_store_argument(p)
+    p.add_argument("--layers", default="early,middle,late",
+                   help="early,middle,late (= 1, L//2, L-1) | all | 0,5,31 (default: %(default)s)")
+    p.add_argument("--keys", choices=("pre", "post", "both"), default="post",
+                   help="post = after RoPE, what attention uses; pre = k_proj output (after k_norm "
+                        "where the model has one) (default: %(default)s)")
+    p.add_argument("--tokens", default="16:16",
+                   help="IMAGE:TEXT tokens kept per sample, drawn with --seed (the last prompt token is "
+                        "always kept), or 'all' (default: %(default)s)")
+    p.add_argument("--segments", default=None,
+                   help="comma-separated text segments eligible for the text draw, e.g. "
+                        "question,options,hint (default: every segment)")
+    p.add_argument("--harness", choices=("lmms-eval", "vlmevalkit"), default="lmms-eval",
+                   help="whose prompt template to reproduce (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="cuda | cuda:N | cpu | auto (default: %(default)s)")
+    p.add_argument("--dtype", default="auto",
+                   help="compute dtype: float16 | bfloat16 | float32 | auto (the checkpoint's half type "
+                        "on a GPU, float32 on a CPU) (default: %(default)s)")
+    p.add_argument("--key-dtype", default="auto",
+                   help="stored key dtype: float16 | bfloat16 | float32 | auto (the model's own) "
+                        "(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N", help="samples per forward (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N benchmark items")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="process shard I of N (0-based) of a seeded permutation of the samples; N "
+                        "processes can write one store side by side (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the token draw and the shard split (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_ingest)
+
+
+def run_ingest(args) -> int:
+    from .run import ingest
+
+    summary = ingest(
+        args.model, args.benchmark, args.store or default_store(), layers=args.layers, keys=args.keys,
+        tokens=args.tokens, segments=args.segments, device=args.device, dtype=args.dtype,
+        key_dtype=args.key_dtype, batch_size=args.batch_size, limit=args.limit, shard=args.shard,
+        seed=args.seed, harness=args.harness, progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(summary.line())
+    for skip in summary.skipped[:10]:
+        print(f"  skipped {skip['sample_id']}: {skip['reason']}")
+    if len(summary.skipped) > 10:
+        print(f"  ... {len(summary.skipped) - 10} more skipped (listed in the run manifest)")
+    if summary.reader_skipped:
+        print(f"  {len(summary.reader_skipped)} benchmark rows were unusable (listed in the run manifest), "
+              f"first: {summary.reader_skipped[0][0]}: {summary.reader_skipped[0][1]}")
+    if summary.status == "interrupted":
+        print("interrupted: what was finished is kept; run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
