@@ -197,3 +197,20 @@ def test_bad_input_gives_one_line_error(kwargs, message):
 def test_identical_points_need_an_explicit_bandwidth():
     with pytest.raises(StatsInputError, match="bandwidth"):
         mmd(np.ones((10, 3)), np.ones((10, 3)))
+
+
+@pytest.mark.parametrize("kind, scales", [("gaussian", (1.0,)), ("gaussian", MULTI_SCALES), ("distance", (1.0,))])
+def test_torch_code_path_matches_numpy_path(kind, scales):
+    # the GPU runs the torch implementation; run it on the CPU here so both paths stay identical
+    import torch
+
+    from keygap_tui.stats.kernel_sums import Kernel, exact_pair_sums
+
+    x, y = gaussian_pair(70, 50, 9, 0.3, seed=12)
+    membership = permutation_membership(70, 50, 15, seed=2)
+    kernel = Kernel(kind, 5.0, scales)
+    cpu = torch.device("cpu")
+    a = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16)
+    b = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16, backend="torch")
+    for field in ("within_a", "within_b", "between", "diag_a", "n_a", "n_b"):
+        np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-5)

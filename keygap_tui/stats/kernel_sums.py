@@ -9,12 +9,11 @@ only O(N (P+1)) numbers survive. Memory is bounded by block_rows x block_cols, n
 
 Numerics: data are centred on the pooled mean (distance by |a|^2 + |b|^2 - 2ab loses digits far
 from the origin), products run in float32 (GEMM-bound at d = 4096), every reduction across blocks is
-accumulated in float64. The half squared norm is appended as one extra column so the GEMM directly
-yields z_r.z_c - |z_c|^2/2; one broadcast subtraction finishes the exponent.
+accumulated in float64. The half squared norms ride along as two extra columns, so the GEMM directly
+yields the exponent z_r.z_c - |z_r|^2/2 - |z_c|^2/2 with no broadcast pass.
 
-On the CPU the GEMMs go through numpy (OpenBLAS beat torch's CPU GEMM by 1.3-2x at d = 4096 here) and
-the element-wise passes through torch (multi-threaded, in place, on the same memory); on a GPU all of it
-runs in torch.
+On the CPU everything runs in numpy (see _NumpyOps for why not torch); on a GPU the same steps run in
+torch on the device.
 """
 
 from __future__ import annotations
@@ -92,106 +91,204 @@ def exact_pair_sums(
     block_rows: int = AUTO_BLOCK_ROWS,
     block_cols: int = BLOCK_COLS,
     progress: Callable[[float], None] | None = None,
+    backend: str = "auto",
 ) -> PairSums:
     """Sums of `kernel` over pooled [x; y] for every column of `membership` (bool [n+m, P+1]).
 
-    `progress(fraction)` is called after each strip; an exception raised by it cancels the computation."""
+    `progress(fraction)` is called after each strip; an exception raised by it cancels the computation.
+    backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path)."""
+    use_numpy = device.type == "cpu" and backend == "auto"
+    ops = _NumpyOps() if use_numpy else _TorchOps(device)
     n_rows = x.shape[0] + y.shape[0]
     dim = x.shape[1]
+    block_rows = min(block_rows, n_rows)
     block_cols = max(block_cols, block_rows)
-    on_cpu = device.type == "cpu"
-    data = _augmented_pooled(x, y, kernel, device)
+    data = _augmented_pooled(x, y, kernel, ops)  # [N, d+2] = [z, |z|^2/2, 1]
     splits = membership.shape[1]
-    a_t = torch.from_numpy(np.ascontiguousarray(membership.T, dtype=np.float32)).to(device)  # [P+1, N]
+    a_t32 = np.ascontiguousarray(membership.T, dtype=np.float32)  # [P+1, N]
+    a_t64 = ops.put(a_t32.astype(np.float64))
     # left factor of the membership GEMM: row 0 all ones (column sums), rows 1.. the splits
-    left_t = torch.cat([torch.ones(1, n_rows, dtype=torch.float32, device=device), a_t])
+    left_t = ops.put(np.concatenate([np.ones((1, n_rows), np.float32), a_t32]))
+    strictly_upper = ops.put(np.triu(np.ones((block_rows, block_rows), np.float32), k=1))
 
-    kernel_buf = torch.empty(block_rows * block_cols, dtype=torch.float32, device=device)
-    scratch = torch.empty_like(kernel_buf) if len(kernel.scales) > 1 else None
-    accum = torch.empty_like(kernel_buf) if len(kernel.scales) > 1 else None
-    reduce_buf = torch.empty((splits + 1) * block_cols, dtype=torch.float32, device=device)
+    strip_buf = ops.empty(block_rows * (dim + 2), np.float32)
+    left_buf = ops.empty((splits + 1) * block_rows, np.float32)
+    kernel_buf = ops.empty(block_rows * block_cols, np.float32)
+    multi = len(kernel.scales) > 1
+    scratch = ops.empty(block_rows * block_cols, np.float32) if multi else None
+    accum = ops.empty(block_rows * block_cols, np.float32) if multi else None
+    reduce_buf = ops.empty((splits + 1) * block_cols, np.float32)
+    reduce64 = ops.empty((splits + 1) * block_cols, np.float64)
+    product64 = ops.empty(splits * block_cols, np.float64)
 
-    total_upper = torch.zeros((), dtype=torch.float64, device=device)
-    a_row_sums = torch.zeros(splits, dtype=torch.float64, device=device)
-    a_upper = torch.zeros(splits, dtype=torch.float64, device=device)
-    work_total = n_rows * (n_rows + 1) / 2.0
+    total_upper = ops.put(np.zeros(1))
+    a_row_sums = ops.put(np.zeros(splits))
+    a_upper = ops.put(np.zeros(splits))
+    work_total = n_rows * (n_rows - 1) / 2.0
     work_done = 0.0
 
     for r0 in range(0, n_rows, block_rows):
         r1 = min(n_rows, r0 + block_rows)
         rows = r1 - r0
-        strip_rows = data[r0:r1].clone()
-        half_sq_rows = strip_rows[:, dim].clone()
-        strip_rows[:, dim] = -1.0
-        left_rows = left_t[:, r0:r1].contiguous()  # [P+2, rows]
+        strip = strip_buf[: rows * (dim + 2)].reshape(rows, dim + 2)
+        ops.copy(strip, data[r0:r1])
+        strip[:, dim + 1] = -strip[:, dim]
+        strip[:, dim] = -1.0  # strip . data_c = z_r.z_c - |z_r|^2/2 - |z_c|^2/2 = -|z_r - z_c|^2 / 2
+        left_rows = left_buf[: (splits + 1) * rows].reshape(splits + 1, rows)
+        ops.copy(left_rows, left_t[:, r0:r1])
         for c0 in range(r0, n_rows, block_cols):
             c1 = min(n_rows, c0 + block_cols)
             cols = c1 - c0
-            gram = kernel_buf[: rows * cols].view(rows, cols)
-            _gemm(strip_rows, data[c0:c1].T, gram, on_cpu)
-            gram.sub_(half_sq_rows[:, None]).clamp_(max=0.0)  # -|a-b|^2/2 in kernel units
-            k = _apply_kernel(gram, kernel, scratch, accum, rows * cols)
+            exponent = kernel_buf[: rows * cols].reshape(rows, cols)
+            ops.matmul(strip, data[c0:c1].T, exponent)
+            ops.clamp_nonpositive(exponent)  # round-off can make a tiny distance negative
+            k = _apply_kernel(exponent, kernel, scratch, accum, rows * cols, ops)
             if c0 == r0:  # the diagonal square: keep strictly upper pairs only
-                k[:, :rows].triu_(diagonal=1)
-            reduced = reduce_buf[: (splits + 1) * cols].view(splits + 1, cols)
-            _gemm(left_rows, k, reduced, on_cpu)
-            col_sums, a_times_k = reduced[0], reduced[1:]
-            a_cols = a_t[:, c0:c1]
-            total_upper += col_sums.sum(dtype=torch.float64)
-            a_row_sums += a_times_k.sum(dim=1, dtype=torch.float64)
-            a_row_sums += (a_cols * col_sums).sum(dim=1, dtype=torch.float64)
-            a_upper += (a_times_k * a_cols).sum(dim=1, dtype=torch.float64)
-        work_done += rows * (n_rows - r0) - rows * (rows - 1) / 2.0
+                ops.mul(k[:, :rows], strictly_upper[:rows, :rows], k[:, :rows])
+            reduced = reduce_buf[: (splits + 1) * cols].reshape(splits + 1, cols)
+            ops.matmul(left_rows, k, reduced)  # float32 sums over <= block_rows rows
+            reduced64 = reduce64[: (splits + 1) * cols].reshape(splits + 1, cols)
+            ops.copy(reduced64, reduced)  # from here on every sum is float64
+            col_sums, a_times_k = reduced64[0], reduced64[1:]
+            a_cols = a_t64[:, c0:c1]
+            total_upper += col_sums.sum()
+            a_row_sums += a_times_k.sum(1)
+            a_row_sums += a_cols @ col_sums
+            product = product64[: splits * cols].reshape(splits, cols)
+            ops.mul(a_times_k, a_cols, product)
+            a_upper += product.sum(1)
+        work_done += rows * (n_rows - r0) - rows * (rows + 1) / 2.0
         if progress is not None:
-            progress(min(1.0, work_done / work_total))
+            progress(min(1.0, work_done / work_total) if work_total else 1.0)
 
-    return sums_from_reductions(
-        float(total_upper.item()),
-        a_row_sums.cpu().numpy(),
-        a_upper.cpu().numpy(),
-        membership,
-        kernel.diagonal,
-    )
+    return sums_from_reductions(float(ops.get(total_upper)[0]), ops.get(a_row_sums), ops.get(a_upper), membership, kernel.diagonal)
 
 
-def _augmented_pooled(x: np.ndarray, y: np.ndarray, kernel: Kernel, device: torch.device) -> torch.Tensor:
-    """[N, d+1] float32: centred (and, for the Gaussian, divided by sigma) rows plus |z|^2/2."""
+def _augmented_pooled(x: np.ndarray, y: np.ndarray, kernel: Kernel, ops) -> "np.ndarray | torch.Tensor":
+    """[N, d+2] float32: centred (and, for the Gaussian, divided by sigma) rows, |z|^2/2, and 1."""
     dim = x.shape[1]
     n_a = x.shape[0]
-    mean = (x.sum(axis=0, dtype=np.float64) + y.sum(axis=0, dtype=np.float64)) / (n_a + y.shape[0])
-    scale = 1.0 / math.sqrt(kernel.bandwidth) if kernel.kind == "gaussian" else 1.0
-    mean_t = torch.from_numpy(mean.astype(np.float32)).to(device)
-    data = torch.empty((n_a + y.shape[0], dim + 1), dtype=torch.float32, device=device)
-    chunk = 8192
+    mean = ((x.sum(axis=0, dtype=np.float64) + y.sum(axis=0, dtype=np.float64)) / (n_a + y.shape[0])).astype(np.float32)
+    scale = np.float32(1.0 / math.sqrt(kernel.bandwidth) if kernel.kind == "gaussian" else 1.0)
+    data = np.empty((n_a + y.shape[0], dim + 2), dtype=np.float32)
+    data[:, dim + 1] = 1.0
+    chunk = 1024
     for source, offset in ((x, 0), (y, n_a)):
         for s in range(0, source.shape[0], chunk):
-            part = torch.from_numpy(source[s : s + chunk]).to(device)
-            part = (part - mean_t) * scale
+            part = source[s : s + chunk]
             rows = slice(offset + s, offset + s + part.shape[0])
-            data[rows, :dim] = part
-            data[rows, dim] = (0.5 * part.double().square().sum(dim=1)).float()
-    return data
+            z = data[rows, :dim]
+            np.subtract(part, mean, out=z)  # never modifies the caller's array
+            if scale != 1.0:
+                z *= scale
+            data[rows, dim] = 0.5 * np.einsum("ij,ij->i", z, z, dtype=np.float64)
+    return ops.put(data)
 
 
-def _gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, on_cpu: bool) -> None:
-    if on_cpu:
-        np.matmul(a.numpy(), b.numpy(), out=out.numpy())
-    else:
+class _NumpyOps:
+    """CPU: OpenBLAS GEMM and single-threaded numpy passes into preallocated buffers. Measured here, torch's
+    CPU element-wise ops ran 5-10x slower than numpy's on this shared 2-core machine (OpenMP threads
+    stall when cores are busy), and its GEMM 1.3-2x slower at d = 4096."""
+
+    put = staticmethod(lambda array: array)
+    get = staticmethod(lambda array: np.asarray(array))
+
+    @staticmethod
+    def empty(size, dtype):
+        return np.empty(size, dtype=dtype)
+
+    @staticmethod
+    def copy(out, src):
+        np.copyto(out, src)
+
+    @staticmethod
+    def matmul(a, b, out):
+        np.matmul(a, b, out=out)
+
+    @staticmethod
+    def clamp_nonpositive(a):
+        np.minimum(a, 0.0, out=a)
+
+    @staticmethod
+    def mul(a, b, out):
+        np.multiply(a, b, out=out)
+
+    @staticmethod
+    def add_(a, b):
+        np.add(a, b, out=a)
+
+    @staticmethod
+    def exp_(a):
+        return np.exp(a, out=a)
+
+    @staticmethod
+    def sqrt_(a):
+        return np.sqrt(a, out=a)
+
+
+class _TorchOps:
+    """GPU: the same steps in torch on the device; results come back once at the end."""
+
+    _dtypes = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def put(self, array):
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    @staticmethod
+    def get(tensor):
+        return tensor.cpu().numpy()
+
+    def empty(self, size, dtype):
+        return torch.empty(size, dtype=self._dtypes[np.dtype(dtype)], device=self.device)
+
+    @staticmethod
+    def copy(out, src):
+        out.copy_(src)
+
+    @staticmethod
+    def matmul(a, b, out):
         torch.matmul(a, b, out=out)
 
+    @staticmethod
+    def clamp_nonpositive(a):
+        a.clamp_(max=0.0)
 
-def _apply_kernel(neg_half_sq, kernel: Kernel, scratch, accum, size: int) -> torch.Tensor:
+    @staticmethod
+    def mul(a, b, out):
+        torch.mul(a, b, out=out)
+
+    @staticmethod
+    def add_(a, b):
+        a.add_(b)
+
+    @staticmethod
+    def exp_(a):
+        return a.exp_()
+
+    @staticmethod
+    def sqrt_(a):
+        return a.sqrt_()
+
+
+def _apply_kernel(neg_half_sq, kernel: Kernel, scratch, accum, size: int, ops):
     """In place where possible: neg_half_sq holds -|a-b|^2 / 2 (divided by sigma^2 for the Gaussian)."""
     if kernel.kind == "distance":
-        return neg_half_sq.mul_(-2.0).sqrt_()
+        ops.mul(neg_half_sq, -2.0, neg_half_sq)
+        return ops.sqrt_(neg_half_sq)
     if len(kernel.scales) == 1:
         if kernel.scales[0] != 1.0:
-            neg_half_sq.mul_(1.0 / kernel.scales[0] ** 2)
-        return neg_half_sq.exp_()
+            ops.mul(neg_half_sq, 1.0 / kernel.scales[0] ** 2, neg_half_sq)
+        return ops.exp_(neg_half_sq)
     shape = neg_half_sq.shape
-    total = accum[:size].view(shape).zero_()
-    tmp = scratch[:size].view(shape)
-    for s in kernel.scales:
-        torch.mul(neg_half_sq, 1.0 / s**2, out=tmp)
-        total.add_(tmp.exp_())
-    return total.mul_(1.0 / len(kernel.scales))
+    total = accum[:size].reshape(shape)
+    tmp = scratch[:size].reshape(shape)
+    ops.mul(neg_half_sq, 1.0 / kernel.scales[0] ** 2, total)
+    ops.exp_(total)
+    for s in kernel.scales[1:]:
+        ops.mul(neg_half_sq, 1.0 / s**2, tmp)
+        ops.add_(total, ops.exp_(tmp))
+    ops.mul(total, 1.0 / len(kernel.scales), total)
+    return total
