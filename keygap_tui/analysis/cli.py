@@ -111,9 +111,9 @@ def _params(items) -> dict:
 
 
 def _store(args) -> str:
-    import os
+    from store.cli import default_store
 
-    return getattr(args, "store", None) or os.environ.get("KEYGAP_STORE") or "keygap-store"
+    return getattr(args, "store", None) or default_store()
 
 
 def _progress_bar(description: str):
