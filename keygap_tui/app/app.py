@@ -143,7 +143,10 @@ class KeygapApp(App):
             self.status.say(f"{self.store} holds no keys yet: run `keygap ingest` (the SQL tab works)")
         else:
             n = sum(len(b) for b in catalog.tree.values())
-            self.status.say(f"{self.store}: {len(catalog.tree)} model(s), {n} model/benchmark pair(s). c: compute, r: run tab")
+            self.status.say(
+                f"{self.store}: {len(catalog.tree)} model(s), {n} model/benchmark pair(s). "
+                f"{self._key('compute')}: compute, {self._key('run_tab')}: run tab, {self._key('help')}: help"
+            )
         self.query_one(ResultsTable).focus()
         self._save_state()
 
@@ -174,6 +177,13 @@ class KeygapApp(App):
         keys = self.config.keys.get(binding.id, binding.key)
         return ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(",") if k.strip())
 
+    def _key(self, binding_id: str) -> str:
+        """The first key of an action as shown to the user (after the keymap)."""
+        for b in self.all_bindings():
+            if b.id == binding_id:
+                return self.key_of(b).split(",")[0]
+        return "?"
+
     def key_rows(self) -> list[tuple[str, str, str]]:
         rows = [(self.key_of(b), b.description, b.id) for b in self.all_bindings()]
         rows += [
@@ -190,7 +200,7 @@ class KeygapApp(App):
         for b in self.all_bindings():
             if b.id.startswith("sql_history"):
                 continue
-            yield SystemCommand(f"{b.description} [{self.key_of(b)}]", f"action id: {b.id}", self._palette_callback(b.action))
+            yield SystemCommand(f"{b.description} ({self.key_of(b)})", f"action id: {b.id}", self._palette_callback(b.action))
 
     def _palette_callback(self, action: str) -> Callable[[], None]:
         return lambda: self.call_later(self.run_action, action)
@@ -279,7 +289,7 @@ class KeygapApp(App):
     def on_slice_picker_changed(self, event: SlicePicker.Changed) -> None:
         self.selection = event.selection
         self.query_one(ResultsTable).show_rows([])
-        self.status.say(event.note or f"{self.selection.describe()}  (c: compute)")
+        self.status.say(event.note or f"{self.selection.describe()}  ({self._key('compute')}: compute)")
         self._save_state()
 
     def action_layer(self, name: str) -> None:
@@ -371,7 +381,7 @@ class KeygapApp(App):
             self._sql_cursor = None
             if result is not None:
                 if not self.show_timings:
-                    result = replace(result, seconds=0.0)
+                    result = replace(result, seconds=None)
                 pane.show(result)
 
         self.start_job("sql", "SQL query", work, done)

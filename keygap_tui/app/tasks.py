@@ -164,7 +164,7 @@ class SqlResult:
     cells: list[tuple[str, ...]]  # formatted, at most ``limit`` rows
     table: object  # the full pyarrow table, for export
     total: int
-    seconds: float
+    seconds: float | None
 
 
 def sql_query(con, query: str, limit: int = 1000, on_cursor: Callable | None = None) -> SqlResult:

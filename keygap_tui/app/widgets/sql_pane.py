@@ -28,7 +28,7 @@ class SqlPane(Vertical):
     def __init__(self, history: list[str] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.history = history if history is not None else []
-        self._cursor = len(self.history)
+        self._cursor = len(self.history) - 1  # the editor shows the newest query
         self.result: SqlResult | None = None
 
     def compose(self) -> ComposeResult:
@@ -47,7 +47,7 @@ class SqlPane(Vertical):
         self.query_one(TextArea).text = self.history[self._cursor]
 
     def remember(self, query: str) -> None:
-        self._cursor = len(self.history)
+        self._cursor = len(self.history) - 1  # the editor shows the newest query
 
     def info(self, text: str, error: bool = False) -> None:
         info = self.query_one("#sql-info", Static)
@@ -63,7 +63,8 @@ class SqlPane(Vertical):
         grid.add_rows(result.cells)
         shown = len(result.cells)
         more = f", {shown:,} shown (export for all)" if shown < result.total else ""
-        self.info(f"{result.total:,} rows in {result.seconds:.2f}s{more}")
+        took = f" in {result.seconds:.2f}s" if result.seconds is not None else ""
+        self.info(f"{result.total:,} rows{took}{more}")
 
     def export_table(self):
         return None if self.result is None else self.result.table
