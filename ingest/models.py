@@ -159,7 +159,7 @@ def _load_pretrained(spec: str, dev: torch.device, dtype):
     path = os.path.expanduser(spec) if local else spec
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, hub validation errors...
         if local:
             raise ModelError(f"{spec} holds no readable config.json ({_first_line(exc)}): pass a folder "
                              "written by save_pretrained") from None
