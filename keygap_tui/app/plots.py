@@ -23,6 +23,9 @@ def _figure(width: int, height: int):
 
     plt = Plot()
     plt.theme("clear")
+    # plotext caps a figure at the size of the terminal it detects (80x24 when there is none, e.g. in a
+    # worker of a headless app): lift the cap, the widget knows its own size.
+    plt._limit_size(False, False)
     plt.plotsize(max(10, int(width)), max(5, int(height)))
     return plt
 
