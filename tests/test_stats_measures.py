@@ -176,3 +176,10 @@ def test_stats_imports_no_ui_database_or_store():
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_classifier_without_groups_uses_stratified_rows():
+    x, y = pair(60, 40, 4, 2.0, seed=11)
+    result = classifier_test(x, y, folds=4)
+    assert result.params["fold_unit"] == "row" and result.value > 0.9
+    assert "mann-whitney" in result.params["p_method"] and result.p_value < 1e-6

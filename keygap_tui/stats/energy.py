@@ -46,7 +46,7 @@ def energy_distance(
         groups_y=None if groups is None else groups[1],
         seed=seed,
     )
-    block_rows = resolve_block(block, x.shape[1])
+    block_rows = resolve_block(block)
     sums = exact_pair_sums(x, y, membership, Kernel("distance"), device=torch_device, block_rows=block_rows,
                            progress=progress)
     stats = energy_from_sums(sums, estimator)

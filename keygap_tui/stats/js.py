@@ -58,10 +58,9 @@ def js_divergence(
     groups = as_groups(groups_x, groups_y, len(x), len(y))
 
     pooled = np.concatenate([x, y])
-    mean = pooled.mean(axis=0, dtype=np.float64)
-    std = pooled.std(axis=0, dtype=np.float64)
+    pooled -= pooled.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = np.sqrt(np.einsum("ij,ij->j", pooled, pooled, dtype=np.float64) / pooled.shape[0])  # no float64 copy
     std[std == 0] = 1.0  # constant dimensions carry no information; keep them at 0
-    pooled -= mean.astype(np.float32)
     pooled /= std.astype(np.float32)
     k_used = min(k, pooled.shape[1], pooled.shape[0] - 1)
     resolved_pca = pca if pca != "auto" else ("exact" if pooled.shape[1] <= AUTO_EXACT_PCA_MAX_DIM else "randomized")

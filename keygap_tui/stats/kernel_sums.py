@@ -71,7 +71,7 @@ def sums_from_reductions(total_upper, a_row_sums, a_upper, membership: np.ndarra
     return PairSums(within_a, within_b, between, n_a * diagonal, n_b * diagonal, n_a, n_b)
 
 
-def resolve_block(block, dim: int) -> int:
+def resolve_block(block) -> int:
     if block == "auto":
         return AUTO_BLOCK_ROWS
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:

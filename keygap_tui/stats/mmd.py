@@ -83,7 +83,7 @@ def mmd(
         seed=seed,
     )
     k = Kernel("gaussian", sigma_sq, scale_tuple)
-    block_rows = resolve_block(block, x.shape[1])
+    block_rows = resolve_block(block)
     if resolved_method == "exact":
         sums = exact_pair_sums(x, y, membership, k, device=torch_device, block_rows=block_rows, progress=progress)
     else:
