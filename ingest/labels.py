@@ -84,14 +84,17 @@ def label_sample(input_ids: np.ndarray, text: str, spans: list, image_spans: lis
                          "changes text in a way keygap does not know; report the model id")
     offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
     start, end = offsets[:, 0], offsets[:, 1]
+    # A BPE token can straddle two segments (" 这" = role's space + the hint's first character): it
+    # belongs where its last character is, so a word's merged leading space goes with the word.
+    last = np.maximum(end - 1, start)
 
     # Which replacement (if any) each token falls in, and its character in the unexpanded text.
-    k = np.searchsorted(table[:, 0], start, side="right") - 1 if len(table) else np.full(len(start), -1)
-    inside = (k >= 0) & (start < table[np.maximum(k, 0), 1]) if len(table) else np.zeros(len(start), bool)
+    k = np.searchsorted(table[:, 0], last, side="right") - 1 if len(table) else np.full(len(last), -1)
+    inside = (k >= 0) & (last < table[np.maximum(k, 0), 1]) if len(table) else np.zeros(len(last), bool)
     delta = (table[:, 1] - table[:, 0]) - (table[:, 3] - table[:, 2])
     shift = np.concatenate([[0], np.cumsum(delta)])
-    done = np.searchsorted(table[:, 1], start, side="right") if len(table) else np.zeros(len(start), int)
-    orig = start - shift[done]
+    done = np.searchsorted(table[:, 1], last, side="right") if len(table) else np.zeros(len(last), int)
+    orig = last - shift[done]
 
     n = len(input_ids)
     segment = np.full(n, UNCOVERED_SEGMENT, dtype=object)
