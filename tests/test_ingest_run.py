@@ -213,3 +213,47 @@ def test_arguments_are_checked_before_any_work(tmp_path):
     with pytest.raises(IngestError, match="--batch-size must be at least 1"):
         ingest("tiny:llava", "sample", str(tmp_path), batch_size=0)
     assert not os.listdir(tmp_path)
+
+
+def _failing_capture(monkeypatch, exc, on_call):
+    from ingest import capture
+
+    real = capture.KeyCapture.run
+    calls = [0]
+
+    def run(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == on_call:
+            raise exc
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(capture.KeyCapture, "run", run)
+
+
+def test_ctrl_c_keeps_finished_batches_and_the_rerun_completes(tmp_path, monkeypatch, capsys):
+    params = dict(layers="1", tokens="4:4", batch_size=2, limit=6, progress=False)
+    clean = tmp_path / "clean"
+    ingest("tiny:llava", "sample", str(clean), **params)
+    store = tmp_path / "store"
+    _failing_capture(monkeypatch, KeyboardInterrupt(), on_call=3)
+    code = keygap(["ingest", "--model", "tiny:llava", "--benchmark", "sample", "--store", str(store),
+                   "--layers", "1", "--tokens", "4:4", "--batch-size", "2", "--limit", "6", "--no-progress"])
+    assert code == 130
+    assert "run the same command to resume" in capsys.readouterr().err
+    run = json.loads(next((store / "runs").glob("*.json")).read_text())
+    assert run["status"] == "interrupted" and run["samples_done"] == 4
+    monkeypatch.undo()
+    again = ingest("tiny:llava", "sample", str(store), **params)
+    assert again.status == "done" and again.samples_resumed == 4 and again.samples_done == 2
+    assert _rows(store) == _rows(clean)
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
+    import torch
+
+    _failing_capture(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), on_call=2)
+    with pytest.raises(IngestError, match="out of memory at batch size 4 on cpu: rerun the same command with "
+                                          "--batch-size 2"):
+        ingest("tiny:qwen2.5-vl", "sample", str(tmp_path), layers="1", limit=12, progress=False)
+    run = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    assert run["status"] == "failed" and run["samples_done"] == 4  # the first batch is kept
