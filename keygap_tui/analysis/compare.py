@@ -37,7 +37,7 @@ DEFAULT_N = 1000
 DEFAULT_PERMUTATIONS = 200
 DEFAULT_REPLICATES = 5
 # Bump when a change in this module changes what a cached number means.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 GROUPS = ("image-vs-image", "text-vs-text", "image-vs-text")
 
@@ -94,15 +94,27 @@ def _metrics():
     return METRICS
 
 
-def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+def metric_names(metrics: Iterable[str]) -> tuple[str, ...]:
+    """Normalised, de-duplicated names; validated against METRICS only when something must be computed,
+    so a cached answer never pays for importing the statistics stack (torch: ~3 s)."""
     names = tuple(dict.fromkeys(m.strip().lower() for m in metrics if m and m.strip()))
+    if not names:
+        raise AnalysisError("no metric given: e.g. --metrics mmd,js")
+    return names
+
+
+def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    names = metric_names(metrics)
     known = _metrics()
     unknown = [m for m in names if m not in known]
     if unknown:
         raise AnalysisError(f"unknown metric {', '.join(unknown)}: choose from {', '.join(sorted(known))}")
-    if not names:
-        raise AnalysisError(f"no metric given: choose from {', '.join(sorted(known))}")
     return names
+
+
+def requested_params(metric: str, permutations: int, metric_params: Mapping[str, Mapping[str, Any]] | None) -> dict:
+    """What the caller asked of one metric: the cache-key part that does not need the metric's code."""
+    return _jsonable({"permutations": int(permutations), **dict((metric_params or {}).get(metric, {}))})
 
 
 def _accepts(fn, name: str) -> bool:
@@ -212,7 +224,7 @@ def compare(
     Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
     """
     ks = open_store(store)
-    names = check_metrics(metrics)
+    names = metric_names(metrics)
     n = _n_arg(n)
     steps = Steps(len(names) + 1, progress, should_stop)
     steps.report(f"compare {side_a.what} vs {side_b.what}")
@@ -221,9 +233,7 @@ def compare(
     data_id = ResultsCache.data_id(deps)
     answers: dict[str, ComparisonRow] = {}
     keys: dict[str, str] = {}
-    kwargs_of: dict[str, dict] = {}
     for metric in names:
-        kwargs_of[metric] = metric_kwargs(metric, permutations, metric_params)
         question = {
             "kind": "compare",
             "version": CACHE_VERSION,
@@ -232,7 +242,7 @@ def compare(
             "metric": metric,
             "n": n,
             "seed": int(seed),
-            "kwargs": _jsonable(kwargs_of[metric]),
+            "requested": requested_params(metric, permutations, metric_params),
         }
         keys[metric] = question_key(question, data_id)
         if cache is not None:
@@ -241,6 +251,8 @@ def compare(
                 answers[metric] = _row_from_cache(hit[0], "compare")
     missing = [m for m in names if m not in answers]
     if missing:
+        check_metrics(missing)
+        kwargs_of = {m: metric_kwargs(m, permutations, metric_params) for m in missing}
         steps.report("loading keys")
         a = load_side(ks, side_a, n=n, seed=seed)
         b = load_side(ks, side_b, n=n, seed=seed)
@@ -337,7 +349,7 @@ def controls(
     from .sides import parse_what
 
     ks = open_store(store)
-    names = check_metrics(metrics)
+    names = metric_names(metrics)
     n = _n_arg(n)
     if replicates < 1:
         raise AnalysisError(f"replicates must be at least 1, got {replicates}")
@@ -362,7 +374,7 @@ def controls(
             "n": n,
             "seed": int(seed),
             "replicates": int(replicates),
-            "kwargs": _jsonable(metric_kwargs(metric, permutations, metric_params)),
+            "requested": requested_params(metric, permutations, metric_params),
         }
         keys[metric] = question_key(question, data_id)
         hit = cache.get(keys[metric]) if cache is not None else None
@@ -370,6 +382,7 @@ def controls(
             answers[metric] = [_row_from_cache(r, "controls") for r in hit]
     missing = [m for m in names if m not in answers]
     if missing:
+        check_metrics(missing)
         from keygap_tui.stats import median_bandwidth
 
         steps.report("loading keys")
