@@ -214,3 +214,20 @@ def test_torch_code_path_matches_numpy_path(kind, scales):
     b = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16, backend="torch")
     for field in ("within_a", "within_b", "between", "diag_a", "n_a", "n_b"):
         np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-5)
+
+
+def test_progressive_estimates_are_exact_for_nested_random_prefixes():
+    from keygap_tui.stats.kernel_sums import visit_order
+
+    x, y = gaussian_pair(60, 40, 5, 0.5, seed=13)
+    seen = []
+    result = mmd(x, y, bandwidth=2.0, block=16, on_estimate=lambda n_a, n_b, v: seen.append((n_a, n_b, v)))
+    pooled = np.concatenate([x, y])
+    is_a = np.r_[np.ones(60, bool), np.zeros(40, bool)]
+    order = visit_order(100)
+    assert seen[-1][:2] == (60, 40) and seen[-1][2] == pytest.approx(result.value, rel=1e-9)
+    for n_a, n_b, value in seen:
+        prefix = order[: n_a + n_b]  # nested: each estimate uses the first rows of one fixed random order
+        sub_a, sub_b = pooled[prefix][is_a[prefix]], pooled[prefix][~is_a[prefix]]
+        assert (len(sub_a), len(sub_b)) == (n_a, n_b)
+        assert value == pytest.approx(naive_mmd2(sub_a, sub_b, 2.0), rel=1e-5, abs=1e-7)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .inputs import as_groups, as_pair, check_choice, check_count, resolve_device
-from .kernel_sums import Kernel, PairSums, exact_pair_sums, resolve_block
+from .kernel_sums import Kernel, PairSums, exact_pair_sums, prefix_reporter, resolve_block
 from .permutation import permutation_membership, permutation_p_value
 from .result import MeasureResult
 
@@ -33,7 +33,9 @@ def energy_distance(
     block: int | str = "auto",
     keep_null: bool = False,
     progress: Callable[[float], None] | None = None,
+    on_estimate: Callable[[int, int, float], None] | None = None,
 ) -> MeasureResult:
+    """progress / on_estimate: as for mmd (the exact statistic of a growing random subset after each block)."""
     started = time.perf_counter()
     check_choice("estimator", estimator, ("biased", "unbiased"))
     permutations = check_count("permutations", permutations, 0)
@@ -48,7 +50,7 @@ def energy_distance(
     )
     block_rows = resolve_block(block)
     sums = exact_pair_sums(x, y, membership, Kernel("distance"), device=torch_device, block_rows=block_rows,
-                           progress=progress)
+                           progress=progress, on_prefix=prefix_reporter(on_estimate, energy_from_sums, estimator))
     stats = energy_from_sums(sums, estimator)
     observed = float(stats[0])
     extra = {"sqrt": float(np.sqrt(max(observed, 0.0)))}

@@ -3,9 +3,11 @@
 Why this shape: a two-sample kernel statistic needs three sums (within a, within b, between) and a
 permutation test needs them again for every relabelling. Recomputing the kernel per permutation, or
 storing the (n+m)^2 matrix and re-indexing it, is 100x slower (FIELD-NOTES sect 5). Instead the pooled
-kernel matrix K is produced in row strips of the upper triangle only (symmetry halves the work), each
-strip is reduced at once against an N x (P+1) 0/1 membership matrix A (column 0 = the real split), and
-only O(N (P+1)) numbers survive. Memory is bounded by block_rows x block_cols, never (n+m)^2.
+kernel matrix K is produced in column rings of its upper triangle only (symmetry halves the work), each
+block is reduced at once against an N x (P+1) 0/1 membership matrix A (column 0 = the real split), and
+only O(N (P+1)) numbers survive. Memory is bounded by block_rows x block_cols, never (n+m)^2. Visiting
+rings in a random row order makes the sums after each ring exact for a growing random prefix
+(progressive MMD, FIELD-NOTES sect 5).
 
 Numerics: data are centred on the pooled mean (distance by |a|^2 + |b|^2 - 2ab loses digits far
 from the origin), products run in float32 (GEMM-bound at d = 4096), every reduction across blocks is
@@ -25,9 +27,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-#: rows per strip used when block="auto": wide enough for an efficient GEMM, small enough for cache.
+#: rows per ring when block="auto": wide enough for an efficient GEMM, small enough for cache.
 AUTO_BLOCK_ROWS = 512
-#: columns per chunk of a strip: bounds the kernel buffer at block_rows x BLOCK_COLS float32 (16 MiB).
+#: rows per GEMM within a ring: bounds the kernel buffer at block_rows x BLOCK_COLS float32 (16 MiB).
 BLOCK_COLS = 8192
 
 
@@ -71,13 +73,32 @@ def sums_from_reductions(total_upper, a_row_sums, a_upper, membership: np.ndarra
     return PairSums(within_a, within_b, between, n_a * diagonal, n_b * diagonal, n_a, n_b)
 
 
+def visit_order(n_rows: int) -> np.ndarray:
+    """The fixed random order in which exact_pair_sums visits pooled rows (the sums do not depend on it;
+    the progressive prefixes do)."""
+    return np.random.default_rng(0).permutation(n_rows)
+
+
+def prefix_reporter(on_estimate, statistic, estimator):
+    """Adapter from the engine's prefix sums to on_estimate(n_a, n_b, value); None when nobody listens."""
+    if on_estimate is None:
+        return None
+
+    def report(sums: PairSums) -> None:
+        n_a, n_b = int(sums.n_a[0]), int(sums.n_b[0])
+        if n_a >= 2 and n_b >= 2:
+            on_estimate(n_a, n_b, float(statistic(sums, estimator)[0]))
+
+    return report
+
+
 def resolve_block(block) -> int:
     if block == "auto":
         return AUTO_BLOCK_ROWS
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         from .errors import StatsInputError
 
-        raise StatsInputError(f"block={block!r}; pass 'auto' or a positive number of rows per strip")
+        raise StatsInputError(f"block={block!r}; pass 'auto' or a positive number of rows per ring")
     return int(block)
 
 
@@ -91,97 +112,106 @@ def exact_pair_sums(
     block_rows: int = AUTO_BLOCK_ROWS,
     block_cols: int = BLOCK_COLS,
     progress: Callable[[float], None] | None = None,
+    on_prefix: Callable[[PairSums], None] | None = None,
     backend: str = "auto",
 ) -> PairSums:
     """Sums of `kernel` over pooled [x; y] for every column of `membership` (bool [n+m, P+1]).
 
-    `progress(fraction)` is called after each strip; an exception raised by it cancels the computation.
+    Progressive: the pooled rows are visited in one fixed random order, in rings of block_rows rows;
+    ring r adds every pair whose later row lies in it. After each ring the sums are exact for a nested
+    random prefix of the pooled rows, and on_prefix receives them (observed split only), so a caller can
+    show a value that sharpens as it runs at no extra cost. progress(fraction of pairs done) follows each
+    ring; an exception raised by either callback cancels the computation.
     backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path)."""
     use_numpy = device.type == "cpu" and backend == "auto"
     ops = _NumpyOps() if use_numpy else _TorchOps(device)
     n_rows = x.shape[0] + y.shape[0]
     dim = x.shape[1]
-    block_rows = min(block_rows, n_rows)
-    block_cols = max(block_cols, block_rows)
-    data = _augmented_pooled(x, y, kernel, ops)  # [N, d+2] = [z, |z|^2/2, 1]
+    ring = min(block_rows, n_rows)
+    chunk = max(ring, block_cols // ring * ring)  # a multiple of the ring: a ring's square never straddles chunks
+    order = visit_order(n_rows)
+    membership = membership[order]
+    data = _augmented_pooled(x, y, kernel, ops, order)  # [N, d+2] = [z, |z|^2/2, 1]
     splits = membership.shape[1]
     a_t32 = np.ascontiguousarray(membership.T, dtype=np.float32)  # [P+1, N]
     a_t64 = ops.put(a_t32.astype(np.float64))
     # left factor of the membership GEMM: row 0 all ones (column sums), rows 1.. the splits
     left_t = ops.put(np.concatenate([np.ones((1, n_rows), np.float32), a_t32]))
-    strictly_upper = ops.put(np.triu(np.ones((block_rows, block_rows), np.float32), k=1))
+    strictly_upper = ops.put(np.triu(np.ones((ring, ring), np.float32), k=1))
 
-    strip_buf = ops.empty(block_rows * (dim + 2), np.float32)
-    left_buf = ops.empty((splits + 1) * block_rows, np.float32)
-    kernel_buf = ops.empty(block_rows * block_cols, np.float32)
+    ring_buf = ops.empty(ring * (dim + 2), np.float32)
+    kernel_buf = ops.empty(chunk * ring, np.float32)
     multi = len(kernel.scales) > 1
-    scratch = ops.empty(block_rows * block_cols, np.float32) if multi else None
-    accum = ops.empty(block_rows * block_cols, np.float32) if multi else None
-    reduce_buf = ops.empty((splits + 1) * block_cols, np.float32)
-    reduce64 = ops.empty((splits + 1) * block_cols, np.float64)
-    product64 = ops.empty(splits * block_cols, np.float64)
+    scratch = ops.empty(chunk * ring, np.float32) if multi else None
+    accum = ops.empty(chunk * ring, np.float32) if multi else None
+    reduce_buf = ops.empty((splits + 1) * ring, np.float32)
+    reduce64 = ops.empty((splits + 1) * ring, np.float64)
+    product64 = ops.empty(splits * ring, np.float64)
 
     total_upper = ops.put(np.zeros(1))
     a_row_sums = ops.put(np.zeros(splits))
     a_upper = ops.put(np.zeros(splits))
     work_total = n_rows * (n_rows - 1) / 2.0
-    work_done = 0.0
 
-    for r0 in range(0, n_rows, block_rows):
-        r1 = min(n_rows, r0 + block_rows)
-        rows = r1 - r0
-        strip = strip_buf[: rows * (dim + 2)].reshape(rows, dim + 2)
-        ops.copy(strip, data[r0:r1])
-        strip[:, dim + 1] = -strip[:, dim]
-        strip[:, dim] = -1.0  # strip . data_c = z_r.z_c - |z_r|^2/2 - |z_c|^2/2 = -|z_r - z_c|^2 / 2
-        left_rows = left_buf[: (splits + 1) * rows].reshape(splits + 1, rows)
-        ops.copy(left_rows, left_t[:, r0:r1])
-        for c0 in range(r0, n_rows, block_cols):
-            c1 = min(n_rows, c0 + block_cols)
-            cols = c1 - c0
+    for c0 in range(0, n_rows, ring):
+        c1 = min(n_rows, c0 + ring)
+        cols = c1 - c0
+        ring_cols = ring_buf[: cols * (dim + 2)].reshape(cols, dim + 2)
+        ops.copy(ring_cols, data[c0:c1])
+        ring_cols[:, dim + 1] = -ring_cols[:, dim]
+        ring_cols[:, dim] = -1.0  # data_r . ring_c = z_r.z_c - |z_r|^2/2 - |z_c|^2/2 = -|z_r - z_c|^2 / 2
+        a_cols = a_t64[:, c0:c1]
+        reduced = reduce_buf[: (splits + 1) * cols].reshape(splits + 1, cols)
+        reduced64 = reduce64[: (splits + 1) * cols].reshape(splits + 1, cols)
+        product = product64[: splits * cols].reshape(splits, cols)
+        for r0 in range(0, c1, chunk):
+            r1 = min(c1, r0 + chunk)
+            rows = r1 - r0
             exponent = kernel_buf[: rows * cols].reshape(rows, cols)
-            ops.matmul(strip, data[c0:c1].T, exponent)
+            ops.matmul(data[r0:r1], ring_cols.T, exponent)
             ops.clamp_nonpositive(exponent)  # round-off can make a tiny distance negative
             k = _apply_kernel(exponent, kernel, scratch, accum, rows * cols, ops)
-            if c0 == r0:  # the diagonal square: keep strictly upper pairs only
-                ops.mul(k[:, :rows], strictly_upper[:rows, :rows], k[:, :rows])
-            reduced = reduce_buf[: (splits + 1) * cols].reshape(splits + 1, cols)
-            ops.matmul(left_rows, k, reduced)  # float32 sums over <= block_rows rows
-            reduced64 = reduce64[: (splits + 1) * cols].reshape(splits + 1, cols)
+            if r1 > c0:  # the ring's own square: keep pairs with row < column only
+                square = k[c0 - r0 : c1 - r0]
+                ops.mul(square, strictly_upper[:cols, :cols], square)
+            ops.matmul(left_t[:, r0:r1], k, reduced)  # float32 sums over <= chunk rows
             ops.copy(reduced64, reduced)  # from here on every sum is float64
             col_sums, a_times_k = reduced64[0], reduced64[1:]
-            a_cols = a_t64[:, c0:c1]
             total_upper += col_sums.sum()
             a_row_sums += a_times_k.sum(1)
             a_row_sums += a_cols @ col_sums
-            product = product64[: splits * cols].reshape(splits, cols)
             ops.mul(a_times_k, a_cols, product)
             a_upper += product.sum(1)
-        work_done += rows * (n_rows - r0) - rows * (rows + 1) / 2.0
+        if on_prefix is not None:
+            on_prefix(sums_from_reductions(float(ops.get(total_upper)[0]), ops.get(a_row_sums[:1]),
+                                           ops.get(a_upper[:1]), membership[:c1, :1], kernel.diagonal))
         if progress is not None:
-            progress(min(1.0, work_done / work_total) if work_total else 1.0)
+            progress(c1 * (c1 - 1) / 2.0 / work_total if work_total else 1.0)
 
-    return sums_from_reductions(float(ops.get(total_upper)[0]), ops.get(a_row_sums), ops.get(a_upper), membership, kernel.diagonal)
+    return sums_from_reductions(float(ops.get(total_upper)[0]), ops.get(a_row_sums), ops.get(a_upper),
+                                membership, kernel.diagonal)
 
 
-def _augmented_pooled(x: np.ndarray, y: np.ndarray, kernel: Kernel, ops) -> "np.ndarray | torch.Tensor":
-    """[N, d+2] float32: centred (and, for the Gaussian, divided by sigma) rows, |z|^2/2, and 1."""
+def _augmented_pooled(x: np.ndarray, y: np.ndarray, kernel: Kernel, ops, order: np.ndarray):
+    """[N, d+2] float32, rows in `order`: centred (and, for the Gaussian, divided by sigma) keys, |z|^2/2, 1."""
     dim = x.shape[1]
     n_a = x.shape[0]
-    mean = ((x.sum(axis=0, dtype=np.float64) + y.sum(axis=0, dtype=np.float64)) / (n_a + y.shape[0])).astype(np.float32)
+    n_rows = n_a + y.shape[0]
+    mean = ((x.sum(axis=0, dtype=np.float64) + y.sum(axis=0, dtype=np.float64)) / n_rows).astype(np.float32)
     scale = np.float32(1.0 / math.sqrt(kernel.bandwidth) if kernel.kind == "gaussian" else 1.0)
-    data = np.empty((n_a + y.shape[0], dim + 2), dtype=np.float32)
+    data = np.empty((n_rows, dim + 2), dtype=np.float32)
     data[:, dim + 1] = 1.0
     chunk = 1024
-    for source, offset in ((x, 0), (y, n_a)):
-        for s in range(0, source.shape[0], chunk):
-            part = source[s : s + chunk]
-            rows = slice(offset + s, offset + s + part.shape[0])
-            z = data[rows, :dim]
-            np.subtract(part, mean, out=z)  # never modifies the caller's array
-            if scale != 1.0:
-                z *= scale
-            data[rows, dim] = 0.5 * np.einsum("ij,ij->i", z, z, dtype=np.float64)
+    for s in range(0, n_rows, chunk):
+        source_rows = order[s : s + chunk]
+        from_x = source_rows < n_a
+        z = data[s : s + len(source_rows), :dim]
+        z[from_x] = x[source_rows[from_x]]  # a copy: the caller's arrays are never modified
+        z[~from_x] = y[source_rows[~from_x] - n_a]
+        z -= mean
+        if scale != 1.0:
+            z *= scale
+        data[s : s + len(source_rows), dim] = 0.5 * np.einsum("ij,ij->i", z, z, dtype=np.float64)
     return ops.put(data)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .bandwidth import median_bandwidth
 from .errors import StatsInputError
 from .inputs import as_groups, as_pair, check_choice, check_count, resolve_device
-from .kernel_sums import Kernel, PairSums, exact_pair_sums, resolve_block
+from .kernel_sums import Kernel, PairSums, exact_pair_sums, prefix_reporter, resolve_block
 from .permutation import permutation_membership, permutation_p_value
 from .result import MeasureResult
 from .rff import rff_pair_sums
@@ -46,6 +46,7 @@ def mmd(
     block: int | str = "auto",
     keep_null: bool = False,
     progress: Callable[[float], None] | None = None,
+    on_estimate: Callable[[int, int, float], None] | None = None,
 ) -> MeasureResult:
     """MMD^2 of x vs y.
 
@@ -55,7 +56,9 @@ def mmd(
     moves whole samples (groups_*) between sides; p = (1 + #{null >= observed}) / (1 + B); the draw is
     permutation_membership(..., seed=seed). method: 'exact' (blocked, bounded memory), 'rff' (random
     Fourier features), 'auto' (exact up to AUTO_EXACT_MAX_POOLED pooled rows). progress(fraction) is
-    called as the exact computation advances; raise from it to cancel."""
+    called as the exact computation advances; on_estimate(n_a, n_b, value) receives the exact MMD^2 of a
+    growing random subset of the rows (same estimator and kernel) after each block, for a display that
+    sharpens while it runs. Raise from either callback to cancel."""
     started = time.perf_counter()
     check_choice("estimator", estimator, ("unbiased", "biased"))
     check_choice("kernel", kernel, ("gaussian",))
@@ -85,7 +88,8 @@ def mmd(
     k = Kernel("gaussian", sigma_sq, scale_tuple)
     block_rows = resolve_block(block)
     if resolved_method == "exact":
-        sums = exact_pair_sums(x, y, membership, k, device=torch_device, block_rows=block_rows, progress=progress)
+        sums = exact_pair_sums(x, y, membership, k, device=torch_device, block_rows=block_rows, progress=progress,
+                               on_prefix=prefix_reporter(on_estimate, mmd_from_sums, estimator))
     else:
         sums = rff_pair_sums(x, y, membership, k, features=rff_features, seed=seed, device=torch_device)
         if progress is not None:
