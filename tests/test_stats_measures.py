@@ -183,3 +183,12 @@ def test_classifier_without_groups_uses_stratified_rows():
     result = classifier_test(x, y, folds=4)
     assert result.params["fold_unit"] == "row" and result.value > 0.9
     assert "mann-whitney" in result.params["p_method"] and result.p_value < 1e-6
+
+
+def test_metrics_never_modify_their_inputs():
+    x, y = pair(30, 30, 4, 0.5, seed=12)
+    x_before, y_before = x.copy(), y.copy()
+    for fn in METRICS.values():
+        fn(x, y)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(y, y_before)
