@@ -132,3 +132,28 @@ def test_progress_is_monotone_and_cancel_stops(store):
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
     with pytest.raises(Cancelled):
         layer_sweep(store, ["m4"], "b", "all", metrics=["centroid"], n=20, use_cache=False, should_stop=lambda: True)
+
+
+def test_cli_compare_sweeps_and_controls(store, capsys):
+    import json
+
+    from keygap_tui.cli import main as keygap
+
+    rc = keygap(["compare", "--store", str(store), "--model", "all", "--benchmark", "b", "--layer", "late",
+                 "--metrics", "centroid", "--n", "20", "--controls", "--replicates", "1", "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["model"], r["layer"]) for r in rows} == {("m4", 3), ("m8", 7)}
+    assert sorted({r["group"] for r in rows if r["kind"] == "controls"}) == sorted(GROUPS)
+    assert all({"metric", "value", "p_value", "n_a", "n_b", "params"} <= set(r) for r in rows)
+    rc = keygap(["compare", "--store", str(store), "--model", "m4", "--benchmark", "b", "--layer", "1",
+                 "--a", "text:question", "--b", "image", "--metrics", "mmd", "--n", "all", "--permutations", "0",
+                 "--param", "mmd.estimator=biased"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "text[question] vs image" in out and '"estimator": "biased"' in out
+    assert keygap(["compare", "--store", str(store), "--model", "m4", "--benchmark", "b", "--layer", "1",
+                   "--n", "x"]) == 2
+    assert "--n must be an integer or 'all'" in capsys.readouterr().err
+    assert keygap(["compare", "--store", str(store), "--model", "m4", "--benchmark", "b", "--layer", "1",
+                   "--param", "oops"]) == 2
+    assert "METRIC.NAME=VALUE" in capsys.readouterr().err
