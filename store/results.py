@@ -3,8 +3,9 @@
 Why Parquet in the store: the cache survives restarts, travels with the data, and DuckDB shows it as the
 ``results`` view of ``keygap sql``. A question's key hashes every parameter *and* the identity of the key
 files it read (relative path, size, mtime of each), so re-ingesting a slice changes the key: stale answers
-are never returned, and :meth:`ResultsCache.prune_stale` deletes them. pyarrow only (no duckdb), so the
-analysis code can use it on any machine.
+are never returned, and :meth:`ResultsCache.prune_stale` deletes them. Table-shaped answers (projection
+coordinates) go to results/arrays/, outside the ``results`` view's glob, so the view keeps one schema.
+pyarrow only (no duckdb), so the analysis code can use it on any machine.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ RESULTS_SCHEMA = pa.schema(
     ]
 )
 
+ARRAYS_DIR = "arrays"
 _TEXT_COLUMNS = ("kind", "model", "benchmark", "rope", "group", "side_a", "side_b", "metric")
 
 
@@ -181,20 +183,66 @@ class ResultsCache:
             tmp.unlink(missing_ok=True)
         return final
 
+    # --- array answers (projections) ------------------------------------------------------------------
+    # They live one folder down (results/arrays/) so the ``results`` SQL view, which reads
+    # results/*.parquet, keeps one schema. The dependencies ride in the file's schema metadata.
+    def array_path(self, key: str) -> Path:
+        return self.dir / ARRAYS_DIR / f"part-{key}.parquet"
+
+    def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> Path:
+        """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
+        meta = {b"keygap.depends": _canonical(dict(depends)).encode(), b"keygap.info": _canonical(dict(info)).encode()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+        final = self.array_path(key)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the results folder {final.parent}: {exc.strerror}") from None
+        tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return final
+
+    def get_table(self, key: str) -> tuple[pa.Table, dict] | None:
+        """(table, info) stored by put_table, or None."""
+        path = self.array_path(key)
+        if not path.is_file():
+            return None
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid):
+            path.unlink(missing_ok=True)
+            return None
+        info = json.loads((table.schema.metadata or {}).get(b"keygap.info", b"{}"))
+        return table, info
+
     # --- housekeeping --------------------------------------------------------------------------------
     def entries(self) -> list[Path]:
-        return sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
+        """Every cached answer file: metric rows and array answers."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(self.dir.glob("part-*.parquet")) + sorted((self.dir / ARRAYS_DIR).glob("part-*.parquet"))
+
+    @staticmethod
+    def _depends_of(path: Path) -> dict | None:
+        try:
+            if path.parent.name == ARRAYS_DIR:
+                meta = pq.read_schema(path).metadata or {}
+                return json.loads(meta[b"keygap.depends"])
+            column = pq.read_table(path, columns=["depends"]).column("depends")
+            return json.loads(column[0].as_py()) if len(column) else {}
+        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+            return None  # unreadable: treat as stale
 
     def prune_stale(self) -> int:
         """Delete answers whose key files changed since (re-ingest, deletion). Returns how many went."""
         removed = 0
         current: dict[str, str] = {}
         for path in self.entries():
-            try:
-                depends_col = pq.read_table(path, columns=["depends"]).column("depends")
-                depends = json.loads(depends_col[0].as_py()) if len(depends_col) else {}
-            except (OSError, pa.ArrowInvalid, ValueError, KeyError):
-                depends = None  # unreadable: treat as stale
+            depends = self._depends_of(path)
             stale = depends is None
             for rel, fingerprint in (depends or {}).items():
                 if rel not in current:

@@ -10,7 +10,7 @@ from store.results import RESULTS_SCHEMA, ResultsCache, partition_fingerprint, q
 from store.schema import partition_dir
 from store_helpers import write_synthetic_store
 
-from keygap_tui.analysis import Side, compare, controls
+from keygap_tui.analysis import Side, compare, controls, project
 
 
 @pytest.fixture
@@ -125,3 +125,21 @@ def test_results_table_is_visible_to_sql(store):
     assert [r["metric"] for r in got] == ["js", "mmd"]
     by_metric = {r.metric: r.value for r in rows}
     assert all(r["value"] == by_metric[r["metric"]] and r["layer"] == 1 for r in got)
+
+
+def test_projections_are_cached_beside_the_results_view(store):
+    from store.sql import query_store
+
+    sides = [Side("m", "b", 1, "image"), Side("m", "b", 1, "text")]
+    first = project(store, sides, method="pca", n=30, seed=2)
+    second = project(KeyStore(str(store)), sides, method="pca", n=30, seed=2)
+    assert not first.cached and second.cached
+    np.testing.assert_array_equal(first.coords, second.coords)
+    np.testing.assert_array_equal(first.slice_index, second.slice_index)
+    assert list(first.sample_id) == list(second.sample_id) and second.params == first.params
+    compare(store, *sides, ["centroid"], n=20, permutations=0)
+    # The array answer sits outside results/*.parquet, so the SQL view keeps one schema.
+    assert query_store(str(store), "SELECT count(*) AS n FROM results").to_pylist() == [{"n": 1}]
+    write_synthetic_store(store, layers=(1,), samples=2, tokens=8, dim=16, seed=9, run_id="run2")
+    assert ResultsCache(store).prune_stale() == 2
+    assert not project(store, sides, method="pca", n=30, seed=2).cached

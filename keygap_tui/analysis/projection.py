@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from store.reader import KeyStore
+from store.results import ResultsCache, question_key
 
 from .errors import AnalysisError, Cancelled
 from .progress import ProgressFn, Steps, StopFn
-from .sides import Side, load_side, open_store
+from .sides import Side, depends, load_side, open_store
 
 DEFAULT_PROJECTION_N = 1000  # keys per slice
 DEFAULT_PCA_COMPONENTS = 50
@@ -49,6 +51,7 @@ class Projection:
     segment: np.ndarray  # object [N]
     params: dict
     seconds: dict = field(default_factory=dict)
+    cached: bool = False  # answered from the results cache (``seconds`` are the original run's)
 
     @property
     def labels(self) -> list[str]:
@@ -175,6 +178,7 @@ def project(
     perplexity: float = DEFAULT_PERPLEXITY,
     iterations: tuple[int, int] = DEFAULT_ITERATIONS,
     n_jobs: int = DEFAULT_TSNE_JOBS,
+    use_cache: bool = True,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Projection:
@@ -182,12 +186,36 @@ def project(
 
     Returns a Projection: ``coords`` [N, 2], ``slice_index`` (which of ``slices`` each point is from),
     ``labels`` (one per slice), ``params`` (everything the picture depends on) and ``seconds`` per stage.
+    Answers are cached in the store (results/arrays/) under every parameter and the data's identity.
     Cancelling (``should_stop`` returns True) raises Cancelled.
     """
     if not slices:
         raise AnalysisError("nothing to project: give at least one slice")
     ks = open_store(store)
     steps = Steps(len(slices) + 1, progress, should_stop)
+    question = {
+        "kind": "projection", "version": 1, "sides": [s.to_dict() for s in slices], "method": method,
+        "n": n, "seed": int(seed), "pca_components": int(pca_components), "perplexity": float(perplexity),
+        "iterations": [int(i) for i in iterations], "threads": int(n_jobs),
+    }
+    deps = depends(ks, slices)
+    key = question_key(question, ResultsCache.data_id(deps))
+    cache = ResultsCache(ks.root) if use_cache and os.path.isdir(ks.root) else None
+    hit = cache.get_table(key) if cache is not None else None
+    if hit is not None:
+        table, info = hit
+        steps.done = steps.total
+        steps.report("projection answered from the results cache")
+        return Projection(
+            coords=np.column_stack([table["x"].to_numpy(), table["y"].to_numpy()]).astype(np.float32),
+            slice_index=table["slice_index"].to_numpy().astype(np.int32),
+            sides=list(slices),
+            sample_id=np.asarray(table["sample_id"].to_pylist(), dtype=object),
+            segment=np.asarray(table["segment"].to_pylist(), dtype=object),
+            params=info["params"],
+            seconds=info["seconds"],
+            cached=True,
+        )
     t0 = time.perf_counter()
     loaded = []
     for side in slices:
@@ -218,7 +246,7 @@ def project(
             "initialization": "pca",
             "threads": int(n_jobs),
         }
-    return Projection(
+    result = Projection(
         coords=coords,
         slice_index=np.repeat(np.arange(len(loaded), dtype=np.int32), [len(s.x) for s in loaded]),
         sides=list(slices),
@@ -227,6 +255,18 @@ def project(
         params=params,
         seconds=seconds,
     )
+    if cache is not None:
+        table = pa.table(
+            {
+                "x": pa.array(coords[:, 0], pa.float32()),
+                "y": pa.array(coords[:, 1], pa.float32()),
+                "slice_index": pa.array(result.slice_index, pa.int32()),
+                "sample_id": pa.array([str(v) for v in result.sample_id], pa.string()),
+                "segment": pa.array([str(v) for v in result.segment], pa.string()),
+            }
+        )
+        cache.put_table(key, table, depends=deps, info={"params": params, "seconds": seconds})
+    return result
 
 
 __all__ = ["Projection", "project", "project_arrays", "pca", "tsne", "slice_labels", "Cancelled"]

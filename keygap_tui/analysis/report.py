@@ -174,7 +174,7 @@ def report(
         steps.report(f"projection {where}")
         proj = project(
             ks, [side_i, side_t], projection_method, projection_n, seed, iterations=iterations,
-            perplexity=perplexity, progress=steps.child(), should_stop=should_stop,
+            perplexity=perplexity, use_cache=use_cache, progress=steps.child(), should_stop=should_stop,
         )
         seconds["projection"] += time.perf_counter() - t0
         steps.advance()
@@ -199,6 +199,8 @@ def report(
     seconds["total"] = time.perf_counter() - started
     cached = sum(r.cached for r in main_rows + control_rows)
     notes.append(f"{cached} of {len(main_rows) + len(control_rows)} metric values came from the results cache")
+    cached_proj = sum(p.cached for _, p in projections)
+    notes.append(f"{cached_proj} of {len(projections)} projections came from the results cache")
     params = {
         "store": str(ks.uri),
         "models": sorted({c.model for c in cells}),
