@@ -6,6 +6,7 @@ without permutations (for compare) and scikit-learn's TSNE with the same iterati
 
     python benchmarks/bench_analysis.py            # everything (~2-4 min on 2 busy cores)
     python benchmarks/bench_analysis.py --quick    # skip scikit-learn's TSNE and the report
+    python benchmarks/bench_analysis.py --only compare
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def timed(fn, repeat=3):
     return statistics.median(times), out
 
 
+def gemm_gflops() -> float:
+    """How fast this process multiplies right now: the machine is shared, so state it beside every time."""
+    a = np.random.default_rng(0).standard_normal((2000, 4096)).astype(np.float32)
+    t, _ = timed(lambda: a @ a.T, repeat=5)
+    return 2 * 2000 * 2000 * 4096 / t / 1e9
+
+
 def low_rank_keys(rng, n, dim, shift):
     """Keys with a few strong directions (as real keys have) plus noise; image keys shifted."""
     basis = np.random.default_rng(99).standard_normal((32, dim)).astype(np.float32) / np.sqrt(32)
@@ -65,7 +73,9 @@ def bench_compare(tmp: Path) -> list[tuple[str, str]]:
     root = tmp / "store4096"
     rows_per_side = build_store(root)
     a, b = Side("bench", "b", 1, "image"), Side("bench", "b", 1, "text")
-    out = [("slice", f"{rows_per_side:,} image + {rows_per_side:,} text keys, d = 4096, fp16 in the store")]
+    out = [("slice", f"{rows_per_side:,} image + {rows_per_side:,} text keys, d = 4096, fp16 in the store"),
+           ("calibration: float32 GEMM 2000 x 4096 x 2000 in this process (idle machine: 185-208)",
+            f"{gemm_gflops():.0f} GFLOP/s")]
     compare(root, a, b, n=200, use_cache=False)  # warm imports (torch, sklearn) outside the timings
     from store.reader import KeyStore
 
@@ -91,6 +101,8 @@ def bench_compare(tmp: Path) -> list[tuple[str, str]]:
         ("ratio compare / one MMD", f"{t_cmp / t_base:.1f}"),
         ("compare() answered from the results cache", f"{t_hit * 1000:.1f} ms"),
     ]
+    t_bw, _ = timed(lambda: compare(root, a, b, use_cache=False, metric_params={"mmd": {"bandwidth_max_points": 1000}}))
+    out.append(("compare() default but the median bandwidth from 1000 pooled points (not 2000)", f"{t_bw:.3f} s"))
     for n in (500, 2000):
         t, _ = timed(lambda: compare(root, a, b, n=n, use_cache=False), repeat=1)
         out.append((f"compare() with n = {n} per side, no cache", f"{t:.3f} s"))
@@ -155,18 +167,23 @@ def bench_report(tmp: Path) -> list[tuple[str, str]]:
     return [
         ("ingest tiny:llava + tiny:qwen2.5-vl, sample benchmark (23 items each)", f"{t_ingest:.1f} s"),
         ("`report` defaults, 2 models x 1 benchmark x 3 layers, cold cache", f"{t_cold:.1f} s ({parts})"),
-        ("`report` again (metrics from the results cache; projections recomputed)", f"{t_warm:.1f} s"),
+        ("`report` again (metrics and projections from the results cache)", f"{t_warm:.1f} s"),
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip scikit-learn's TSNE and the report")
+    parser.add_argument("--only", choices=("compare", "tsne", "report"), help="run one section")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sections = [("compare at d = 4096", bench_compare(tmp)), ("t-SNE of 10,000 points", bench_tsne(not args.quick))]
-        if not args.quick:
+        sections = []
+        if args.only in (None, "compare"):
+            sections.append(("compare at d = 4096", bench_compare(tmp)))
+        if args.only in (None, "tsne"):
+            sections.append(("t-SNE of 10,000 points", bench_tsne(not args.quick)))
+        if args.only == "report" or (args.only is None and not args.quick):
             sections.append(("report on tiny models", bench_report(tmp)))
     for title, rows in sections:
         print(f"\n### {title}\n\n| measure | value |\n|---|---|")

@@ -184,7 +184,8 @@ def run_compare(args) -> int:
 
 def format_rows(rows) -> str:
     """A readable, aligned table of comparison rows (one line per metric value)."""
-    headers = ["model", "layer", "depth", "pair", "rep", "metric", "value", "p_value", "n_a", "n_b", "seconds", "cached"]
+    headers = ["model", "layer", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a", "n_b",
+               "seconds", "cached"]
     lines = []
     for r in rows:
         pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
@@ -192,6 +193,7 @@ def format_rows(rows) -> str:
             [
                 r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
                 "-" if r.replicate < 0 else str(r.replicate), r.metric, f"{r.value:.6g}",
+                "-" if r.extra.get("bias_corrected") is None else f"{r.extra['bias_corrected']:.6g}",
                 "-" if r.p_value is None else f"{r.p_value:.4g}", str(r.n_a), str(r.n_b), f"{r.seconds:.3f}",
                 "yes" if r.cached else "no",
             ]
@@ -202,6 +204,7 @@ def format_rows(rows) -> str:
     if rows:
         first = rows[0]
         out.append("")
+        out.append("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given")
         out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.params, sort_keys=True)}")
     return "\n".join(out)
 

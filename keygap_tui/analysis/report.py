@@ -264,6 +264,7 @@ def build_table(cells, main_rows, control_rows, metrics) -> list[dict]:
         for metric in metrics:
             main = next((r for r in main_rows if here(r) and r.metric == metric), None)
             row[f"{metric}"] = None if main is None else main.value
+            row[f"{metric}_bc"] = None if main is None else main.extra.get("bias_corrected")
             row[f"{metric}_p"] = None if main is None else main.p_value
             row[f"{metric}_n"] = None if main is None else f"{main.n_a}/{main.n_b}"
             groups = {
@@ -291,7 +292,7 @@ def _fmt(v) -> str:
 def table_columns(metrics) -> list[str]:
     cols = ["model", "benchmark", "layer", "layer_name", "depth"]
     for m in metrics:
-        cols += [m, f"{m}_p", f"{m}_n", f"{m}_ivi", f"{m}_tvt", f"{m}_ivt_ctrl", f"{m}_ratio"]
+        cols += [m, f"{m}_bc", f"{m}_p", f"{m}_n", f"{m}_ivi", f"{m}_tvt", f"{m}_ivt_ctrl", f"{m}_ratio"]
     return cols
 
 
@@ -313,7 +314,8 @@ def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
             w.writerow({c: "" if row.get(c) is None else row.get(c) for c in cols})
     paths[1].write_text(json.dumps(table, indent=1))
     legend = (
-        "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_p` its permutation p-value, "
+        "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_bc` its bias-corrected value "
+        "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value, "
         "`<m>_n` keys per side; `_ivi`, `_tvt`, `_ivt_ctrl` = means over control replicates (disjoint sample "
         "halves); `_ratio` = ivt_ctrl / mean(ivi, tvt), '-' where undefined.\n"
     )
