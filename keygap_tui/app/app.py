@@ -37,6 +37,7 @@ from .widgets.status_line import StatusLine
 from .widgets.vim_table import VimTable
 
 TABS = ("scatter", "controls", "layers", "sql")
+QUIET_GROUPS = {"warmup"}  # background chores: no "done" message over the user's last one
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
 
 
@@ -47,7 +48,7 @@ class JobProgress(Message):
 
 
 class KeygapApp(App):
-    CSS_PATH = "keygap.tcss"
+    CSS_PATH = Path(__file__).with_name("keygap.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "keygap"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
@@ -133,6 +134,13 @@ class KeygapApp(App):
         for problem in self.startup_errors:
             self.show_error(problem)
         self.start_job("catalog", "reading the store", lambda progress, stop: read_catalog(self.store), self._catalog_ready)
+
+    def on_ready(self) -> None:
+        threads = self.settings.threads()
+        self.start_job("warmup", "loading libraries", lambda progress, stop: tasks.warm_up(threads, progress, stop), self._warm)
+
+    def _warm(self, limiter) -> None:
+        self._thread_limiter = limiter  # kept: the limits hold while the app runs
 
     def _catalog_ready(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -240,7 +248,7 @@ class KeygapApp(App):
         current = [w for w in self.workers if w.group == worker.group and w is not worker and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
         if event.state == WorkerState.SUCCESS:
             if not current:
-                self.status.finish(worker.group, f"{label}: done")
+                self.status.finish(worker.group, None if worker.group in QUIET_GROUPS else f"{label}: done")
             try:
                 done(worker.result)
             except Exception as exc:  # a bug in showing a result must not end the session

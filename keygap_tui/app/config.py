@@ -45,8 +45,17 @@ class AnalysisSettings:
     permutations: int = 200
     replicates: int = 5  # control-group replicates
     seed: int = 0
-    scatter_points: int = 2000  # keys per slice projected (t-SNE cost grows fast beyond a few thousand)
+    scatter_points: int = 1000  # keys per side projected: analysis's default; t-SNE cost grows fast beyond
     max_plot_points: int = 20000
+    # Threads BLAS / torch may use for TUI work; 0 = one less than the CPUs. Why: the event loop needs a
+    # core. With OpenBLAS on every core of a busy 2-core machine, its spin-waiting starved the loop for
+    # 1.6 s during one PCA (0.05 s and no stall with one thread; benchmarks/bench_tui.py, BENCHMARKS.md).
+    compute_threads: int = 0
+
+    def threads(self) -> int:
+        import os
+
+        return self.compute_threads or max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass
@@ -92,7 +101,7 @@ def load_config(path: Path | None = None) -> Config:
     if values["n"] in ("all", 0):
         values["n"] = None
     values["metrics"] = tuple(values["metrics"])
-    for name in ("permutations", "replicates", "seed", "scatter_points", "max_plot_points"):
+    for name in ("permutations", "replicates", "seed", "scatter_points", "max_plot_points", "compute_threads"):
         if not isinstance(values[name], int) or values[name] < 0:
             raise ConfigError(f"{path}: [analysis] {name} must be a non-negative integer")
     if values["n"] is not None and (not isinstance(values["n"], int) or values["n"] < 2):

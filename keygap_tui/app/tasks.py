@@ -23,6 +23,39 @@ Progress = Callable[[float, str], None] | None
 Stop = Callable[[], bool] | None
 
 
+def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
+    """Import the numerical libraries and cap their thread pools, once, right after the first screen.
+
+    Imports of torch / scikit-learn hold the GIL for long stretches and would stall the event loop in the
+    middle of the user's first computation; done here they overlap with reading the first screen. The
+    cap keeps a core free for the event loop (see AnalysisSettings.compute_threads).
+    """
+    steps = Steps(4, progress, should_stop)
+    steps.report("loading statistics (torch)")
+    import keygap_tui.stats  # noqa: F401
+
+    steps.advance("loading scikit-learn")
+    from keygap_tui.analysis.projection import pca
+
+    steps.advance("loading openTSNE")
+    import openTSNE  # noqa: F401
+
+    steps.advance(f"limiting compute to {threads} thread(s)")
+    limiter = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=threads)
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it the pools keep their size
+        pass
+    import torch
+
+    torch.set_num_threads(threads)
+    pca(np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32), 2, 0)  # sklearn's lazy imports
+    steps.advance("ready")
+    return limiter
+
+
 def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "-"

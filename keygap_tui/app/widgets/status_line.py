@@ -58,9 +58,11 @@ class StatusLine(Widget):
             job.fraction, job.message = fraction, message
             self.refresh()
 
-    def finish(self, group: str, message: str, error: bool = False) -> None:
+    def finish(self, group: str, message: str | None, error: bool = False) -> None:
+        """End a job's bar; ``message`` None keeps the current message (for background chores)."""
         self.jobs.pop(group, None)
-        self.message = message
+        if message is not None:
+            self.message = message
         self.set_class(error, "-error")
         self.refresh()
 
