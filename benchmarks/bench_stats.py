@@ -6,7 +6,10 @@ Prints a table; appends nothing. Figures worth keeping go to BENCHMARKS.md ("Sta
   /tmp/kgvenv/bin/python benchmarks/bench_stats.py --n 2000 --d 512
 
 Flop count of one exact MMD: the upper triangle of the pooled (2n)^2 Gram matrix at 2 d flops per
-entry = (2n)^2 d = 4 n^2 d (kernel exps and the membership reduction are not counted).
+entry = (2n)^2 d = 4 n^2 d (kernel exps, the diagonal squares and the membership reduction are extra
+work, not counted). Baseline: the same flop count as plain numpy float32 GEMMs of the shape the
+engine uses (8192 x d times d x 512), timed right before each MMD run, so that both see the same load
+on a shared machine; the ratio of the pair is reported per repetition and as their median.
 """
 
 from __future__ import annotations
@@ -14,34 +17,40 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from keygap_tui.stats import js_divergence, median_bandwidth, mmd  # noqa: E402
 
-
-def best_of(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+GEMM_ROWS, GEMM_COLS = 8192, 512
 
 
-def gemm_gflops(rows: int, d: int, cols: int, reps: int) -> float:
-    """float32 numpy GEMM rate of [rows, d] x [d, cols]."""
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def gemm_baseline(d: int, flops: float):
+    """A closure running plain GEMMs worth `flops`, and the flops it really runs."""
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((rows, d), dtype=np.float32)
-    b = rng.standard_normal((cols, d), dtype=np.float32)
-    out = np.empty((rows, cols), np.float32)
-    np.matmul(a, b.T, out=out)
-    return 2 * rows * cols * d / best_of(lambda: np.matmul(a, b.T, out=out), reps) / 1e9
+    a = rng.standard_normal((GEMM_ROWS, d), dtype=np.float32)
+    b = rng.standard_normal((GEMM_COLS, d), dtype=np.float32)
+    out = np.empty((GEMM_ROWS, GEMM_COLS), np.float32)
+    per_call = 2.0 * GEMM_ROWS * GEMM_COLS * d
+    calls = max(1, round(flops / per_call))
+
+    def run():
+        for _ in range(calls):
+            np.matmul(a, b.T, out=out)
+
+    run()  # warm up
+    return run, calls * per_call
 
 
 def main() -> None:
@@ -50,57 +59,55 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=4096, help="key dimension")
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--tokens-per-sample", type=int, default=20, help="rows sharing one sample id")
-    parser.add_argument("--reps", type=int, default=2, help="repetitions; the minimum is reported")
+    parser.add_argument("--reps", type=int, default=3, help="paired repetitions")
     args = parser.parse_args()
-    n, d = args.n, args.d
+    n, d, B = args.n, args.d, args.permutations
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, d), dtype=np.float32)
     y = rng.standard_normal((n, d), dtype=np.float32) + np.float32(0.05)
     ids = np.arange(n) // args.tokens_per_sample
-
-    rows = []
-    square = gemm_gflops(4096, 4096, 4096, args.reps)
-    strip = gemm_gflops(512, d, 8192, 3 * args.reps)
-    gemm = max(square, strip)  # the baseline: the better of the two shapes
-    rows.append(("float32 GEMM 4096^3 (numpy)", "", f"{square:.0f} GFLOP/s", ""))
-    rows.append((f"float32 GEMM 512 x {d} x 8192 (numpy)", "", f"{strip:.0f} GFLOP/s", ""))
-
-    t_bw = best_of(lambda: median_bandwidth((x, y), max_points=2000, seed=0), args.reps)
-    sigma_sq = median_bandwidth((x, y), max_points=2000, seed=0)
-    rows.append(("median bandwidth (2000 pooled points)", f"{t_bw:.3f} s", "", ""))
-
     flops = 4.0 * n * n * d
-    t_mmd = best_of(lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu"), args.reps)
-    rate = flops / t_mmd / 1e9
-    # the machine is shared: re-measure the baseline right after, keep the better figure (conservative)
-    after = gemm_gflops(512, d, 8192, 3 * args.reps)
-    if after > gemm:
-        gemm = after
-        rows.append((f"float32 GEMM 512 x {d} x 8192, re-measured after", "", f"{after:.0f} GFLOP/s", ""))
-    rows.append((f"exact MMD^2 n=m={n} d={d}", f"{t_mmd:.2f} s", f"{rate:.0f} GFLOP/s",
-                 f"{rate / gemm:.0%} of GEMM"))
+    baseline, baseline_flops = gemm_baseline(d, flops)
 
-    t_multi = best_of(lambda: mmd(x, y, bandwidth=sigma_sq, scales=(0.25, 0.5, 1, 2, 4), method="exact",
-                                  device="cpu"), 1)
-    rows.append(("  multi-scale (5 kernels)", f"{t_multi:.2f} s", "", f"{t_multi / t_mmd:.2f} x one MMD"))
+    t_bw = timed(lambda: median_bandwidth((x, y), max_points=2000, seed=0))
+    sigma_sq = median_bandwidth((x, y), max_points=2000, seed=0)
+    one = lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu")  # noqa: E731
+    permuted = lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu", permutations=B,  # noqa: E731
+                           groups_x=ids, groups_y=ids + n)
 
-    B = args.permutations
-    t_perm = best_of(lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", permutations=B, groups_x=ids,
-                                 groups_y=ids + n, device="cpu"), 1)
-    rows.append((f"  + {B} sample-level permutations", f"{t_perm:.2f} s", "", f"{t_perm / t_mmd:.2f} x one MMD"))
+    rows = [("median bandwidth (2000 pooled points)", f"{t_bw:.2f} s", "")]
+    efficiency, perm_ratio = [], []
+    for rep in range(args.reps):
+        t_gemm = timed(baseline)
+        t_one = timed(one)
+        t_perm = timed(permuted)
+        gemm_rate = baseline_flops / t_gemm / 1e9
+        mmd_rate = flops / t_one / 1e9
+        efficiency.append(mmd_rate / gemm_rate)
+        perm_ratio.append(t_perm / t_one)
+        rows.append((f"rep {rep + 1}: GEMM baseline {gemm_rate:.0f} GFLOP/s ({t_gemm:.2f} s)", "", ""))
+        rows.append((f"rep {rep + 1}: exact MMD^2 n=m={n} d={d}", f"{t_one:.2f} s",
+                     f"{mmd_rate:.0f} GFLOP/s = {efficiency[-1]:.0%} of GEMM"))
+        rows.append((f"rep {rep + 1}: + {B} sample-level permutations", f"{t_perm:.2f} s",
+                     f"{perm_ratio[-1]:.2f} x one MMD"))
+    rows.append(("median: exact MMD rate / GEMM rate", "", f"{statistics.median(efficiency):.0%}"))
+    rows.append((f"median: {B} permutations / one MMD", "", f"{statistics.median(perm_ratio):.2f} x"))
 
-    t_rff = best_of(lambda: mmd(x, y, bandwidth=sigma_sq, method="rff", rff_features=1024, device="cpu"), 1)
-    rows.append(("RFF MMD^2 (D=1024)", f"{t_rff:.2f} s", "", f"{t_rff / t_mmd:.2f} x exact"))
+    t_one = timed(one)
+    t_multi = timed(lambda: mmd(x, y, bandwidth=sigma_sq, scales=(0.25, 0.5, 1, 2, 4), method="exact",
+                                device="cpu"))
+    rows.append(("multi-scale MMD (5 kernels) / one MMD", f"{t_multi:.2f} s", f"{t_multi / t_one:.2f} x"))
+    t_rff = timed(lambda: mmd(x, y, bandwidth=sigma_sq, method="rff", rff_features=1024, device="cpu"))
+    rows.append(("RFF MMD^2 (D=1024) / exact", f"{t_rff:.2f} s", f"{t_rff / t_one:.2f} x"))
+    t_js = timed(lambda: js_divergence(x, y, k=10, bins=64, shuffles=20))
+    rows.append(("JS (z-score, PCA k=10, 64 bins, 20 shuffles) / one MMD", f"{t_js:.2f} s", f"{t_js / t_one:.2f} x"))
 
-    t_js = best_of(lambda: js_divergence(x, y, k=10, bins=64, shuffles=20), 1)
-    rows.append(("JS (z-score, PCA k=10, 64 bins, 20 shuffles)", f"{t_js:.2f} s", "", f"{t_js / t_mmd:.2f} x one MMD"))
-
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, numpy {np.__version__}, torch {torch.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, load average {load:.1f}")
     width = max(len(r[0]) for r in rows)
-    for name, seconds, rate_s, ratio in rows:
-        print(f"{name:<{width}}  {seconds:>9}  {rate_s:>14}  {ratio}")
+    for name, seconds, note in rows:
+        print(f"{name:<{width}}  {seconds:>8}  {note}")
 
 
 if __name__ == "__main__":
