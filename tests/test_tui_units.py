@@ -13,6 +13,7 @@ from keygap_tui.analysis import Side, compare
 from keygap_tui.app import plots, tasks
 from keygap_tui.app.config import ConfigError, State, load_config, load_state, save_state
 from keygap_tui.app.export import ExportError, export_rows
+from keygap_tui.app.formatting import display_cells
 from keygap_tui.app.selection import ALL_SEGMENTS, Selection, named_layer, read_catalog, step_layer
 
 
@@ -83,7 +84,7 @@ def test_compare_task_gives_the_analysis_numbers_and_uses_the_cache(store):
     assert [r["value"] for r in first] == [r.value for r in direct] == [r["value"] for r in again]
     assert [r["cached"] for r in again] == [True, True]
     assert first[0]["n"] == f"{direct[0].n_a}+{direct[0].n_b}"
-    assert tasks.display_cells(again[0])[-1] == "yes"
+    assert display_cells(again[0])[-1] == "yes" and display_cells(again[0])[1] == f"{again[0]['value']:.4g}"
 
 
 def test_five_numbers_match_numpy_and_scatter_says_what_it_shows():

@@ -8,6 +8,7 @@ thread worker (``start_job``); progress comes back as messages, and every failur
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +23,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from store.errors import KeygapError
 
-from . import tasks
 from .config import THEMES, AnalysisSettings, Config, ConfigError, State, load_config, load_state, save_state
-from .export import export_rows, export_table, next_path
 from .selection import Catalog, Selection, read_catalog
 from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
@@ -39,6 +38,13 @@ from .widgets.vim_table import VimTable
 TABS = ("scatter", "controls", "layers", "sql")
 QUIET_GROUPS = {"warmup"}  # background chores: no "done" message over the user's last one
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
+
+
+def _tasks():
+    """tasks pulls in numpy and the analysis layer: load it with the first job, not before the first screen."""
+    from . import tasks
+
+    return tasks
 
 
 class JobProgress(Message):
@@ -137,7 +143,7 @@ class KeygapApp(App):
 
     def on_ready(self) -> None:
         threads = self.settings.threads()
-        self.start_job("warmup", "loading libraries", lambda progress, stop: tasks.warm_up(threads, progress, stop), self._warm)
+        self.start_job("warmup", "loading libraries", lambda progress, stop: _tasks().warm_up(threads, progress, stop), self._warm)
 
     def _warm(self, limiter) -> None:
         self._thread_limiter = limiter  # kept: the limits hold while the app runs
@@ -263,9 +269,8 @@ class KeygapApp(App):
 
     def show_error(self, error: BaseException | str, context: str = "") -> None:
         """The one place errors go: one line in the status bar and a notification."""
-        from keygap_tui.analysis import Cancelled
-
-        if isinstance(error, Cancelled):
+        errors_module = sys.modules.get("keygap_tui.analysis.errors")  # not loaded -> cannot be a Cancelled
+        if errors_module is not None and isinstance(error, errors_module.Cancelled):
             self.status.say(f"{context}: cancelled" if context else "cancelled")
             return
         if isinstance(error, str):
@@ -319,7 +324,7 @@ class KeygapApp(App):
         sel, settings = self.selection, self.settings
         self.start_job(
             "compute", f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
-            lambda progress, stop: tasks.compare_slice(self.store, sel, settings, progress, stop),
+            lambda progress, stop: _tasks().compare_slice(self.store, sel, settings, progress, stop),
             self._show_results,
         )
 
@@ -341,14 +346,14 @@ class KeygapApp(App):
             method = pane.method
             self.start_job(
                 "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of A and B",
-                lambda progress, stop: tasks.project_slice(self.store, sel, method, settings, progress, stop), pane.show,
+                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop), pane.show,
             )
         elif tab == "controls":
             layers = self.catalog.layers(sel.model, sel.benchmark)
             pane = self.query_one(ControlsPane)
             self.start_job(
                 "controls", f"control groups over {len(layers)} layers",
-                lambda progress, stop: tasks.control_groups(self.store, sel, layers, settings, progress, stop),
+                lambda progress, stop: _tasks().control_groups(self.store, sel, layers, settings, progress, stop),
                 lambda result: pane.show(result, f"{sel.model} / {sel.benchmark}"),
             )
         elif tab == "layers":
@@ -356,7 +361,7 @@ class KeygapApp(App):
             metric = pane.metric
             self.start_job(
                 "layers", f"{metric} over layers and models",
-                lambda progress, stop: tasks.sweep_layers(self.store, sel, metric, settings, progress, stop), pane.show,
+                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop), pane.show,
             )
 
     def action_toggle_projection(self) -> None:
@@ -383,7 +388,7 @@ class KeygapApp(App):
                 self._sql_con = connect(self.store)
             if stop():
                 return None
-            return tasks.sql_query(self._sql_con, query, on_cursor=lambda cur: setattr(self, "_sql_cursor", cur))
+            return _tasks().sql_query(self._sql_con, query, on_cursor=lambda cur: setattr(self, "_sql_cursor", cur))
 
         def done(result):
             self._sql_cursor = None
@@ -436,6 +441,8 @@ class KeygapApp(App):
         if data is None or (isinstance(data, list) and not data):
             self.show_error(f"nothing to export in {stem}: compute (c) or run the tab (r) first")
             return
+        from .export import export_rows, export_table
+
         folder = self.config.export_dir
         if isinstance(data, list):
             fn = lambda progress, stop: export_rows(data, folder, stem, fmt)  # noqa: E731
@@ -448,6 +455,8 @@ class KeygapApp(App):
         self.notify(f"saved {path}", title="export")
 
     def action_screenshot(self) -> None:
+        from .export import next_path
+
         folder = Path(self.config.export_dir).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)

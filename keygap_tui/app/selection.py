@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from keygap_tui.analysis.sides import Side
-
 ALL_SEGMENTS = "all"
 
 
@@ -105,13 +103,16 @@ class Selection:
     b_segment: str = ALL_SEGMENTS
     rope: str = "post"
 
-    def side_a(self) -> Side:
+    def side_a(self):
         return self._side(self.a_modality, self.a_segment)
 
-    def side_b(self) -> Side:
+    def side_b(self):
         return self._side(self.b_modality, self.b_segment)
 
-    def _side(self, modality: str, segment: str) -> Side:
+    def _side(self, modality: str, segment: str):
+        """The analysis Side (imported here: the picker must not pull numpy into the first screen)."""
+        from keygap_tui.analysis.sides import Side
+
         segs = None if segment in ("", ALL_SEGMENTS) else (segment,)
         return Side(self.model, self.benchmark, self.layer, modality, segs, self.rope)
 

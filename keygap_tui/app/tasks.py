@@ -56,16 +56,6 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
     return limiter
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if not np.isfinite(value):
-            return "nan"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def result_row(row) -> dict:
     """One results-table row: what the user reads, plus the parameters the number depends on."""
     return {
@@ -85,13 +75,6 @@ def result_row(row) -> dict:
         "depth": row.depth,
         "params": row.params,
     }
-
-
-def display_cells(r: dict) -> tuple[str, ...]:
-    return (
-        r["measure"], _fmt(r["value"]), _fmt(r["p_value"], 3), r["n"],
-        f"{r['seconds']:.2f}s" if r.get("seconds") is not None else "-", "yes" if r["cached"] else "no",
-    )
 
 
 def compare_slice(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> list[dict]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from .. import plots
-from ..tasks import ControlsResult
 from .plot_view import PlotView
+
+if TYPE_CHECKING:
+    from ..tasks import ControlsResult
 
 
 class ControlsPane(Vertical):
@@ -27,6 +29,8 @@ class ControlsPane(Vertical):
         yield PlotView("r: compute  (I-T = A vs B, I-I = A vs A, T-T = B vs B, disjoint sample halves)", id="controls-plot")
 
     def show(self, result: ControlsResult, what: str) -> None:
+        from .. import plots
+
         self.result = result
         n = len(result.rows)
         layers = ",".join(map(str, result.layers))

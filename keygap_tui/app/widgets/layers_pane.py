@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
-from .. import plots
-from ..tasks import SweepResult, _fmt
+from ..formatting import fmt_number as _fmt
 from .choice import ChoiceField
 from .plot_view import PlotView
 from .vim_table import VimTable
+
+if TYPE_CHECKING:
+    from ..tasks import SweepResult
 
 
 class LayersPane(Vertical):
@@ -40,6 +43,8 @@ class LayersPane(Vertical):
         self.metric = event.value
 
     def show(self, result: SweepResult) -> None:
+        from .. import plots
+
         self.result = result
         self.query_one(PlotView).show(partial(plots.depth_lines, result.series, ylabel=f"{result.metric} (A vs B)"))
         table = self.query_one(VimTable)

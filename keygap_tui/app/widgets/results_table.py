@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tasks import display_cells
+from ..formatting import display_cells
 from .vim_table import VimTable
 
 COLUMNS = ("measure", "value", "p-value", "n", "time", "cached")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from .. import plots
-from ..tasks import ScatterResult
 from .plot_view import PlotView
+
+if TYPE_CHECKING:
+    from ..tasks import ScatterResult
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
 
@@ -36,6 +38,8 @@ class ScatterPane(Vertical):
     def _caption(self, extra: str = "") -> None:
         text = f"{METHOD_NAMES[self.method]} (t switches)  r: run"
         if self.result is not None:
+            from .. import plots
+
             _, shown = plots.shown_caption(self.result.data, self.max_points)
             text = f"{METHOD_NAMES[self.result.method]}: {shown}  (t: PCA/t-SNE, r: run)"
         self.query_one("#scatter-info", Static).update(text + extra)
@@ -45,6 +49,8 @@ class ScatterPane(Vertical):
         self._caption()
 
     def show(self, result: ScatterResult) -> None:
+        from .. import plots
+
         self.result = result
         self._caption()
         self.query_one(PlotView).show(partial(plots.scatter, result.data, limit=self.max_points))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static, TextArea
 
-from ..tasks import SqlResult
 from .vim_table import VimTable
+
+if TYPE_CHECKING:
+    from ..tasks import SqlResult
 
 EXAMPLE = "SELECT layer, modality, count(*) AS keys FROM keys GROUP BY ALL ORDER BY ALL"
 
