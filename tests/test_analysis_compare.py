@@ -157,3 +157,18 @@ def test_cli_compare_sweeps_and_controls(store, capsys):
     assert keygap(["compare", "--store", str(store), "--model", "m4", "--benchmark", "b", "--layer", "1",
                    "--param", "oops"]) == 2
     assert "METRIC.NAME=VALUE" in capsys.readouterr().err
+
+
+def test_thread_limit_changes_speed_not_numbers(store):
+    from keygap_tui.analysis.threads import resolve_threads
+
+    assert resolve_threads(None) is None and resolve_threads(3) == 3
+    assert resolve_threads("auto") in (None, 1)
+    with pytest.raises(ValueError, match="positive integer"):
+        resolve_threads(0)
+    a, b = Side("m8", "b", 4, "image"), Side("m8", "b", 4, "text")
+    one = compare(store, a, b, ["mmd", "js"], n=40, permutations=10, use_cache=False, threads=1)
+    lib = compare(store, a, b, ["mmd", "js"], n=40, permutations=10, use_cache=False, threads=None)
+    assert one[0].params["blas_threads"] == 1 and lib[0].params["blas_threads"] == "library default"
+    for x, y in zip(one, lib):
+        assert x.value == pytest.approx(y.value, rel=1e-5) and x.p_value == y.p_value

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--a", default="image", help="first side: modality[:segment,...] (default image)")
     p.add_argument("--b", default="text", help="second side: modality[:segment,...] (default text)")
     p.add_argument("--metrics", default=None, help="comma list (default mmd,js); see keygap_tui.stats.METRICS")
-    p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 1000)")
+    p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 500)")
     p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rope", default="post", choices=("post", "pre"), help="keys after (post) or before RoPE")
@@ -37,6 +37,7 @@ def register(subparsers) -> None:
         "--param", action="append", default=[], metavar="METRIC.NAME=VALUE",
         help="a metric parameter, e.g. mmd.estimator=biased or js.bins=32 (repeatable)",
     )
+    p.add_argument("--threads", default="auto", help="BLAS threads: an integer, or auto (1 when the machine is busy)")
     p.add_argument("--no-cache", action="store_true", help="recompute and do not store the answer")
     p.add_argument("--json", action="store_true", help="print a JSON list of result objects")
     p.set_defaults(func=run_compare)
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
     r.add_argument("--benchmarks", nargs="+", default=None, help="benchmarks (default: all of each model)")
     r.add_argument("--layers", default="early,middle,late", help="layer spec per model (default early,middle,late)")
     r.add_argument("--metrics", default=None, help="comma list (default mmd,js)")
-    r.add_argument("--n", default=None, help="keys per side for the measures: integer or 'all' (default 1000)")
+    r.add_argument("--n", default=None, help="keys per side for the measures: integer or 'all' (default 500)")
     r.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200)")
     r.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
     r.add_argument("--seed", type=int, default=0)
@@ -90,6 +91,20 @@ def _n(value, default):
         raise AnalysisError(f"--n must be an integer or 'all', got {value!r}") from None
     if n < 2:
         raise AnalysisError(f"--n must be at least 2 (or 'all'), got {n}")
+    return n
+
+
+def _threads(value):
+    from .errors import AnalysisError
+
+    if value in (None, "auto"):
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise AnalysisError(f"--threads must be a positive integer or auto, got {value!r}")
     return n
 
 
@@ -151,6 +166,7 @@ def run_compare(args) -> int:
     models = _split(args.model)
     layer_spec = _split(args.layer)
     use_cache = not args.no_cache
+    threads = _threads(args.threads)
     bar, update = _progress_bar("compare")
     with bar:
         single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
@@ -161,19 +177,20 @@ def run_compare(args) -> int:
             rows = cmp.compare(
                 ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
                 Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
-                permutations=permutations, metric_params=metric_params, use_cache=use_cache, progress=update,
+                permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                progress=update,
             )
             if args.controls:
                 rows += cmp.controls(
                     ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
                     rope=args.rope, image=args.a, text=args.b, metric_params=metric_params, use_cache=use_cache,
-                    progress=update,
+                    threads=threads, progress=update,
                 )
         else:
             rows = cmp.layer_sweep(
                 ks, models, args.benchmark, layer_spec, args.a, args.b, metrics, n, args.seed, rope=args.rope,
                 permutations=permutations, with_controls=args.controls, replicates=replicates,
-                metric_params=metric_params, use_cache=use_cache, progress=update,
+                metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
             )
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=1))

@@ -5,9 +5,11 @@ identity of the key files read, so asking again returns the stored numbers at on
 after a restart, and re-ingesting a slice makes the old answers unreachable.
 
 Defaults (ours, not the paper's - the paper states none; see FIELD-NOTES 1 and 5):
-- ``DEFAULT_N`` = 1000 keys per side, a uniform random sample (``n=None`` reads every key). Exact MMD with
-  200 sample-level permutations plus JS at d = 4096 then answers in well under a second on 2 cores
-  (BENCHMARKS.md, "Analysis"); the cost grows with n^2 d.
+- ``DEFAULT_N`` = 500 keys per side, a uniform random sample (``n=None`` reads every key). Exact MMD with
+  200 sample-level permutations plus JS at d = 4096 then answered in 0.84 s (median) on the shared 2-core
+  machine at load average 4; n = 1000 took 2.0 s there (BENCHMARKS.md, "Analysis"). Cost grows as n^2 d,
+  so raise n (or pass "all") when you can wait; the permutation test's power comes mostly from the number
+  of samples, which the reader's uniform draw spreads over.
 - ``DEFAULT_PERMUTATIONS`` = 200: p = (1 + #{null >= observed}) / (1 + B), permuting whole samples.
 - Control groups split the SAMPLES into disjoint random halves A and B: image(A) vs image(B),
   text(A) vs text(B), image(A) vs text(B); ``DEFAULT_REPLICATES`` = 5 new splits; the MMD bandwidth is
@@ -31,11 +33,13 @@ from store.results import ResultsCache, question_key
 from .errors import AnalysisError
 from .progress import ProgressFn, Steps, StopFn
 from .sides import Side, depends, load_side, open_store, store_root
+from .threads import limit_threads
 
 DEFAULT_METRICS = ("mmd", "js")
-DEFAULT_N = 1000
+DEFAULT_N = 500
 DEFAULT_PERMUTATIONS = 200
 DEFAULT_REPLICATES = 5
+DEFAULT_THREADS = "auto"
 # Bump when a change in this module changes what a cached number means.
 CACHE_VERSION = 2
 
@@ -213,6 +217,7 @@ def compare(
     permutations: int = DEFAULT_PERMUTATIONS,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
     use_cache: bool = True,
+    threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> list[ComparisonRow]:
@@ -222,6 +227,7 @@ def compare(
     ``permutations`` goes to every metric that takes it (sample-level: sample ids are the groups).
     ``metric_params`` = {metric: {param: value}} overrides a metric's defaults (e.g. mmd bandwidth).
     Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
+    ``threads``: BLAS threads for the computation ("auto": one on a busy machine, see threads.py).
     """
     ks = open_store(store)
     names = metric_names(metrics)
@@ -260,8 +266,10 @@ def compare(
         steps.advance("loaded")
         for metric in missing:
             steps.report(f"{metric} on {len(a.x)} + {len(b.x)} keys")
-            out = _run_metric(metric, a.x, b.x, a.sample_id, b.sample_id, seed, kwargs_of[metric])
+            with limit_threads(threads) as limit:
+                out = _run_metric(metric, a.x, b.x, a.sample_id, b.sample_id, seed, kwargs_of[metric])
             params = _recorded_params(out["params"], kwargs_of[metric], n, seed, permutations)
+            params["blas_threads"] = "library default" if limit is None else limit
             row = ComparisonRow(
                 metric=metric, value=out["value"], p_value=out["p_value"], n_a=out["n_a"], n_b=out["n_b"],
                 params=params, seed=int(seed), seconds=out["seconds"], side_a=side_a, side_b=side_b,
@@ -335,6 +343,7 @@ def controls(
     text: str | tuple = "text",
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
     use_cache: bool = True,
+    threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> list[ComparisonRow]:
@@ -396,7 +405,8 @@ def controls(
                 f"control groups need at least 4 samples with keys, {side_i.model} on {benchmark} has {len(ids)}: "
                 "ingest more samples"
             )
-        bandwidth = float(median_bandwidth(np.vstack([img.x, txt.x]), seed=seed))
+        with limit_threads(threads):
+            bandwidth = float(median_bandwidth(np.vstack([img.x, txt.x]), seed=seed))
         steps.advance(f"bandwidth sigma^2 = {bandwidth:.4g}")
         for metric in missing:
             kwargs = metric_kwargs(metric, permutations, metric_params, bandwidth=bandwidth)
@@ -421,8 +431,10 @@ def controls(
                             "ingest more samples or raise n"
                         )
                     steps.check()
-                    out = _run_metric(metric, xa, xb, ga, gb, seed + r, kwargs)
+                    with limit_threads(threads) as limit:
+                        out = _run_metric(metric, xa, xb, ga, gb, seed + r, kwargs)
                     params = _recorded_params(out["params"], kwargs, n, seed, permutations)
+                    params["blas_threads"] = "library default" if limit is None else limit
                     params.update(
                         {"split": "disjoint random halves of samples", "replicates": int(replicates),
                          "bandwidth_shared": "median of pooled image+text keys, one per model/benchmark/layer"}
@@ -533,6 +545,7 @@ def layer_sweep(
     replicates: int = DEFAULT_REPLICATES,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
     use_cache: bool = True,
+    threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> list[ComparisonRow]:
@@ -561,14 +574,15 @@ def layer_sweep(
         sub = steps.sub(2 if with_controls else 1)
         got = compare(
             ks, Side(model, benchmark, layer, ma, sa, rope), Side(model, benchmark, layer, mb, sb, rope), metrics, n,
-            seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache,
+            seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
             progress=sub.child(), should_stop=should_stop,
         )
         if with_controls:
             sub.done = 1
             got += controls(
                 ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=a, text=b,
-                metric_params=metric_params, use_cache=use_cache, progress=sub.child(), should_stop=should_stop,
+                metric_params=metric_params, use_cache=use_cache, threads=threads, progress=sub.child(),
+                should_stop=should_stop,
             )
         for row in got:
             row.depth = relative_depth(layer, depth)
