@@ -31,6 +31,7 @@ from store.results import ResultsCache, question_key
 from .errors import AnalysisError, Cancelled
 from .progress import ProgressFn, Steps, StopFn
 from .sides import Side, depends, load_side, open_store
+from .threads import limit_threads
 
 DEFAULT_PROJECTION_N = 1000  # keys per slice
 DEFAULT_PCA_COMPONENTS = 50
@@ -144,6 +145,7 @@ def project_arrays(
     perplexity: float = DEFAULT_PERPLEXITY,
     iterations: tuple[int, int] = DEFAULT_ITERATIONS,
     n_jobs: int = DEFAULT_TSNE_JOBS,
+    threads: int | str | None = "auto",
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> tuple[np.ndarray, dict]:
@@ -158,7 +160,8 @@ def project_arrays(
     seconds = {}
     t0 = time.perf_counter()
     steps.report(f"PCA of {len(x)} keys")
-    scores = pca(x, pca_components if method == "tsne" else 2, seed)
+    with limit_threads(threads):
+        scores = pca(x, pca_components if method == "tsne" else 2, seed)
     seconds["pca"] = time.perf_counter() - t0
     steps.advance("PCA done")
     if method == "pca":
