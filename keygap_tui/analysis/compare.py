@@ -6,8 +6,8 @@ after a restart, and re-ingesting a slice makes the old answers unreachable.
 
 Defaults (ours, not the paper's - the paper states none; see FIELD-NOTES 1 and 5):
 - ``DEFAULT_N`` = 500 keys per side, a uniform random sample (``n=None`` reads every key). Exact MMD with
-  200 sample-level permutations plus JS at d = 4096 then answered in 0.84 s (median) on the shared 2-core
-  machine at load average 4; n = 1000 took 2.0 s there (BENCHMARKS.md, "Analysis"). Cost grows as n^2 d,
+  200 sample-level permutations plus JS at d = 4096 then answered in 0.48 s (median) on the shared 2-core
+  machine at load average 4.5; n = 1000 took 1.24 s there (BENCHMARKS.md, "Analysis"). Cost grows as n^2 d,
   so raise n (or pass "all") when you can wait; the permutation test's power comes mostly from the number
   of samples, which the reader's uniform draw spreads over.
 - ``DEFAULT_PERMUTATIONS`` = 200: p = (1 + #{null >= observed}) / (1 + B), permuting whole samples.

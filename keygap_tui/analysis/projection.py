@@ -4,13 +4,14 @@ Several slices are projected jointly (stacked before PCA and t-SNE) so they shar
 image and text keys of Figure 1 comparable in one panel.
 
 Why openTSNE rather than scikit-learn's TSNE: on 10,000 PCA-50 points with the same 250 iterations it
-took 7.3 s against scikit-learn's 22.8 s (3.1x, benchmarks/bench_analysis.py, BENCHMARKS.md "Analysis"),
-it accepts callbacks (progress, cancel, live drawing) and its FFT gradient scales linearly in n.
+took 7.3-7.6 s against scikit-learn's 23-38 s (3.1-5.0x over two runs, benchmarks/bench_analysis.py,
+BENCHMARKS.md "Analysis"), it accepts callbacks (progress, cancel, live drawing) and its FFT gradient
+scales linearly in n.
 
 Our defaults (not the paper's, which states none): PCA to 50 components (randomized, iterated_power=2),
 perplexity 30, exact nearest neighbours up to 20,000 points (brute force after PCA beat Annoy there:
-1.0 s against 4.8 s at 10,000), Barnes-Hut gradients below 10,000 points and FFT from there (FFT's grid
-follows the embedding's span, so it is slow on small sets), one thread, 125 early-exaggeration + 125
+1.5 s against 5.3 s at 10,000), Barnes-Hut gradients below 10,000 points and FFT from there (FFT's grid
+follows the embedding's span, so it is slow on small sets: 2.7 s against 0.7 s on 700 points), one thread, 125 early-exaggeration + 125
 normal iterations (openTSNE's default schedule is 250 + 500, 4-5x slower: pass ``iterations=(250, 500)``
 for publication figures).
 """

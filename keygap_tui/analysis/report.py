@@ -145,6 +145,11 @@ def report(
     img_mod, img_segs = parse_what(image)
     txt_mod, txt_segs = parse_what(text)
     cells = plan_cells(ks, models, benchmarks, layers)
+    pruned = 0
+    if use_cache and os.path.isdir(ks.root):
+        from store.results import ResultsCache
+
+        pruned = ResultsCache(ks.root).prune_stale()  # answers about re-ingested slices would only pile up
     steps = Steps(3 * len(cells) + 1, progress, should_stop)
     seconds = {"compare": 0.0, "controls": 0.0, "projection": 0.0, "write": 0.0}
     main_rows: list[ComparisonRow] = []
@@ -199,6 +204,8 @@ def report(
     seconds["total"] = time.perf_counter() - started
     cached = sum(r.cached for r in main_rows + control_rows)
     notes.append(f"{cached} of {len(main_rows) + len(control_rows)} metric values came from the results cache")
+    if pruned:
+        notes.append(f"{pruned} stale cached answers (their slices were re-ingested) were deleted")
     cached_proj = sum(p.cached for _, p in projections)
     notes.append(f"{cached_proj} of {len(projections)} projections came from the results cache")
     params = {

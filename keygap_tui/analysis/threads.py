@@ -1,8 +1,8 @@
 """How many BLAS/OpenMP threads the statistics use.
 
-On a machine whose cores are already busy, BLAS threads spin against the other work: with load average 5
-on 2 cores, default `compare` (MMD + JS, n = 1000, d = 4096) took 4.1 s with the default 2 threads and
-1.7 s with one (threadpoolctl; small LAPACK calls inside JS's randomized SVD suffered most). "auto" therefore
+On a machine whose cores are already busy, BLAS threads spin against the other work: at load average 4.5
+on 2 cores, default `compare` (MMD + JS, n = 500, d = 4096) took 1.64 s with the libraries' 2 threads and
+0.48 s with one (threadpoolctl; small LAPACK calls inside JS's randomized SVD suffered most). "auto" therefore
 uses one thread when the 1-minute load average is at least the number of cores, and the libraries' own
 default otherwise. The thread count does not enter cache keys: it changes speed, not the method.
 """
