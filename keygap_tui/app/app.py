@@ -141,7 +141,8 @@ class KeygapApp(App):
             self.show_error(problem)
         self.start_job("catalog", "reading the store", lambda progress, stop: read_catalog(self.store), self._catalog_ready)
 
-    def on_ready(self) -> None:
+    def _warm_up(self) -> None:
+        """After the catalog (what the user waits for), load the numerical libraries in the background."""
         threads = self.settings.threads()
         self.start_job("warmup", "loading libraries", lambda progress, stop: _tasks().warm_up(threads, progress, stop), self._warm)
 
@@ -163,6 +164,7 @@ class KeygapApp(App):
             )
         self.query_one(ResultsTable).focus()
         self._save_state()
+        self._warm_up()
 
     @property
     def status(self) -> StatusLine:

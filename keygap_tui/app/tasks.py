@@ -35,7 +35,7 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
     import keygap_tui.stats  # noqa: F401
 
     steps.advance("loading scikit-learn")
-    from keygap_tui.analysis.projection import pca
+    from keygap_tui.analysis.projection import pca, tsne
 
     steps.advance("loading openTSNE")
     import openTSNE  # noqa: F401
@@ -51,7 +51,9 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
     import torch
 
     torch.set_num_threads(threads)
-    pca(np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32), 2, 0)  # sklearn's lazy imports
+    # One tiny run of each: scikit-learn and openTSNE import submodules on first use (neighbours, FFT).
+    tiny = pca(np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32), 2, 0)
+    tsne(tiny, 0, perplexity=5.0, iterations=(2, 2))
     steps.advance("ready")
     return limiter
 
