@@ -139,7 +139,7 @@ def test_cli_compare_sweeps_and_controls(store, capsys):
 
     from keygap_tui.cli import main as keygap
 
-    rc = keygap(["compare", "--store", str(store), "--model", "all", "--benchmark", "b", "--layer", "late",
+    rc = keygap(["compare", "--store", str(store), "--model", "all", "--layer", "late",  # the only benchmark
                  "--metrics", "centroid", "--n", "20", "--controls", "--replicates", "1", "--json"])
     assert rc == 0
     rows = json.loads(capsys.readouterr().out)

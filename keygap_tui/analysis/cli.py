@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         "sample halves). Answers are cached in the store (results table of `keygap sql`).",
     )
     p.add_argument("--model", nargs="+", required=True, help="model id or store label; several, or 'all', to sweep")
-    p.add_argument("--benchmark", required=True)
+    p.add_argument("--benchmark", default=None, help="benchmark label (default: the store's only benchmark)")
     p.add_argument(
         "--layer", nargs="+", required=True,
         help="layer index, early/middle/late (1, L//2, L-1), N%% of depth, or 'all' (stored layers); several sweep",
@@ -108,6 +108,17 @@ def _threads(value):
     return n
 
 
+def _only_benchmark(ks) -> str:
+    from .errors import AnalysisError
+
+    names = ks.benchmarks()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise AnalysisError("the store holds no keys yet: run `keygap ingest` first")
+    raise AnalysisError(f"the store holds several benchmarks ({', '.join(names)}): pass --benchmark")
+
+
 def _params(items) -> dict:
     from .errors import AnalysisError
 
@@ -156,6 +167,8 @@ def run_compare(args) -> int:
     from .sides import Side, open_store, parse_what
 
     ks = open_store(_store(args))
+    if args.benchmark is None:
+        args.benchmark = _only_benchmark(ks)
     metrics = _split([args.metrics]) if args.metrics else list(cmp.DEFAULT_METRICS)
     n = _n(args.n, cmp.DEFAULT_N)
     permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
