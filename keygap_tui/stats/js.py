@@ -46,6 +46,10 @@ def js_divergence(
     pca: str = "auto",
     keep_null: bool = False,
 ) -> MeasureResult:
+    """k principal components (fewer when dim or rows are fewer); bins per component over the pooled
+    quantile_range percentiles; eps added to each bin probability; base of the logarithm (2: bits).
+    shuffles: sample-level relabellings for the bias correction and p-value (0 turns both off).
+    pca: 'exact' covariance eigh, 'randomized' SVD, or 'auto' (exact up to AUTO_EXACT_PCA_MAX_DIM)."""
     started = time.perf_counter()
     k = check_count("k", k, 1)
     bins = check_count("bins", bins, 2)

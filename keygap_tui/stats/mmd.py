@@ -58,7 +58,8 @@ def mmd(
     Fourier features), 'auto' (exact up to AUTO_EXACT_MAX_POOLED pooled rows). progress(fraction) is
     called as the exact computation advances; on_estimate(n_a, n_b, value) receives the exact MMD^2 of a
     growing random subset of the rows (same estimator and kernel) after each block, for a display that
-    sharpens while it runs. Raise from either callback to cancel."""
+    sharpens while it runs. Raise from either callback to cancel. keep_null=True also returns the B null
+    values in extra['null'] (for checks; otherwise only their mean, std and 95% quantile)."""
     started = time.perf_counter()
     check_choice("estimator", estimator, ("unbiased", "biased"))
     check_choice("kernel", kernel, ("gaussian",))
