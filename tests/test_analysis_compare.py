@@ -172,3 +172,23 @@ def test_thread_limit_changes_speed_not_numbers(store):
     assert one[0].params["blas_threads"] == 1 and lib[0].params["blas_threads"] == "library default"
     for x, y in zip(one, lib):
         assert x.value == pytest.approx(y.value, rel=1e-5) and x.p_value == y.p_value
+
+
+def test_analysis_never_imports_duckdb_or_textual(store, tmp_path):
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import keygap_tui.analysis.cli
+assert not {{'numpy', 'pyarrow'}} & set(sys.modules), 'the CLI module must import only the stdlib'
+from keygap_tui.analysis import Side, compare, controls, project, report
+a, b = Side('m4', 'b', 1, 'image'), Side('m4', 'b', 1, 'text')
+compare({str(store)!r}, a, b, ['mmd', 'js'], n=20, permutations=5, use_cache=False)
+report({str(store)!r}, {str(tmp_path / 'r')!r}, models=['m4'], layers='late', n=20, permutations=0, replicates=1,
+       projection_n=20, projection_method='pca', png=False, use_cache=False)
+bad = sorted(m for m in sys.modules if m.split('.')[0] in ('duckdb', 'textual', 'textual_plotext'))
+assert not bad, bad
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -2,48 +2,34 @@
 
 Never imports textual or duckdb: data comes through store.reader, cached answers through store.results.
 Long functions take ``progress(fraction, message)`` and ``should_stop()`` so the TUI can run them in
-thread workers. Heavy modules (sklearn, openTSNE, plotext) load lazily, inside the functions that use them.
+thread workers. Names load lazily (PEP 562): importing ``keygap_tui.analysis.cli`` to build the console
+script's parser must not pull in numpy or pyarrow.
 """
 
-from .compare import (
-    DEFAULT_METRICS,
-    DEFAULT_N,
-    DEFAULT_PERMUTATIONS,
-    DEFAULT_REPLICATES,
-    GROUPS,
-    ComparisonRow,
-    compare,
-    controls,
-    layer_sweep,
-    model_depth,
-    resolve_model_layers,
-    split_samples,
-)
-from .errors import AnalysisError, Cancelled
-from .projection import Projection, project, project_arrays
-from .report import ReportResult, report
-from .sides import Side, parse_what
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_METRICS",
-    "DEFAULT_N",
-    "DEFAULT_PERMUTATIONS",
-    "DEFAULT_REPLICATES",
-    "GROUPS",
-    "AnalysisError",
-    "Cancelled",
-    "ComparisonRow",
-    "Projection",
-    "ReportResult",
-    "Side",
-    "compare",
-    "controls",
-    "layer_sweep",
-    "model_depth",
-    "parse_what",
-    "project",
-    "project_arrays",
-    "report",
-    "resolve_model_layers",
-    "split_samples",
-]
+import importlib
+
+_EXPORTS = {
+    "compare": (
+        "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
+        "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "resolve_model_layers",
+        "split_samples",
+    ),
+    "errors": ("AnalysisError", "Cancelled"),
+    "projection": ("Projection", "project", "project_arrays"),
+    "report": ("ReportResult", "report"),
+    "sides": ("Side", "parse_what"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keygap_tui.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
