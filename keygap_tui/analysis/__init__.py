@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "compare": (
+    "comparisons": (
         "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
         "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "resolve_model_layers",
         "split_samples",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 
@@ -162,7 +161,7 @@ def _progress_bar(description: str):
 
 # --- compare ---------------------------------------------------------------------------------------------
 def run_compare(args) -> int:
-    cmp = importlib.import_module("keygap_tui.analysis.compare")  # the module; the package attribute is the function
+    from . import comparisons as cmp
     from .errors import AnalysisError
     from .sides import Side, open_store, parse_what
 
@@ -241,7 +240,7 @@ def format_rows(rows) -> str:
 
 # --- report ----------------------------------------------------------------------------------------------
 def run_report(args) -> int:
-    cmp = importlib.import_module("keygap_tui.analysis.compare")  # the module; the package attribute is the function
+    from . import comparisons as cmp
     from .errors import AnalysisError
     from .projection import DEFAULT_ITERATIONS, DEFAULT_PROJECTION_N
     from .report import report

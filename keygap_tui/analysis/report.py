@@ -30,7 +30,7 @@ import numpy as np
 
 from store.reader import KeyStore
 
-from .compare import (
+from .comparisons import (
     DEFAULT_METRICS,
     DEFAULT_N,
     DEFAULT_PERMUTATIONS,

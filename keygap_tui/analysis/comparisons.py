@@ -320,8 +320,8 @@ def split_samples(sample_ids: Iterable[str], seed: int, replicate: int) -> tuple
 
 
 def _take(x: np.ndarray, ids: np.ndarray, members: set, n: int | None, rng: np.random.Generator):
-    mask = np.fromiter((s in members for s in ids), dtype=bool, count=len(ids))
-    idx = np.flatnonzero(mask)
+    """Rows of the samples in ``members``, at most ``n`` of them drawn without replacement."""
+    idx = np.flatnonzero(np.isin(ids.astype(str), np.array(sorted(members), dtype=str)))
     if n is not None and len(idx) > n:
         idx = np.sort(rng.choice(idx, size=n, replace=False))
     return x[idx], ids[idx]
