@@ -205,7 +205,9 @@ def run_compare(args) -> int:
                 metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
             )
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=1))
+        from .jsonsafe import finite
+
+        print(json.dumps(finite([r.to_dict() for r in rows]), indent=1, allow_nan=False))
     else:
         print(format_rows(rows))
     return 0

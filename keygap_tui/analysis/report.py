@@ -44,6 +44,7 @@ from .comparisons import (
     resolve_model_layers,
 )
 from .errors import AnalysisError
+from .jsonsafe import finite
 from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
 from .progress import ProgressFn, Steps, StopFn
 from .projection import DEFAULT_ITERATIONS, DEFAULT_PERPLEXITY, DEFAULT_PROJECTION_N, project
@@ -319,7 +320,7 @@ def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
         w.writeheader()
         for row in table:
             w.writerow({c: "" if row.get(c) is None else row.get(c) for c in cols})
-    paths[1].write_text(json.dumps(table, indent=1))
+    paths[1].write_text(json.dumps(finite(table), indent=1, allow_nan=False))
     legend = (
         "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_bc` its bias-corrected value "
         "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value, "
@@ -400,8 +401,8 @@ def write_summary(out: Path, params, seconds, notes, files, table, metrics) -> l
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     js, md = out / "report.json", out / "report.md"
     names = [p.name for p in files] + [js.name, md.name]
-    js.write_text(json.dumps({"created": now, "parameters": params, "seconds": seconds, "notes": notes,
-                              "files": names}, indent=1, default=str))
+    js.write_text(json.dumps(finite({"created": now, "parameters": params, "seconds": seconds, "notes": notes,
+                                     "files": names}), indent=1, default=str, allow_nan=False))
     lines = [
         "# keygap report",
         "",
