@@ -126,7 +126,7 @@ def test_classifier_separates_shifted_sets_and_not_identical_ones():
     shifted = classifier_test(x, y, groups_x=gx, groups_y=gy)
     assert shifted.value > 0.85 and shifted.extra["auc"] > 0.9 and shifted.p_value < 1e-6
     x0, y0 = pair(120, 80, 6, 0.0, seed=9)
-    null = classifier_test(x0, y0, groups_x=gx, groups_y=gy, permutations=9, seed=1)
+    null = classifier_test(x0, y0, groups_x=gx, groups_y=gy, refit_permutations=9, seed=1)
     assert 0.3 < null.value < 0.7 and null.p_value > 0.05
     assert null.params["fold_unit"] == "sample" and "permutation" in null.params["p_method"]
 

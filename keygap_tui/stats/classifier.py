@@ -6,12 +6,14 @@ both sides - never straddle train and test. value = held-out balanced accuracy (
 per-class accuracies: chance is 0.5 whatever n_a / n_b; equals plain accuracy when n_a == n_b).
 
 p-value, documented choice:
-- permutations = 0 (default): one-sided Mann-Whitney U test of the held-out decision scores (side a
+- refit_permutations = 0 (default): one-sided Mann-Whitney U test of the held-out decision scores (side a
   scored higher than side b), i.e. a test of AUC > 0.5. It treats held-out rows as independent, so it
   is optimistic when tokens of one sample are correlated.
-- permutations = B > 0: labels are re-drawn B times by moving whole samples (permutation_membership),
-  the model is refit on the same folds, p = (1 + #{null balanced accuracy >= observed}) / (1 + B).
-  Valid under within-sample correlation; costs B x folds fits.
+- refit_permutations = B > 0: labels are re-drawn B times by moving whole samples
+  (permutation_membership), the model is refit on the same folds, p = (1 + #{null balanced accuracy >=
+  observed}) / (1 + B). Valid under within-sample correlation; costs B x folds fits, which is why the
+  parameter is not called `permutations`: a caller handing every metric `permutations=200` (cheap for
+  the kernel measures) would otherwise start 1,000 logistic-regression fits.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def classifier_test(
     folds: int = 5,
     C: float = 1.0,
     max_iter: int = 1000,
-    permutations: int = 0,
+    refit_permutations: int = 0,
     keep_null: bool = False,
 ) -> MeasureResult:
     """groups_x / groups_y: per-row sample ids; None means every row is its own sample (optimistic)."""
@@ -45,7 +47,7 @@ def classifier_test(
 
     started = time.perf_counter()
     folds = check_count("folds", folds, 2)
-    permutations = check_count("permutations", permutations, 0)
+    permutations = check_count("refit_permutations", refit_permutations, 0)
     x, y = as_pair(x, y, min_rows=2)
     groups = as_groups(groups_x, groups_y, len(x), len(y))
     features = np.concatenate([x, y])
@@ -84,7 +86,7 @@ def classifier_test(
         "fold_unit": "row" if groups is None else "sample",
         "value_is": "held-out balanced accuracy",
         "p_method": p_method,
-        "permutations": permutations,
+        "refit_permutations": permutations,
     }
     return MeasureResult("c2st", observed, p_value, len(x), len(y), params, seed,
                          time.perf_counter() - started, extra)
