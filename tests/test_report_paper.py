@@ -75,13 +75,16 @@ def test_report_cli_and_its_errors(tmp_path, capsys):
                           shift=1.0)
     rc = keygap(["report", "--store", str(store), "--out", str(tmp_path / "r"), "--layers", "middle", "--n", "30",
                  "--permutations", "10", "--replicates", "1", "--projection", "pca", "--no-png",
-                 "--metrics", "mmd,centroid"])
+                 "--metrics", "mmd,centroid", "--param", "mmd.estimator=biased"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "table.md" in printed and "time (s):" in printed
     with open(tmp_path / "r" / "table.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["layer"] for r in rows] == ["2"] and float(rows[0]["centroid"]) > 0
+    meta = json.loads((tmp_path / "r" / "report.json").read_text())["parameters"]
+    assert meta["metric_params_requested"] == {"mmd": {"estimator": "biased"}}
+    assert meta["metric_params"]["mmd (compare)"]["estimator"] == "biased"
     rc = keygap(["report", "--store", str(store), "--out", str(tmp_path / "r2"), "--models", "nope"])
     assert rc == 2 and "model nope is not in the store" in capsys.readouterr().err
     with pytest.raises(AnalysisError, match="t-SNE iterations|--tsne-iterations"):

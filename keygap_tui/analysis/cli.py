@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     png = r.add_mutually_exclusive_group()
     png.add_argument("--png", dest="png", action="store_true", default=None, help="require PNG figures")
     png.add_argument("--no-png", dest="png", action="store_false", help="skip PNG figures")
+    r.add_argument(
+        "--param", action="append", default=[], metavar="METRIC.NAME=VALUE",
+        help="a metric parameter, e.g. js.shuffles=200 (repeatable)",
+    )
     r.add_argument("--no-cache", action="store_true", help="recompute and do not store answers")
     r.set_defaults(func=run_report)
 
@@ -264,7 +268,8 @@ def run_report(args) -> int:
             replicates=cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates,
             image=args.image, text=args.text, rope=args.rope,
             projection_n=_n(args.projection_n, DEFAULT_PROJECTION_N), projection_method=args.projection,
-            iterations=iterations, png=args.png, use_cache=not args.no_cache, progress=update,
+            iterations=iterations, png=args.png, metric_params=_params(args.param), use_cache=not args.no_cache,
+            progress=update,
         )
     print(f"report written to {result.out}:")
     for path in result.files:

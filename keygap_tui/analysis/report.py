@@ -124,6 +124,7 @@ def report(
     iterations: tuple[int, int] = DEFAULT_ITERATIONS,
     perplexity: float = DEFAULT_PERPLEXITY,
     png: bool | None = None,
+    metric_params: dict | None = None,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
@@ -163,8 +164,8 @@ def report(
         t0 = time.perf_counter()
         steps.report(f"compare {where}")
         rows = compare(
-            ks, side_i, side_t, metrics, n, seed, permutations=permutations, use_cache=use_cache,
-            progress=steps.child(), should_stop=should_stop,
+            ks, side_i, side_t, metrics, n, seed, permutations=permutations, metric_params=metric_params,
+            use_cache=use_cache, progress=steps.child(), should_stop=should_stop,
         )
         seconds["compare"] += time.perf_counter() - t0
         steps.advance()
@@ -172,7 +173,8 @@ def report(
         steps.report(f"controls {where}")
         crow = controls(
             ks, cell.model, cell.benchmark, cell.layer, metrics, n, seed, replicates=replicates, rope=rope,
-            image=image, text=text, use_cache=use_cache, progress=steps.child(), should_stop=should_stop,
+            image=image, text=text, metric_params=metric_params, use_cache=use_cache, progress=steps.child(),
+            should_stop=should_stop,
         )
         seconds["controls"] += time.perf_counter() - t0
         steps.advance()
@@ -233,6 +235,7 @@ def report(
             "n_per_slice": "all" if projection_n is None else projection_n,
             **(projections[0][1].params if projections else {}),
         },
+        "metric_params_requested": metric_params or {},
         "metric_params": _metric_params(main_rows, control_rows),
     }
     for c in cells:
@@ -323,7 +326,8 @@ def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
     paths[1].write_text(json.dumps(finite(table), indent=1, allow_nan=False))
     legend = (
         "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_bc` its bias-corrected value "
-        "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value, "
+        "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value "
+        "(MMD: sample-level permutations; JS: its shuffles, 20 by default, so p >= 1/21), "
         "`<m>_n` keys per side; `_ivi`, `_tvt`, `_ivt_ctrl` = means over control replicates (disjoint sample "
         "halves); `_ratio` = ivt_ctrl / mean(ivi, tvt), '-' where undefined.\n"
     )
