@@ -231,3 +231,15 @@ def test_progressive_estimates_are_exact_for_nested_random_prefixes():
         sub_a, sub_b = pooled[prefix][is_a[prefix]], pooled[prefix][~is_a[prefix]]
         assert (len(sub_a), len(sub_b)) == (n_a, n_b)
         assert value == pytest.approx(naive_mmd2(sub_a, sub_b, 2.0), rel=1e-5, abs=1e-7)
+
+
+def test_auto_switches_to_random_features_above_the_threshold(monkeypatch):
+    import keygap_tui.stats.mmd as mmd_module
+
+    x, y = gaussian_pair(40, 40, 4, 0.0, seed=14)
+    monkeypatch.setattr(mmd_module, "AUTO_EXACT_MAX_POOLED", 79)
+    result = mmd(x, y, bandwidth=2.0)
+    assert result.params["method"] == "rff" and result.params["auto_exact_max_pooled"] == 79
+    assert result.params["block"] is None and result.params["rff_features"] == 1024
+    monkeypatch.setattr(mmd_module, "AUTO_EXACT_MAX_POOLED", 80)
+    assert mmd(x, y, bandwidth=2.0).params["method"] == "exact"
