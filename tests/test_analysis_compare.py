@@ -146,6 +146,11 @@ def test_cli_compare_sweeps_and_controls(store, capsys):
     assert {(r["model"], r["layer"]) for r in rows} == {("m4", 3), ("m8", 7)}
     assert sorted({r["group"] for r in rows if r["kind"] == "controls"}) == sorted(GROUPS)
     assert all({"metric", "value", "p_value", "n_a", "n_b", "params"} <= set(r) for r in rows)
+    rc = keygap(["compare", "--store", str(store), "--model", "m4", "--layer", "2", "--metrics", "centroid",
+                 "--n", "20", "--controls", "--replicates", "2", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [r["kind"] for r in rows] == ["compare"] + ["controls"] * 6
+    assert {r["replicate"] for r in rows[1:]} == {0, 1} and all(r["layer"] == 2 for r in rows)
     rc = keygap(["compare", "--store", str(store), "--model", "m4", "--benchmark", "b", "--layer", "1",
                  "--a", "text:question", "--b", "image", "--metrics", "mmd", "--n", "all", "--permutations", "0",
                  "--param", "mmd.estimator=biased"])
