@@ -54,6 +54,7 @@ def test_compare_mmd_equals_the_textbook_formula_on_the_same_keys(store):
     assert row.value == pytest.approx(naive_unbiased_mmd2(xa, xb, sigma2), rel=1e-4, abs=1e-7)
     assert (row.n_a, row.n_b, row.p_value) == (50, 50, None)
     assert row.params["n_per_side"] == 50 and row.params["seed"] == 3
+    assert row.depth == pytest.approx(2 / 3)  # layer 2 of a 4-layer model (run manifest num_layers)
 
 
 def test_compare_passes_sample_groups_and_records_every_parameter(store):

@@ -282,6 +282,9 @@ def compare(
     else:
         steps.done = steps.total
         steps.report("answered from the results cache")
+    depth = relative_depth(side_a.layer, model_depth(ks, side_a.model)) if side_a.model == side_b.model else None
+    for row in answers.values():
+        row.depth = depth
     return [answers[m] for m in names]
 
 
