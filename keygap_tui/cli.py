@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"keygap {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `keygap sql ... | head`: the reader left, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError, PermissionError) as exc:
         if os.environ.get("KEYGAP_DEBUG"):
             raise
