@@ -1,0 +1,177 @@
+"""Ingest benchmark: `ingest` throughput (capture + labels + writing) against the plain forward pass.
+
+A LLaVA-1.5-shaped input (336 px image -> 576 image tokens, ~60-130 text tokens) through a LLaVA
+model scaled down to fit a CPU (same architecture classes, smaller widths), on the bundled sample's
+first 8 items. Baseline: the same model's plain forward (use_cache=False) on the same processed
+batches, timed in the same process right before each ingest run; the ratio of each adjacent pair is
+taken and the median reported, so load from other jobs drifting over minutes cancels out. Ingest
+times cover the whole run (image decoding, prompts, processor, labels, forward with hooks, Parquet
+writing in the writer thread); model loading is excluded. Target: ingest >= 0.95 x the plain
+forward's samples/s.
+
+Run: python benchmarks/bench_ingest.py [TORCH_THREADS=1]   (or `make bench BENCH=ingest`).
+Numbers go to BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.benchmarks import decode_image, open_benchmark  # noqa: E402
+from ingest.capture import KeyCapture  # noqa: E402
+from ingest.models import load_model  # noqa: E402
+from ingest.prompts import build_prompt  # noqa: E402
+from ingest.run import ingest  # noqa: E402
+from ingest.tiny import build_tokenizer  # noqa: E402
+
+N_SAMPLES = 8
+BATCH = 4
+REPEATS = 5
+
+
+def build_model(folder: Path):
+    """A LLaVA-1.5 with 336 px CLIP input (576 image tokens) and a small Llama decoder; saved to `folder`."""
+    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    tok = build_tokenizer("llava")
+    vision = CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=336, patch_size=14, projection_dim=128)
+    text = LlamaConfig(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
+                       num_key_value_heads=6, vocab_size=(len(tok) + 63) // 64 * 64,
+                       max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
+                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_seq_length=576,
+                         image_token_index=tok.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config).eval()
+    processor = LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 336},
+                                                                     crop_size={"height": 336, "width": 336}),
+                               tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model, processor
+
+
+def plain_batches(processor):
+    items = [it for _, it in zip(range(N_SAMPLES), open_benchmark("sample"))]
+    batches = []
+    for i in range(0, len(items), BATCH):
+        chunk = items[i:i + BATCH]
+        texts = [build_prompt(it, "llava").text for it in chunk]
+        images = [decode_image(b) for it in chunk for b in it.images]
+        inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+        batches.append(dict(inputs))
+    return batches
+
+
+class Clock:
+    """Wall and process CPU seconds (all threads): on a shared machine CPU time is the steadier cost."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def time_plain(model, batches) -> tuple[float, float]:
+    with Clock() as c, torch.inference_mode():
+        for inputs in batches:
+            model(**inputs, use_cache=False)
+    return c.wall, c.cpu
+
+
+def time_ingest(folder: Path, store: Path, **kw) -> tuple[float, float, int]:
+    """The whole ingest call minus model loading (RunSummary.seconds starts after it)."""
+    shutil.rmtree(store, ignore_errors=True)
+    cpu0 = time.process_time()
+    s = ingest(str(folder), "sample", str(store), limit=N_SAMPLES, batch_size=BATCH, device="cpu",
+               progress=False, **kw)
+    cpu = time.process_time() - cpu0
+    assert s.samples_done == N_SAMPLES, s
+    return s.seconds, cpu, s.keys_written
+
+
+def time_hooks(lm, batches) -> tuple[float, float, int]:
+    """Forward with capture on every layer (pre + post, 16 + 16 tokens per sample), no early stop:
+    the cost of the hooks alone."""
+    n = 0
+    with Clock() as c, KeyCapture(lm, list(range(lm.num_layers)), ropes=("pre", "post"),
+                                  stop_early=False) as cap:
+        for inputs in batches:
+            rows, cols = inputs["input_ids"].shape
+            b = np.repeat(np.arange(rows), 32)
+            t = np.tile(np.linspace(cols // 2, cols - 1, 32).astype(int), rows)
+            got = cap.run(dict(inputs), b, t)
+            n += sum(len(k) for k in got.keys.values())
+    return c.wall, c.cpu, n
+
+
+def main() -> int:
+    # One compute thread: on the shared 2-core development machines two OpenMP threads fighting other
+    # jobs made paired timings swing 0.4-3x; the preparer and writer threads still run beside it.
+    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    work = Path(tempfile.mkdtemp(prefix="keygap-bench-ingest-"))
+    try:
+        model, processor = build_model(work / "model")
+        batches = plain_batches(processor)
+        n_tokens = [int(b["attention_mask"].sum(-1).max()) for b in batches]
+        variants = {
+            "early,middle,late, post, 16:16": dict(layers="early,middle,late", keys="post", tokens="16:16"),
+            "all 6 layers, pre+post, 16:16": dict(layers="all", keys="both", tokens="16:16"),
+            "all 6 layers, post, all tokens": dict(layers="all", keys="post", tokens="all"),
+        }
+        lm = load_model(str(work / "model"), device="cpu")
+        runners = {"forward + hooks only, all layers, no early stop": lambda: time_hooks(lm, batches)}
+        for name, kw in variants.items():
+            runners["ingest " + name] = lambda kw=kw: time_ingest(work / "model", work / "store", **kw)
+        time_plain(model, batches[:1])  # warm up every path once
+        for run in runners.values():
+            run()
+        plain, cpu_plain = [], []
+        wall = {n: [] for n in runners}
+        ratio, cpu_ratio, keys = {n: [] for n in runners}, {n: [] for n in runners}, {}
+        for _ in range(REPEATS):
+            for name, run in runners.items():
+                base, base_cpu = time_plain(model, batches)
+                seconds, cpu, keys[name] = run()
+                plain.append(base)
+                cpu_plain.append(base_cpu)
+                wall[name].append(seconds)
+                ratio[name].append(base / seconds)
+                cpu_ratio[name].append(base_cpu / cpu)
+        print(f"LLaVA-shaped input: 576 image tokens, padded batch length {min(n_tokens)}-{max(n_tokens)} tokens; "
+              f"decoder 6 x 384, CLIP 336/14; {N_SAMPLES} samples, batch {BATCH}, torch threads "
+              f"{torch.get_num_threads()}; {REPEATS} paired runs")
+        print(f"{'run':<50} {'best s':>7} {'samples/s':>9} {'keys/s':>8} {'wall ratio':>10} {'cpu ratio':>9}")
+        best_plain = min(plain)
+        print(f"{'plain forward, use_cache=False (baseline)':<50} {best_plain:7.2f} {N_SAMPLES / best_plain:9.2f} "
+              f"{'':>8} {1.0:10.2f} {1.0:9.2f}")
+        for name in runners:
+            best = min(wall[name])
+            print(f"{name:<50} {best:7.2f} {N_SAMPLES / best:9.2f} {keys[name] / best:8.0f} "
+                  f"{statistics.median(ratio[name]):10.2f} {statistics.median(cpu_ratio[name]):9.2f}"
+                  f"   wall pairs {min(ratio[name]):.2f}-{max(ratio[name]):.2f}")
+        print("wall ratio = median over pairs of (plain forward wall s / run wall s), each pair timed back to back;"
+              " cpu ratio = the same with process CPU seconds (steadier when other jobs share the cores). "
+              ">= 1: the run keeps up with the plain forward.")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
