@@ -7,6 +7,7 @@ with ``k_proj``, rotary ``position_embeddings`` passed to attention, and the att
 """
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import sys
@@ -145,7 +146,11 @@ def load_model(spec: str, *, device: str | None = "auto", dtype: str | torch.dty
         want = resolve_dtype(dtype, dev, native)
         if dtype in (None, "auto") and spec.startswith("tiny:"):
             want = torch.float32
-        model, processor = tiny.build(spec, seed=seed, device=dev, dtype=want)
+        try:
+            model, processor = tiny.build(spec, seed=seed, device=dev, dtype=want)
+        except torch.OutOfMemoryError:
+            raise ModelError(f"{spec} does not fit in {dev} memory as {str(want).removeprefix('torch.')}: "
+                             "use a GPU with more memory") from None
     else:
         model, processor = _load_pretrained(spec, dev, dtype)
     return inspect_model(spec, model, processor)
@@ -170,15 +175,21 @@ def _load_pretrained(spec: str, dev: torch.device, dtype):
         raise ModelError(f"model type {model_type!r} of {spec} is not supported; supported: {SUPPORTED_TEXT}")
     cls = tiny.model_class(config)
     want = resolve_dtype(dtype, dev, getattr(config, "dtype", None))
+    # Straight onto the GPU where accelerate is installed (transformers needs it for device_map);
+    # otherwise through host memory.
+    direct = dev.type == "cuda" and importlib.util.find_spec("accelerate") is not None
     try:
         model = cls.from_pretrained(path, dtype=want, local_files_only=True,
-                                    device_map=str(dev) if dev.type == "cuda" else None)
+                                    device_map=str(dev) if direct else None)
         processor_cls = _processor_class(PROCESSOR_MAPPING_NAMES.get(model_type))
         processor = image_only_processor_class(processor_cls).from_pretrained(path, local_files_only=True)
+    except torch.OutOfMemoryError:
+        raise ModelError(f"{spec} does not fit in {dev} memory as {str(want).removeprefix('torch.')}: "
+                         "use a GPU with more memory or --dtype bfloat16 / float16") from None
     except OSError as exc:
         raise ModelError(f"cannot load {spec} ({_first_line(exc)}): is the download complete "
                          "(weights, tokenizer and processor files)?") from None
-    if dev.type != "cuda":
+    if not direct:
         model.to(dev)
     model.eval()
     return model, processor

@@ -80,7 +80,7 @@ def test_post_rope_keys_equal_cache_and_pre_rope_equal_k_proj(tmp_path, name, dt
             assert np.abs(got_post[1:] - got_pre[1:]).max() > 0
 
 
-@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:llava-next"])
+@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next"])
 def test_image_labels_are_exactly_the_vision_filled_positions(tmp_path, name):
     lm = _model(name)
     ingest(name, "sample", str(tmp_path), layers="1", tokens="all", batch_size=2, limit=4, progress=False)
