@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="process shard I of N (0-based) of a seeded permutation of the samples; N "
                         "processes can write one store side by side (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the token draw and the shard split (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the token draw and the shard split (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_ingest)
 

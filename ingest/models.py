@@ -233,7 +233,7 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
     tok = processor.tokenizer
     image_token_id = getattr(config, "image_token_id", None)
     if image_token_id is None:
-        image_token_id = getattr(config, "image_token_index")
+        image_token_id = config.image_token_index
     video_token_id = getattr(config, "video_token_id", None)
     special = set(tok.all_special_ids)
     for name in ("vision_start_token_id", "vision_end_token_id"):

@@ -8,8 +8,9 @@ Resuming: the run id is a hash of everything that decides which rows are stored 
 layers, keys, tokens, segments, seed, key dtype, harness), so re-running the same command finds
 its own committed samples and skips them, and the writer deletes the half-written files of the
 killed attempt. --limit is not part of it: a trial with --limit 5 is extended by the full run
-(concurrent shards must share one --limit, since it decides the shard split). A store refuses a second ingest of the same model and benchmark with other
-settings, since mixing them would duplicate rows.
+(concurrent shards must share one --limit, since it decides the shard split). A store refuses a
+second ingest of the same model and benchmark with other settings, since mixing them would
+duplicate rows.
 
 CircularEval copies (MMBench rows >= 1,000,000, ``item.circular_of`` set) are rotated options
 under the same image: under causal attention their image keys equal the original item's, so only
@@ -22,7 +23,7 @@ import json
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,7 @@ class _Loop:
     def _prepare(self, items: list) -> _Prepared:
         from ingest.benchmarks import BenchmarkError, decode_image
 
-        from .labels import images_in_prompt_order, label_sample
+        from .labels import images_in_prompt_order
         from .prompts import build_prompt
 
         ready, skipped_rows = [], []
@@ -282,7 +283,6 @@ class _Loop:
             if not lm.mrope:
                 # Left padding shifts every position unless position_ids count real tokens only
                 # (FIELD-NOTES pitfall b); M-RoPE models compute their own 3-D positions.
-                import torch
                 m = inputs["attention_mask"].long()
                 inputs["position_ids"] = (m.cumsum(-1) - 1).clamp(min=0)
         cat = {k: (np.concatenate(v) if v else np.zeros(0, object if k in ("modality", "segment") else np.int64))

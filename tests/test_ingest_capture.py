@@ -89,7 +89,7 @@ def test_image_labels_are_exactly_the_vision_filled_positions(tmp_path, name):
     for item in _items(4):
         seen = {}
 
-        def grab(module, args, kwargs):
+        def grab(module, args, kwargs, seen=seen):
             seen["embeds"] = kwargs["inputs_embeds"]
 
         handle = decoder.register_forward_pre_hook(grab, with_kwargs=True)
