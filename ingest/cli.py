@@ -14,6 +14,9 @@ BENCH: sample or sample-mmmu (bundled), or your copy of MMBench (a TSV, a Parque
 or MMMU (the folder of <Subject>/validation-*.parquet), optionally prefixed mmbench-cn:, mmbench-en:
 or mmmu:.
 Run the same command again to resume: finished samples are skipped, nothing is stored twice.
+MMBench CircularEval copies (rows >= 1,000,000) store text and special keys only: under causal
+attention their image keys equal the original item's. Samples whose images cannot be decoded are
+skipped, with the reason, in the run manifest (`keygap sql "SELECT * FROM runs"`).
 """
 
 

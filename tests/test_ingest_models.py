@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -102,3 +103,28 @@ def test_dtype_rules():
     assert storage_dtype(torch.bfloat16) == "bfloat16"
     assert storage_dtype(torch.float32) == "float32"
     assert storage_dtype(torch.float32, "float16") == "float16"
+
+
+def test_a_hub_id_already_in_the_local_cache_loads_offline(tmp_path):
+    """A real Hugging Face cache layout (refs/main -> snapshots/<commit>), read in a fresh process
+    whose HF_HUB_CACHE points at it, with the network switched off."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lm = load_model("tiny:qwen2.5-vl", device="cpu")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--keygap-test--tiny-qwen"
+    snapshot = repo / "snapshots" / commit
+    lm.model.save_pretrained(snapshot)
+    lm.processor.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    script = ("from ingest.models import load_model\n"
+              "lm = load_model('keygap-test/tiny-qwen', device='cpu')\n"
+              "print(lm.label, lm.model_type, lm.num_layers)\n")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["keygap-test--tiny-qwen", "qwen2_5_vl", "4"]
