@@ -154,3 +154,26 @@ def test_forward_stops_after_the_last_captured_layer():
             h.remove()
     assert ran == [0]  # layer 1 raised inside its attention: layers 1..3 never finished
     assert got.keys[(1, "post")].shape == (n, lm.key_dim)
+
+
+@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl"])
+def test_circular_copies_have_their_originals_image_keys(name):
+    """Why ingest stores no image keys for CircularEval copies: images precede the rotated options,
+    so under causal attention the copy's image keys are the original's."""
+    from ingest.capture import KeyCapture
+
+    lm = _model(name)
+    items = {it.sample_id: it for it in open_benchmark("sample")}
+    copy = next(it for it in items.values() if it.circular_of)
+    original = items[copy.circular_of]
+    got = []
+    for item in (original, copy):
+        prompt = build_prompt(item, lm.family)
+        inputs = lm.processor(text=[prompt.text], images=[decode_image(item.images[0])], return_tensors="pt")
+        image_pos = np.flatnonzero(inputs["input_ids"][0].numpy() == lm.image_token_id)
+        with KeyCapture(lm, [1, 3]) as cap:
+            keys = cap.run(dict(inputs), np.zeros(len(image_pos), int), image_pos).keys
+        got.append((image_pos, keys))
+    assert np.array_equal(got[0][0], got[1][0]) and copy.question == original.question
+    for k in got[0][1]:
+        np.testing.assert_allclose(got[0][1][k], got[1][1][k], rtol=0, atol=1e-6)
