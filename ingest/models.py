@@ -103,6 +103,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device,
     """
     if isinstance(dtype, torch.dtype):
         return dtype
+    if isinstance(checkpoint_dtype, str):  # configs may carry the name ("float16") instead
+        checkpoint_dtype = DTYPES.get(checkpoint_dtype.removeprefix("torch."))
     if dtype in (None, "auto"):
         if device.type == "cpu":
             return torch.float32

@@ -96,6 +96,7 @@ def test_dtype_rules():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert resolve_dtype(None, cpu, torch.float16) == torch.float32  # CPUs compute in float32
     assert resolve_dtype("auto", gpu, torch.bfloat16) == torch.bfloat16  # the checkpoint's half type
+    assert resolve_dtype(None, gpu, "float16") == torch.float16
     assert resolve_dtype("fp16", cpu, None) == torch.float16
     with pytest.raises(ModelError, match="unknown dtype"):
         resolve_dtype("int4", cpu, None)
