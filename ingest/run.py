@@ -186,6 +186,7 @@ class _Loop:
         self.__dict__.update(kw)
         self.skipped: list = []
         self.samples_done = 0
+        self.samples_skipped = 0
         self.keys_written = 0
         self.resumed = 0
 
@@ -402,7 +403,8 @@ class _Loop:
             stop.set()
             bar.stop()
             sink.finish()
-            self.samples_done, self.keys_written = sink.samples_done, sink.rows
+            self.samples_done, self.samples_skipped = sink.samples_done, sink.samples_skipped
+            self.keys_written = sink.rows
             self.manifest.update(status=status if sink.error is None else "failed", ended=_now())
             self._totals_into_manifest()
             write_run(self.store, self.manifest)
@@ -410,8 +412,8 @@ class _Loop:
                 raise IngestError(f"writing to {self.store} failed: {_first_line(sink.error)}") from sink.error
         return RunSummary(run_id=self.run_id, store=str(self.store), model=self.lm.label,
                           benchmark=self.source.name, status=status, layers=self.layers,
-                          samples_done=self.samples_done - len(self.skipped),
-                          samples_skipped=len(self.skipped), samples_resumed=self.resumed,
+                          samples_done=self.samples_done, samples_skipped=self.samples_skipped,
+                          samples_resumed=self.resumed,
                           keys_written=self.keys_written, seconds=time.time() - started,
                           skipped=list(self.skipped), reader_skipped=list(self.source.skipped))
 
@@ -458,6 +460,7 @@ class _WriterThread(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.samples_done = 0
+        self.samples_skipped = 0
         self.rows = 0
 
     def put(self, batches: list, rows: list) -> None:
@@ -483,7 +486,8 @@ class _WriterThread(threading.Thread):
                 for b in batches:
                     self.writer.add(b)
                 self.writer.commit(rows)
-                self.samples_done += len(rows)
+                self.samples_done += sum(1 for r in rows if r.get("status") == "done")
+                self.samples_skipped += sum(1 for r in rows if r.get("status") != "done")
                 self.rows += sum(len(b) for b in batches)
                 if time.monotonic() - self._last_flush >= self.checkpoint_seconds:
                     self.writer.flush()
