@@ -97,17 +97,23 @@ async def stall(store: Path, settings) -> dict:
         gaps: list[float] = []
         last = [time.perf_counter()]
 
+        where: list[str] = []
+
         def tick() -> None:
             now = time.perf_counter()
             gaps.append(now - last[0])
+            where.append("; ".join(f"{j.label}: {j.message}" for j in app.status.jobs.values()))
             last[0] = now
 
         async with app.run_test(size=(120, 40)) as pilot:
             last[0] = time.perf_counter()
             app.set_interval(0.01, tick)
             await pilot.pause()
-            while any(not w.is_finished for w in app.workers):  # store catalog + library warm-up
+            deadline = time.monotonic() + 600
+            while not app.libraries_ready.is_set() or any(not w.is_finished for w in app.workers):  # catalog + warm-up
                 await asyncio.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"start-up did not finish: {app.status.message}")
             startup = list(gaps)
             await pilot.press("f2")
             if app.query_one("#scatter-pane").method != "tsne":
@@ -116,12 +122,16 @@ async def stall(store: Path, settings) -> dict:
             await asyncio.sleep(2.0)
             idle = list(gaps)
             gaps.clear()
+            where.clear()
             ResultsCache(store).clear()
             t0 = time.perf_counter()
             last[0] = t0
+            deadline = time.monotonic() + 600
             await pilot.press("c", "r")
             while True:  # until both jobs are done and their results (table, plot) are on screen
                 await asyncio.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the jobs did not finish: {app.status.message}")
                 busy = [w for w in app.workers if not w.is_finished]
                 if not busy and app.query_one("#scatter-pane").result is not None and app.query_one("#results").raw_rows:
                     break
@@ -129,7 +139,9 @@ async def stall(store: Path, settings) -> dict:
             work = list(gaps)
             if os.environ.get("BENCH_TUI_TRACE"):
                 at = [sum(work[: i + 1]) for i in range(len(work))]
-                print("longest gaps (s after start, ms):", sorted(((round(at[i], 2), round(work[i] * 1000)) for i in range(len(work))), key=lambda x: -x[1])[:8])
+                top = sorted(range(len(work)), key=lambda i: -work[i])[:8]
+                for i in top:
+                    print(f"  gap {work[i] * 1000:.0f} ms ending {at[i]:.2f} s after start; jobs then: {where[i]}")
             wall = time.perf_counter() - t0
             ok = len(app.query_one("#results").raw_rows) == len(settings.metrics)
     return {"startup": startup, "idle": idle, "work": work, "wall": wall, "ok": ok}

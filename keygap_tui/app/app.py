@@ -9,6 +9,7 @@ thread worker (``start_job``); progress comes back as messages, and every failur
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -111,6 +112,9 @@ class KeygapApp(App):
         self._last_progress: dict[str, float] = {}
         self._sql_con = None
         self._sql_cursor = None
+        # Set once the warm-up has loaded the libraries and capped their thread pools. Computations wait for
+        # it: changing OpenBLAS's thread count while another thread is inside a BLAS call can deadlock.
+        self.libraries_ready = threading.Event()
         self._apply_keymap()
         theme = self.state.theme or config.theme
         if theme in self.available_themes:
@@ -139,12 +143,22 @@ class KeygapApp(App):
         self.status.say(f"opening {self.store} ...")
         for problem in self.startup_errors:
             self.show_error(problem)
-        self.start_job("catalog", "reading the store", lambda progress, stop: read_catalog(self.store), self._catalog_ready)
+        self.start_job(
+            "catalog", "reading the store", lambda progress, stop: read_catalog(self.store), self._catalog_ready,
+            needs_libraries=False,
+        )
 
     def _warm_up(self) -> None:
         """After the catalog (what the user waits for), load the numerical libraries in the background."""
         threads = self.settings.threads()
-        self.start_job("warmup", "loading libraries", lambda progress, stop: _tasks().warm_up(threads, progress, stop), self._warm)
+
+        def work(progress, stop):
+            try:
+                return _tasks().warm_up(threads, progress, stop)
+            finally:
+                self.libraries_ready.set()
+
+        self.start_job("warmup", "loading libraries", work, self._warm, needs_libraries=False)
 
     def _warm(self, limiter) -> None:
         self._thread_limiter = limiter  # kept: the limits hold while the app runs
@@ -162,7 +176,8 @@ class KeygapApp(App):
                 f"{self.store}: {len(catalog.tree)} model(s), {n} model/benchmark pair(s). "
                 f"{self._key('compute')}: compute, {self._key('run_tab')}: run tab, {self._key('help')}: help"
             )
-        self.query_one(ResultsTable).focus()
+        if self.focused is None or self.focused.id == "model":  # Textual's first focus, not the user's choice
+            self.query_one(ResultsTable).focus()
         self._save_state()
         self._warm_up()
 
@@ -222,8 +237,13 @@ class KeygapApp(App):
         return lambda: self.call_later(self.run_action, action)
 
     # --- jobs -----------------------------------------------------------------------------------------
-    def start_job(self, group: str, label: str, fn: Callable, on_done: Callable[[Any], None]) -> Worker:
-        """Run ``fn(progress, should_stop)`` in a thread worker; a new job of a group cancels the old one."""
+    def start_job(
+        self, group: str, label: str, fn: Callable, on_done: Callable[[Any], None], *, needs_libraries: bool = True
+    ) -> Worker:
+        """Run ``fn(progress, should_stop)`` in a thread worker; a new job of a group cancels the old one.
+
+        ``needs_libraries``: wait (cancellably) for the warm-up before computing (see ``libraries_ready``).
+        """
         self.status.start(group, label)
 
         def work():
@@ -235,7 +255,13 @@ class KeygapApp(App):
                     self._last_progress[group] = now
                     self.post_message(JobProgress(group, fraction, message))
 
-            return fn(progress, lambda: worker.is_cancelled)
+            should_stop = lambda: worker.is_cancelled  # noqa: E731
+            if needs_libraries:
+                while not self.libraries_ready.wait(0.05):
+                    if should_stop():
+                        return None
+                    progress(0.0, "waiting for the libraries to load")
+            return fn(progress, should_stop)
 
         worker = self.run_worker(work, name=label, group=group, thread=True, exclusive=True, exit_on_error=False)
         self._job_done[worker] = on_done
@@ -399,7 +425,7 @@ class KeygapApp(App):
                     result = replace(result, seconds=None)
                 pane.show(result)
 
-        self.start_job("sql", "SQL query", work, done)
+        self.start_job("sql", "SQL query", work, done, needs_libraries=False)
 
     def _sql_finished(self, state: WorkerState, worker: Worker) -> None:
         self._sql_cursor = None
@@ -450,7 +476,7 @@ class KeygapApp(App):
             fn = lambda progress, stop: export_rows(data, folder, stem, fmt)  # noqa: E731
         else:
             fn = lambda progress, stop: export_table(data, folder, stem, fmt)  # noqa: E731
-        self.start_job("export", f"export {stem} as {fmt.upper()}", fn, self._exported)
+        self.start_job("export", f"export {stem} as {fmt.upper()}", fn, self._exported, needs_libraries=False)
 
     def _exported(self, path: Path) -> None:
         self.status.say(f"saved {path}")

@@ -110,7 +110,7 @@ def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings
     data = ScatterData(coords=np.asarray(proj.coords, dtype=np.float32), series=proj.slice_index, labels=labels, title=title)
     rows = [
         {"x": float(x), "y": float(y), "side": labels[s], "sample_id": str(sid), "segment": str(seg)}
-        for (x, y), s, sid, seg in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id, proj.segment)
+        for (x, y), s, sid, seg in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id, proj.segment, strict=True)
     ]
     return ScatterResult(data=data, method=method, params=proj.params, seconds=proj.seconds, rows=rows)
 
