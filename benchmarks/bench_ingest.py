@@ -9,7 +9,8 @@ times cover the whole run (image decoding, prompts, processor, labels, forward w
 writing in the writer thread); model loading is excluded. Target: ingest >= 0.95 x the plain
 forward's samples/s.
 
-Run: python benchmarks/bench_ingest.py [TORCH_THREADS=1]   (or `make bench BENCH=ingest`).
+Run: python benchmarks/bench_ingest.py   (or `make bench BENCH=ingest`); on a GPU:
+python benchmarks/bench_ingest.py --model random:llava-1.5-7b --device cuda --samples 32 --batch 8
 Numbers go to BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -63,17 +64,26 @@ def build_model(folder: Path):
     return model, processor
 
 
-def plain_batches(processor):
-    items = [it for _, it in zip(range(N_SAMPLES), open_benchmark("sample"))]
+def plain_batches(lm, n_samples: int, batch: int):
+    """The processed batches ingest would build (same prompts, padding and positions), on the device."""
+    from ingest.run import _to_device
+
+    items = [it for _, it in zip(range(n_samples), open_benchmark("sample"))]
     batches = []
-    for i in range(0, len(items), BATCH):
-        chunk = items[i:i + BATCH]
-        texts = [build_prompt(it, "llava").text for it in chunk]
+    for i in range(0, len(items), batch):
+        chunk = items[i:i + batch]
+        texts = [build_prompt(it, lm.family).text for it in chunk]
         images = [decode_image(b) for it in chunk for b in it.images]
-        inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
-        inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
-        batches.append(dict(inputs))
+        inputs = lm.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        if not lm.mrope:
+            inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+        batches.append({k: _to_device(v, lm) for k, v in inputs.items()})
     return batches
+
+
+def _sync(lm) -> None:
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize(lm.device)
 
 
 class Clock:
@@ -87,21 +97,21 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def time_plain(model, batches) -> tuple[float, float]:
+def time_plain(lm, batches) -> tuple[float, float]:
     with Clock() as c, torch.inference_mode():
         for inputs in batches:
-            model(**inputs, use_cache=False)
+            lm.model(**inputs, use_cache=False)
+        _sync(lm)
     return c.wall, c.cpu
 
 
-def time_ingest(folder: Path, store: Path, **kw) -> tuple[float, float, int]:
-    """The whole ingest call minus model loading (RunSummary.seconds starts after it)."""
+def time_ingest(lm, store: Path, n_samples: int, batch: int, **kw) -> tuple[float, float, int]:
+    """The whole ingest call on the already loaded model (RunSummary.seconds excludes setup)."""
     shutil.rmtree(store, ignore_errors=True)
     cpu0 = time.process_time()
-    s = ingest(str(folder), "sample", str(store), limit=N_SAMPLES, batch_size=BATCH, device="cpu",
-               progress=False, **kw)
+    s = ingest(lm, "sample", str(store), limit=n_samples, batch_size=batch, progress=False, **kw)
     cpu = time.process_time() - cpu0
-    assert s.samples_done == N_SAMPLES, s
+    assert s.samples_done == n_samples, s
     return s.seconds, cpu, s.keys_written
 
 
@@ -117,52 +127,70 @@ def time_hooks(lm, batches) -> tuple[float, float, int]:
             t = np.tile(np.linspace(cols // 2, cols - 1, 32).astype(int), rows)
             got = cap.run(dict(inputs), b, t)
             n += sum(len(k) for k in got.keys.values())
+        _sync(lm)
     return c.wall, c.cpu, n
 
 
 def main() -> int:
-    # One compute thread: on the shared 2-core development machines two OpenMP threads fighting other
-    # jobs made paired timings swing 0.4-3x; the preparer and writer threads still run beside it.
-    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None,
+                    help="a keygap MODEL (e.g. random:llava-1.5-7b on a GPU); default: the CPU-sized LLaVA")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1: on the shared 2-core development machines two OpenMP "
+                         "threads fighting other jobs made paired timings swing 0.4-3x)")
+    ap.add_argument("--samples", type=int, default=N_SAMPLES)
+    ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--repeats", type=int, default=REPEATS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="keygap-bench-ingest-"))
     try:
-        model, processor = build_model(work / "model")
-        batches = plain_batches(processor)
+        if args.model is None:
+            build_model(work / "model")
+            lm = load_model(str(work / "model"), device=args.device)
+            shape = "decoder 6 x 384, CLIP 336/14"
+        else:
+            lm = load_model(args.model, device=args.device)
+            shape = args.model
+        batches = plain_batches(lm, args.samples, args.batch)
         n_tokens = [int(b["attention_mask"].sum(-1).max()) for b in batches]
+        n_image = int(sum((b["input_ids"] == lm.image_token_id).sum() for b in batches)) // args.samples
         variants = {
             "early,middle,late, post, 16:16": dict(layers="early,middle,late", keys="post", tokens="16:16"),
-            "all 6 layers, pre+post, 16:16": dict(layers="all", keys="both", tokens="16:16"),
-            "all 6 layers, post, all tokens": dict(layers="all", keys="post", tokens="all"),
+            "all layers, pre+post, 16:16": dict(layers="all", keys="both", tokens="16:16"),
+            "all layers, post, all tokens": dict(layers="all", keys="post", tokens="all"),
         }
-        lm = load_model(str(work / "model"), device="cpu")
         runners = {"forward + hooks only, all layers, no early stop": lambda: time_hooks(lm, batches)}
         for name, kw in variants.items():
-            runners["ingest " + name] = lambda kw=kw: time_ingest(work / "model", work / "store", **kw)
-        time_plain(model, batches[:1])  # warm up every path once
+            runners["ingest " + name] = lambda kw=kw: time_ingest(lm, work / "store", args.samples, args.batch, **kw)
+        time_plain(lm, batches[:1])  # warm up every path once
         for run in runners.values():
             run()
         plain, cpu_plain = [], []
         wall = {n: [] for n in runners}
         ratio, cpu_ratio, keys = {n: [] for n in runners}, {n: [] for n in runners}, {}
-        for _ in range(REPEATS):
+        for _ in range(args.repeats):
             for name, run in runners.items():
-                base, base_cpu = time_plain(model, batches)
+                base, base_cpu = time_plain(lm, batches)
                 seconds, cpu, keys[name] = run()
                 plain.append(base)
                 cpu_plain.append(base_cpu)
                 wall[name].append(seconds)
                 ratio[name].append(base / seconds)
                 cpu_ratio[name].append(base_cpu / cpu)
-        print(f"LLaVA-shaped input: 576 image tokens, padded batch length {min(n_tokens)}-{max(n_tokens)} tokens; "
-              f"decoder 6 x 384, CLIP 336/14; {N_SAMPLES} samples, batch {BATCH}, torch threads "
-              f"{torch.get_num_threads()}; {REPEATS} paired runs")
+        print(f"{shape} on {lm.device} ({str(lm.dtype).removeprefix('torch.')}): ~{n_image} image tokens per "
+              f"sample, padded batch length {min(n_tokens)}-{max(n_tokens)} tokens; {args.samples} samples, "
+              f"batch {args.batch}, torch threads {torch.get_num_threads()}; {args.repeats} paired runs")
         print(f"{'run':<50} {'best s':>7} {'samples/s':>9} {'keys/s':>8} {'wall ratio':>10} {'cpu ratio':>9}")
         best_plain = min(plain)
-        print(f"{'plain forward, use_cache=False (baseline)':<50} {best_plain:7.2f} {N_SAMPLES / best_plain:9.2f} "
-              f"{'':>8} {1.0:10.2f} {1.0:9.2f}")
+        print(f"{'plain forward, use_cache=False (baseline)':<50} {best_plain:7.2f} "
+              f"{args.samples / best_plain:9.2f} {'':>8} {1.0:10.2f} {1.0:9.2f}")
         for name in runners:
             best = min(wall[name])
-            print(f"{name:<50} {best:7.2f} {N_SAMPLES / best:9.2f} {keys[name] / best:8.0f} "
+            print(f"{name:<50} {best:7.2f} {args.samples / best:9.2f} {keys[name] / best:8.0f} "
                   f"{statistics.median(ratio[name]):10.2f} {statistics.median(cpu_ratio[name]):9.2f}"
                   f"   wall pairs {min(ratio[name]):.2f}-{max(ratio[name]):.2f}")
         print("wall ratio = median over pairs of (plain forward wall s / run wall s), each pair timed back to back;"

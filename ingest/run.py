@@ -108,6 +108,9 @@ def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late"
            checkpoint_seconds=60.0) -> RunSummary:
     """Capture keys of MODEL on BENCHMARK into STORE; re-running the same call resumes it.
 
+    ``model`` is a spec for ingest.models.load_model or an already loaded LoadedModel (then
+    ``device`` and ``dtype`` are ignored).
+
     ``checkpoint_seconds``: committed samples are made durable (flushed) at least this often, so a
     killed run loses at most that much work; the writer also flushes whenever 256 MiB are buffered.
     """
@@ -131,8 +134,10 @@ def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late"
     if harness not in HARNESSES:
         raise IngestError(f"--harness {harness!r}: use one of {', '.join(HARNESSES)}")
 
+    from .models import LoadedModel
+
     source = open_benchmark(benchmark)
-    lm = load_model(model, device=device, dtype=dtype)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
     try:
         layer_list = resolve_layers(layers, lm.num_layers)
         kdtype = storage_dtype(lm.dtype, key_dtype)
@@ -140,7 +145,7 @@ def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late"
         raise IngestError(str(exc)) from None
 
     settings = {
-        "model_id": model, "model": lm.label, "benchmark": source.name, "layers": layer_list,
+        "model_id": lm.model_id, "model": lm.label, "benchmark": source.name, "layers": layer_list,
         "keys": list(ropes), "tokens": policy.describe(),
         "segments": sorted(policy.segments) if policy.segments else None, "seed": int(seed),
         "key_dtype": kdtype, "harness": harness, "circular": CIRCULAR_POLICY,
