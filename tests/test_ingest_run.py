@@ -257,3 +257,14 @@ def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
         ingest("tiny:qwen2.5-vl", "sample", str(tmp_path), layers="1", limit=12, progress=False)
     run = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     assert run["status"] == "failed" and run["samples_done"] == 4  # the first batch is kept
+
+
+def test_an_already_loaded_model_ingests_like_its_spec(tmp_path):
+    from ingest.models import load_model
+
+    params = dict(layers="2", tokens="3:3", limit=3, progress=False)
+    ingest("tiny:qwen2-vl", "sample", str(tmp_path / "spec"), **params)
+    ingest(load_model("tiny:qwen2-vl", device="cpu"), "sample", str(tmp_path / "loaded"), **params)
+    assert _rows(tmp_path / "loaded") == _rows(tmp_path / "spec")
+    run = json.loads(next((tmp_path / "loaded" / "runs").glob("*.json")).read_text())
+    assert run["model_id"] == "tiny:qwen2-vl"
