@@ -171,13 +171,17 @@ class KeyCapture:
         if missing:
             raise RuntimeError(f"no keys were captured for {missing}: the forward did not reach those layers")
         stacked = torch.stack([self._out[k] for k in order])  # [L*R, n, d] on the device
-        if self.dtype == "bfloat16":
-            stacked = stacked.view(torch.int16)
-        host = stacked.cpu().numpy()  # the one device -> host copy of the batch
-        if self.dtype == "bfloat16":
-            host = host.view(np.uint16)
-        positions = (self._positions.cpu().numpy().astype(np.int64) if self._positions is not None
-                     else np.zeros((n, 3), np.int64))
+        positions = self._positions
+        if positions is None:
+            positions = torch.zeros((n, 3), dtype=torch.int64, device=stacked.device)
+        # Keys and positions travel as one byte buffer: a single device -> host copy (one sync) per batch.
+        key_bytes = stacked.contiguous().view(torch.uint8).reshape(-1)
+        pos_bytes = positions.to(torch.int64).contiguous().view(torch.uint8).reshape(-1)
+        host = torch.cat([key_bytes, pos_bytes]).cpu().numpy()
+        split = key_bytes.numel()
+        np_dtype = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[self.dtype]
+        keys = host[:split].view(np_dtype).reshape(stacked.shape)
+        rope_positions = host[split:].view(np.int64).reshape(n, 3)
         self._out.clear()
-        return CapturedKeys(keys={k: host[i] for i, k in enumerate(order)},
-                            rope_positions=positions, dtype=self.dtype)
+        return CapturedKeys(keys={k: keys[i] for i, k in enumerate(order)},
+                            rope_positions=rope_positions, dtype=self.dtype)
