@@ -268,3 +268,16 @@ def test_an_already_loaded_model_ingests_like_its_spec(tmp_path):
     assert _rows(tmp_path / "loaded") == _rows(tmp_path / "spec")
     run = json.loads(next((tmp_path / "loaded" / "runs").glob("*.json")).read_text())
     assert run["model_id"] == "tiny:qwen2-vl"
+
+
+def test_ingest_never_imports_duckdb_or_textual(tmp_path):
+    """`keygap ingest` runs on GPU servers that have neither: a whole run must not touch them."""
+    script = ("import sys\n"
+              "from keygap_tui.cli import main\n"
+              f"code = main(['ingest', '--model', 'tiny:llava', '--benchmark', 'sample', '--store', {str(tmp_path)!r},"
+              " '--limit', '2', '--no-progress'])\n"
+              "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('duckdb', 'textual'))\n"
+              "print(code, bad)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
