@@ -26,10 +26,12 @@ FAMILIES = {
     "llava_next": "llava",
     "qwen2_vl": "qwen2-vl",
     "qwen2_5_vl": "qwen2-vl",
+    "qwen3_vl": "qwen2-vl",  # same placeholders and chat markup; keys pass through k_norm
 }
 # Families whose rotary embedding takes 3-D (t, h, w) positions computed by the model itself.
-MROPE_TYPES = {"qwen2_vl", "qwen2_5_vl"}
-SUPPORTED_TEXT = ("LLaVA-1.5 (llava), LLaVA-NeXT (llava_next), Qwen2-VL (qwen2_vl), Qwen2.5-VL (qwen2_5_vl); "
+MROPE_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl"}
+SUPPORTED_TEXT = ("LLaVA-1.5 (llava), LLaVA-NeXT (llava_next), Qwen2-VL (qwen2_vl), Qwen2.5-VL (qwen2_5_vl), "
+                  "Qwen3-VL (qwen3_vl); "
                   "built-in: " + ", ".join(tiny.TINY_MODELS + tiny.RANDOM_MODELS))
 
 DTYPES = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,

@@ -1,8 +1,8 @@
 """Offline-built models for tests, the demo and GPU throughput runs.
 
-`tiny:*` models are real transformers architectures (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL)
-shrunk to a few layers with random weights drawn from a seed, so the whole ingest path runs in
-milliseconds on a CPU with nothing downloaded. `random:*` models are the full-size architectures
+`tiny:*` models are real transformers architectures (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL,
+Qwen3-VL) shrunk to a few layers with random weights drawn from a seed, so the whole ingest path
+runs in milliseconds on a CPU with nothing downloaded. `random:*` models are the full-size architectures
 with random weights: the compute of the real model, for measuring throughput on a GPU without
 fetching weights. Both get processors built here, from the `tokenizers` library and the image
 processor classes with explicit sizes (nothing read from the hub).
@@ -37,7 +37,7 @@ _QWEN_SPECIALS = [
     "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
 ]
 
-TINY_MODELS = ("tiny:llava", "tiny:llava-next", "tiny:qwen2-vl", "tiny:qwen2.5-vl")
+TINY_MODELS = ("tiny:llava", "tiny:llava-next", "tiny:qwen2-vl", "tiny:qwen2.5-vl", "tiny:qwen3-vl")
 RANDOM_MODELS = ("random:llava-1.5-7b", "random:qwen2.5-vl-7b")
 
 # Tiny decoder shape: 4 layers so that early / middle / late (1, 2, 3) are distinct layers.
@@ -208,6 +208,33 @@ def _qwen_parts(tokenizer, *, full: bool, v25: bool):
     return config, processor
 
 
+def _qwen3_parts(tokenizer):
+    """Qwen3-VL: like Qwen2.5-VL for keygap, plus k_norm on keys and interleaved M-RoPE."""
+    from transformers import Qwen3VLConfig, Qwen3VLProcessor
+
+    from .models import image_only_processor_class
+
+    ids = dict(
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    )
+    text = dict(vocab_size=_padded_vocab(tokenizer, None), head_dim=16, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                                 "mrope_interleaved": True}, **_TINY_TEXT)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                  deepstack_visual_indexes=[0, 1])
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+    image_processor = _image_processor_class("Qwen2VLImageProcessor")(
+        min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16, temporal_patch_size=2, merge_size=2)
+    processor = image_only_processor_class(Qwen3VLProcessor)(image_processor=image_processor,
+                                                             tokenizer=tokenizer)
+    return config, processor
+
+
 def build_config_and_processor(name: str):
     """(config, processor) for a tiny:* or random:* name; raises ValueError for other names."""
     if name not in TINY_MODELS + RANDOM_MODELS:
@@ -217,19 +244,23 @@ def build_config_and_processor(name: str):
     kind = name.split(":", 1)[1]
     if kind.startswith("llava"):
         return _llava_parts(build_tokenizer("llava"), full=full, next_=kind == "llava-next")
+    if kind == "qwen3-vl":
+        return _qwen3_parts(build_tokenizer("qwen"))
     return _qwen_parts(build_tokenizer("qwen"), full=full, v25=kind.startswith("qwen2.5"))
 
 
 def model_class(config):
     """The ConditionalGeneration class of a built-in config."""
     from transformers import (LlavaForConditionalGeneration, LlavaNextForConditionalGeneration,
-                              Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration)
+                              Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration,
+                              Qwen3VLForConditionalGeneration)
 
     return {
         "llava": LlavaForConditionalGeneration,
         "llava_next": LlavaNextForConditionalGeneration,
         "qwen2_vl": Qwen2VLForConditionalGeneration,
         "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+        "qwen3_vl": Qwen3VLForConditionalGeneration,
     }[config.model_type]
 
 

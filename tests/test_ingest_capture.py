@@ -41,18 +41,36 @@ def _stored(root, *, layer, rope, modality=None):
 
 
 def _single_forward(lm, item):
-    """The model's own forward on one sample, no hooks: cache keys and per-layer hidden states."""
+    """The model's own forward on one sample: its cache, and what each decoder layer received.
+
+    Layer inputs are read by pre-hooks (hidden_states as passed, which for Qwen3-VL already include
+    the deepstack visual features added between layers), so the k_proj oracle sees exactly them.
+    """
     prompt = build_prompt(item, lm.family)
     images = [decode_image(b) for b in item.images]
     inputs = lm.processor(text=[prompt.text], images=images, return_tensors="pt")
     inputs = {k: (v.to(lm.dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
-    with torch.no_grad():
-        out = lm.model(**inputs, use_cache=True, output_hidden_states=True)
+    layer_inputs = {}
+
+    def keep(i):
+        def hook(module, args, kwargs):
+            layer_inputs[i] = args[0] if args else kwargs["hidden_states"]
+        return hook
+
+    handles = [layer.register_forward_pre_hook(keep(i), with_kwargs=True) for i, layer in enumerate(lm.layers)]
+    try:
+        with torch.no_grad():
+            out = lm.model(**inputs, use_cache=True)
+    finally:
+        for h in handles:
+            h.remove()
+    out.layer_inputs = layer_inputs
     return inputs, out
 
 
 @pytest.mark.parametrize("name,dtype", [("tiny:llava", None), ("tiny:qwen2.5-vl", None),
                                         ("tiny:qwen2-vl", None), ("tiny:llava-next", None),
+                                        ("tiny:qwen3-vl", None),
                                         ("tiny:llava", "float16"), ("tiny:qwen2.5-vl", "bfloat16")])
 def test_post_rope_keys_equal_cache_and_pre_rope_equal_k_proj(tmp_path, name, dtype):
     lm = _model(name, dtype)
@@ -70,8 +88,12 @@ def test_post_rope_keys_equal_cache_and_pre_rope_equal_k_proj(tmp_path, name, dt
         for layer, (post, pre) in stored.items():
             cache = out.cache.layers[layer].keys[0].transpose(0, 1).reshape(n_tok, -1).float().numpy()
             with torch.no_grad():
-                normed = lm.layers[layer].input_layernorm(out.hidden_states[layer])
-                k_proj = lm.layers[layer].self_attn.k_proj(normed)[0].float().numpy()
+                normed = lm.layers[layer].input_layernorm(out.layer_inputs[layer])
+                attn = lm.layers[layer].self_attn
+                k_proj = attn.k_proj(normed)
+                if getattr(attn, "k_norm", None) is not None:  # Qwen3-VL: the pre-RoPE key is k_norm(k_proj)
+                    k_proj = attn.k_norm(k_proj.view(*k_proj.shape[:-1], -1, attn.head_dim)).flatten(-2)
+                k_proj = k_proj[0].float().numpy()
             got_post = np.stack([post[(item.sample_id, p)] for p in range(n_tok)])
             got_pre = np.stack([pre[(item.sample_id, p)] for p in range(n_tok)])
             assert np.abs(got_post - cache).max() == 0.0
@@ -80,7 +102,8 @@ def test_post_rope_keys_equal_cache_and_pre_rope_equal_k_proj(tmp_path, name, dt
             assert np.abs(got_post[1:] - got_pre[1:]).max() > 0
 
 
-@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next"])
+@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next",
+                                  "tiny:qwen3-vl"])
 def test_image_labels_are_exactly_the_vision_filled_positions(tmp_path, name):
     lm = _model(name)
     ingest(name, "sample", str(tmp_path), layers="1", tokens="all", batch_size=2, limit=4, progress=False)

@@ -32,7 +32,8 @@ PROMPTS = {"llava": "USER: <image>\nWhat is it? ASSISTANT:",
            "qwen2-vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What?<|im_end|>\n"}
 
 
-@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next"])
+@pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next",
+                                  "tiny:qwen3-vl"])
 def test_tiny_model_is_deterministic_and_survives_save_pretrained(tmp_path, name):
     a = load_model(name, device="cpu")
     b = load_model(name, device="cpu")
