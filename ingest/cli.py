@@ -7,9 +7,10 @@ import sys
 from store.cli import add_store_argument, default_store
 
 _EPILOG = """\
-MODEL: a save_pretrained folder, a hub id already in the local Hugging Face cache, tiny:llava,
-tiny:llava-next, tiny:qwen2-vl, tiny:qwen2.5-vl (small random models, no download), or
-random:llava-1.5-7b, random:qwen2.5-vl-7b (full-size random weights, for GPU throughput).
+MODEL: a save_pretrained folder or a hub id already in the local Hugging Face cache (LLaVA-1.5,
+LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Qwen3-VL), tiny:llava, tiny:llava-next, tiny:qwen2-vl,
+tiny:qwen2.5-vl, tiny:qwen3-vl (small random models, no download), or random:llava-1.5-7b,
+random:qwen2.5-vl-7b (full-size random weights, for GPU throughput).
 BENCH: sample or sample-mmmu (bundled), or your copy of MMBench (a TSV, a Parquet file or folder)
 or MMMU (the folder of <Subject>/validation-*.parquet), optionally prefixed mmbench-cn:, mmbench-en:
 or mmmu:.
