@@ -136,7 +136,11 @@ def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late"
 
     from .models import LoadedModel
 
+    from store.writer import init_store
+
     source = open_benchmark(benchmark)
+    if Path(store).exists():
+        init_store(store)  # a bad --store fails now, not after minutes of model loading
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
     try:
         layer_list = resolve_layers(layers, lm.num_layers)

@@ -149,6 +149,8 @@ def test_bad_input_gives_clear_messages_and_the_run_goes_on(tmp_path, capsys):
     rows[2][img] = ""  # no image at all
     tsv = tmp_path / "bad.tsv"
     _write_tsv(tsv, rows, header, extra_lines=["999\tonly two fields"])  # a corrupt row
+    (tmp_path / "not-a-store").mkdir()
+    (tmp_path / "not-a-store" / "notes.txt").write_text("mine")
     store = tmp_path / "store"
     code = keygap(["ingest", "--model", "tiny:llava", "--benchmark", str(tsv), "--store", str(store),
                    "--layers", "1", "--no-progress"])
@@ -174,11 +176,12 @@ def test_bad_input_gives_clear_messages_and_the_run_goes_on(tmp_path, capsys):
         (["--shard", "2/2"], "shards are numbered from 0"),
         (["--layers", "9"], "layer 9 is out of range: this model has layers 0..3"),
         (["--layers", "all"], "already holds tiny-llava on"),
+        (["--store", str(tsv.parent / "not-a-store")], "is not a keygap store"),
     ]:
-        args = {"--model": "tiny:llava", "--benchmark": str(tsv)}
+        args = {"--model": "tiny:llava", "--benchmark": str(tsv), "--store": str(store)}
         args.update(dict(zip(argv[::2], argv[1::2])))
         flat = [x for kv in args.items() for x in kv]
-        code = keygap(["ingest", *flat, "--store", str(store), "--no-progress"])
+        code = keygap(["ingest", *flat, "--no-progress"])
         err = capsys.readouterr().err
         assert code == 2, (argv, err)
         assert message in err, (argv, err)
