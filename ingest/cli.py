@@ -50,6 +50,8 @@ def register(subparsers) -> None:
                         "question,options,hint (default: every segment)")
     p.add_argument("--harness", choices=("lmms-eval", "vlmevalkit"), default="lmms-eval",
                    help="whose prompt template to reproduce (default: %(default)s)")
+    p.add_argument("--split", default=None,
+                   help="benchmark split to read from a folder (MMBench: dev, MMMU: validation by default)")
     p.add_argument("--device", default="auto", help="cuda | cuda:N | cpu | auto (default: %(default)s)")
     p.add_argument("--dtype", default="auto",
                    help="compute dtype: float16 | bfloat16 | float32 | auto (the checkpoint's half type "
@@ -75,7 +77,7 @@ def run_ingest(args) -> int:
         args.model, args.benchmark, args.store or default_store(), layers=args.layers, keys=args.keys,
         tokens=args.tokens, segments=args.segments, device=args.device, dtype=args.dtype,
         key_dtype=args.key_dtype, batch_size=args.batch_size, limit=args.limit, shard=args.shard,
-        seed=args.seed, harness=args.harness, progress=not args.no_progress and sys.stderr.isatty(),
+        seed=args.seed, harness=args.harness, split=args.split, progress=not args.no_progress and sys.stderr.isatty(),
     )
     print(summary.line())
     for skip in summary.skipped[:10]:

@@ -104,7 +104,7 @@ def parse_keys(keys: str) -> tuple[str, ...]:
 
 def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late", keys="post",
            tokens="16:16", segments=None, device="auto", dtype=None, key_dtype=None, batch_size=4,
-           limit=None, shard=(0, 1), seed=0, harness="lmms-eval", progress=True,
+           limit=None, shard=(0, 1), seed=0, harness="lmms-eval", split=None, progress=True,
            checkpoint_seconds=60.0) -> RunSummary:
     """Capture keys of MODEL on BENCHMARK into STORE; re-running the same call resumes it.
 
@@ -138,7 +138,7 @@ def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late"
 
     from store.writer import init_store
 
-    source = open_benchmark(benchmark)
+    source = open_benchmark(benchmark, split=split)
     if Path(store).exists():
         init_store(store)  # a bad --store fails now, not after minutes of model loading
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
@@ -154,6 +154,8 @@ def ingest(model: str, benchmark: str, store: str, *, layers="early,middle,late"
         "segments": sorted(policy.segments) if policy.segments else None, "seed": int(seed),
         "key_dtype": kdtype, "harness": harness, "circular": CIRCULAR_POLICY,
     }
+    if source.split is not None:  # the split actually read, so a default and its explicit name agree
+        settings["split"] = source.split
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     run_id = f"ingest-{digest}-{shard_i}of{shard_n}"
     store_path = Path(store)
@@ -177,8 +179,9 @@ def _check_store(root: Path, settings: dict, digest: str) -> set[str]:
     for run in ks.runs():
         s = run.get("settings") or {}
         same_target = s.get("model") == settings["model"] and s.get("benchmark") == settings["benchmark"]
-        if same_target and run.get("settings_hash") != digest:
-            diff = [k for k in settings if k != "model_id" and s.get(k) != settings[k]]
+        # Another split holds other items, so it may share the partitions; any other difference may not.
+        diff = [k for k in sorted(set(s) | set(settings)) if k not in ("model_id", "split") and s.get(k) != settings.get(k)]
+        if same_target and run.get("settings_hash") != digest and (diff or s.get("model_id") != settings["model_id"]):
             raise IngestError(
                 f"{root} already holds {settings['model']} on {settings['benchmark']} ingested with other "
                 f"settings ({', '.join(diff) or 'model id'} differ, run {run.get('run_id')}): use the same "
@@ -355,6 +358,8 @@ class _Loop:
             "model": self.lm.label, "model_type": self.lm.model_type, "benchmark": self.source.name,
             "benchmark_source": _describe(self.source), "shard": f"{self.shard[0]}/{self.shard[1]}",
             "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
+            "num_layers": self.lm.num_layers, "num_kv_heads": self.lm.num_kv_heads,
+            "head_dim": self.lm.head_dim, **_model_identity(self.lm.model),
             "started": _now(), "ended": None, "versions": _versions(),
             "notes": {"layers": "early,middle,late = 1, L//2, L-1 (our choice; the paper names none)",
                       "tokens": "IMAGE:TEXT tokens per sample drawn from (seed, sample id); the last "
@@ -602,10 +607,26 @@ def _describe(source) -> dict:
 
 
 def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        keygap = version("keygap")
+    except PackageNotFoundError:
+        keygap = "unknown"
+    return {"keygap": keygap, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _model_identity(model) -> dict:
+    """Revision and attention implementation: keys of the same weights can differ across both."""
+    config = getattr(model, "config", None)
+    return {
+        "revision": getattr(config, "_commit_hash", None),
+        "name_or_path": getattr(config, "_name_or_path", None),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+    }
 
 
 def _now() -> str:

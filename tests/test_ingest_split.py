@@ -1,0 +1,25 @@
+"""Splits and the run manifest: a default split and its explicit name are one run; another split adds items."""
+
+from __future__ import annotations
+
+from ingest.run import ingest
+from store.reader import KeyStore
+
+
+def test_split_default_equals_explicit_and_other_split_adds_items(tmp_path):
+    store = str(tmp_path / "s")
+    first = ingest("tiny:llava", "sample-mmmu", store, limit=3, progress=False)
+    again = ingest("tiny:llava", "sample-mmmu", store, split="validation", limit=3, progress=False)
+    assert again.run_id == first.run_id and again.samples_done == 0 and again.samples_resumed == 3
+    dev = ingest("tiny:llava", "sample-mmmu", store, split="dev", progress=False)
+    assert dev.run_id != first.run_id and dev.samples_done >= 1
+    ks = KeyStore(store)
+    ids = ks.samples(["sample_id"])["sample_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 3 + dev.samples_done
+    runs = {r["run_id"]: r for r in ks.runs()}
+    assert runs[first.run_id]["settings"]["split"] == "validation"
+    assert runs[dev.run_id]["settings"]["split"] == "dev"
+    # what relative depth and provenance need
+    assert runs[first.run_id]["num_layers"] == 4
+    assert runs[first.run_id]["versions"]["keygap"]
+    assert runs[first.run_id]["attn_implementation"]
