@@ -87,14 +87,18 @@ def init_store(root: str | os.PathLike) -> Path:
                 "use a new --store directory"
             )
         return root
-    if root.exists() and any(root.iterdir()):
+    # Hidden names are temporary files of a shard creating the same store at this instant.
+    if root.exists() and any(not p.name.startswith(".") for p in root.iterdir()):
         raise StoreError(f"{root} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
+    root.mkdir(parents=True, exist_ok=True)
+    # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
+    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_bytes(
+        json.dumps({"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+    )
+    os.replace(tmp, manifest)
     for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(
-        manifest,
-        json.dumps({"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
-    )
     return root
 
 
