@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
 
 #: rows per ring when block="auto": wide enough for an efficient GEMM, small enough for cache.
 AUTO_BLOCK_ROWS = 512
@@ -108,7 +107,7 @@ def exact_pair_sums(
     membership: np.ndarray,
     kernel: Kernel,
     *,
-    device: torch.device,
+    device,
     block_rows: int = AUTO_BLOCK_ROWS,
     block_cols: int = BLOCK_COLS,
     progress: Callable[[float], None] | None = None,
@@ -260,20 +259,21 @@ class _NumpyOps:
 class _TorchOps:
     """GPU: the same steps in torch on the device; results come back once at the end."""
 
-    _dtypes = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    def __init__(self, device):
+        import torch  # only here: the CPU path never pays for importing torch
 
-    def __init__(self, device: torch.device):
         self.device = device
+        self._dtypes = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
     def put(self, array):
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        return _torch().from_numpy(np.ascontiguousarray(array)).to(self.device)
 
     @staticmethod
     def get(tensor):
         return tensor.cpu().numpy()
 
     def empty(self, size, dtype):
-        return torch.empty(size, dtype=self._dtypes[np.dtype(dtype)], device=self.device)
+        return _torch().empty(size, dtype=self._dtypes[np.dtype(dtype)], device=self.device)
 
     @staticmethod
     def copy(out, src):
@@ -281,7 +281,7 @@ class _TorchOps:
 
     @staticmethod
     def matmul(a, b, out):
-        torch.matmul(a, b, out=out)
+        _torch().matmul(a, b, out=out)
 
     @staticmethod
     def clamp_nonpositive(a):
@@ -289,7 +289,7 @@ class _TorchOps:
 
     @staticmethod
     def mul(a, b, out):
-        torch.mul(a, b, out=out)
+        _torch().mul(a, b, out=out)
 
     @staticmethod
     def add_(a, b):
@@ -323,3 +323,9 @@ def _apply_kernel(neg_half_sq, kernel: Kernel, scratch, accum, size: int, ops):
         ops.add_(total, ops.exp_(tmp))
     ops.mul(total, 1.0 / len(kernel.scales), total)
     return total
+
+
+def _torch():
+    import torch
+
+    return torch

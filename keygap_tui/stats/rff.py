@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from .kernel_sums import Kernel, PairSums
 
@@ -30,8 +29,10 @@ def rff_pair_sums(
     *,
     features: int,
     seed: int,
-    device: torch.device,
+    device,
 ) -> PairSums:
+    import torch  # imported here so that loading the stats package stays torch-free on the CPU path
+
     dim = x.shape[1]
     n_rows = x.shape[0] + y.shape[0]
     rng = np.random.default_rng([seed, 1])
