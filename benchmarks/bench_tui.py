@@ -107,7 +107,7 @@ async def stall(store: Path, settings) -> dict:
 
         async with app.run_test(size=(120, 40)) as pilot:
             last[0] = time.perf_counter()
-            app.set_interval(0.01, tick)
+            timer = app.set_interval(0.01, tick)
             await pilot.pause()
             deadline = time.monotonic() + 600
             while not app.libraries_ready.is_set() or any(not w.is_finished for w in app.workers):  # catalog + warm-up
@@ -127,6 +127,9 @@ async def stall(store: Path, settings) -> dict:
             t0 = time.perf_counter()
             last[0] = t0
             deadline = time.monotonic() + 600
+            watching = None
+            if os.environ.get("BENCH_TUI_TRACE"):
+                watching = _watch_main_thread(last)
             await pilot.press("c", "r")
             while True:  # until both jobs are done and their results (table, plot) are on screen
                 await asyncio.sleep(0.05)
@@ -144,7 +147,36 @@ async def stall(store: Path, settings) -> dict:
                     print(f"  gap {work[i] * 1000:.0f} ms ending {at[i]:.2f} s after start; jobs then: {where[i]}")
             wall = time.perf_counter() - t0
             ok = len(app.query_one("#results").raw_rows) == len(settings.metrics)
+            timer.stop()
+            if watching is not None:
+                watching.set()
     return {"startup": startup, "idle": idle, "work": work, "wall": wall, "ok": ok}
+
+
+def _watch_main_thread(last: list[float], threshold_s: float = 0.08):
+    """Trace mode: when the loop has not ticked for threshold_s, print what every thread is doing."""
+    import threading
+    import traceback
+
+    main_id = threading.main_thread().ident
+    stop = threading.Event()
+
+    def watch() -> None:
+        reported = 0.0
+        while not stop.is_set():
+            time.sleep(0.02)
+            stuck = time.perf_counter() - last[0]
+            if stuck > threshold_s and last[0] != reported:
+                reported = last[0]
+                frames = sys._current_frames()
+                print(f"-- loop stuck {stuck * 1000:.0f} ms; main thread:")
+                print("".join(traceback.format_stack(frames[main_id], limit=6)))
+                for ident, frame in frames.items():
+                    if ident not in (main_id, threading.get_ident()):
+                        print(f"   thread {ident}: {traceback.format_stack(frame, limit=2)[-1].strip()}")
+
+    threading.Thread(target=watch, daemon=True).start()
+    return stop
 
 
 def blocking_reference(store: Path, settings) -> dict:
@@ -169,11 +201,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=4096, help="key width (LLaVA-1.5-7B: 32 heads x 128 = 4096)")
     parser.add_argument("--keys", type=int, default=2000, help="keys per side in the store")
     parser.add_argument("--repeats", type=int, default=3, help="first-screen launches per app (median)")
+    parser.add_argument("--threads", type=int, default=0, help="compute_threads for the TUI (0 = CPUs - 1, the default)")
     args = parser.parse_args()
 
     from keygap_tui.app.config import AnalysisSettings
 
-    settings = AnalysisSettings()  # the TUI's defaults: n=1000, 200 permutations, 1000 keys per side in t-SNE
+    # the TUI's defaults: n=1000, 200 permutations, 1000 keys per side in t-SNE
+    settings = AnalysisSettings(compute_threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         store = build_store(Path(tmp) / "store", args.dim, args.keys)
         fs = first_screen(store, args.repeats)
@@ -188,7 +222,7 @@ def main() -> None:
     idle_max, idle_p99 = over(st["idle"])
     work_max, work_p99 = over(st["work"])
     print(f"store: {args.keys} keys per side, d = {args.dim}; settings: n={settings.n}, permutations={settings.permutations}, "
-          f"t-SNE keys per side={settings.scatter_points}; cpus={os.cpu_count()}")
+          f"t-SNE keys per side={settings.scatter_points}; compute threads={settings.threads()} of {os.cpu_count()} cpus")
     print(f"first screen (Ready): keygap {fs['keygap_ready']:.2f} s vs bare Textual app {fs['bare_ready']:.2f} s "
           f"(x{fs['keygap_ready'] / fs['bare_ready']:.2f}); store catalog on screen {fs['keygap_catalog']:.2f} s")
     print(f"blocking reference: compare (MMD+JS) {ref['compare']:.2f} s, t-SNE {ref['tsne']:.2f} s")

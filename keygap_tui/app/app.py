@@ -38,6 +38,7 @@ from .widgets.vim_table import VimTable
 
 TABS = ("scatter", "controls", "layers", "sql")
 QUIET_GROUPS = {"warmup"}  # background chores: no "done" message over the user's last one
+UNCANCELLABLE = {"catalog", "warmup"}  # Esc is for the user's work; without these nothing else can run
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
 
 
@@ -154,7 +155,7 @@ class KeygapApp(App):
 
         def work(progress, stop):
             try:
-                return _tasks().warm_up(threads, progress, stop)
+                return _tasks().warm_up(threads, progress)
             finally:
                 self.libraries_ready.set()
 
@@ -244,7 +245,7 @@ class KeygapApp(App):
 
         ``needs_libraries``: wait (cancellably) for the warm-up before computing (see ``libraries_ready``).
         """
-        self.status.start(group, label)
+        self.status.start(group, label, cancellable=group not in UNCANCELLABLE)
 
         def work():
             worker = get_current_worker()
@@ -315,7 +316,10 @@ class KeygapApp(App):
         self.notify(text, severity="error", timeout=8)
 
     def action_cancel(self) -> None:
-        running = [w for w in self.workers if w in self._job_done and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        running = [
+            w for w in self.workers
+            if w in self._job_done and w.group not in UNCANCELLABLE and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        ]
         if self._sql_cursor is not None:
             try:
                 self._sql_cursor.interrupt()

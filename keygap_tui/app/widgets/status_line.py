@@ -17,6 +17,7 @@ class JobView:
     label: str
     fraction: float = 0.0
     message: str = ""
+    cancellable: bool = True
 
 
 class StatusLine(Widget):
@@ -42,13 +43,14 @@ class StatusLine(Widget):
             more = len(self.jobs) - 1
             if more:
                 text.append(f" (+{more} more)")
-            text.append("  Esc cancels", style="dim")
+            if job.cancellable:
+                text.append("  Esc cancels", style="dim")
             return text
         return Text(self.message)
 
-    def start(self, group: str, label: str) -> None:
+    def start(self, group: str, label: str, cancellable: bool = True) -> None:
         self.jobs.pop(group, None)
-        self.jobs[group] = JobView(label)
+        self.jobs[group] = JobView(label, cancellable=cancellable)
         self.remove_class("-error")
         self.refresh()
 
