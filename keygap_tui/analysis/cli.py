@@ -131,12 +131,19 @@ def _params(items) -> dict:
         metric, dot, key = name.partition(".")
         if not eq or not dot or not metric or not key:
             raise AnalysisError(f"--param {item!r}: write METRIC.NAME=VALUE, e.g. mmd.estimator=biased")
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
-        out.setdefault(metric.strip().lower(), {})[key.strip()] = parsed
+        out.setdefault(metric.strip().lower(), {})[key.strip()] = _param_value(value)
     return out
+
+
+def _param_value(text: str):
+    """JSON where it parses (0.5, true, [1, 2]); "a,b,c" is a list of such values; else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    if "," in text:
+        return [_param_value(part.strip()) for part in text.split(",") if part.strip()]
+    return text
 
 
 def _store(args) -> str:
