@@ -18,7 +18,7 @@ from keygap_tui.app.selection import ALL_SEGMENTS, Selection, named_layer, read_
 
 
 def test_config_defaults_keys_and_one_line_errors(tmp_path):
-    assert load_config(tmp_path / "missing.toml").analysis.n == 1000
+    assert load_config(tmp_path / "missing.toml").analysis.n == 500  # analysis.DEFAULT_N, as keygap compare
     good = tmp_path / "good.toml"
     good.write_text('theme = "light"\n[keys]\ncompute = "x,f9"\n[analysis]\nn = "all"\npermutations = 50\n')
     cfg = load_config(good)

@@ -173,8 +173,10 @@ class KeygapApp(App):
             self.status.say(f"{self.store} holds no keys yet: run `keygap ingest` (the SQL tab works)")
         else:
             n = sum(len(b) for b in catalog.tree.values())
+            where = str(self.store) if len(str(self.store)) <= 32 else "…" + str(self.store)[-31:]
+            # counts first: a narrow terminal cuts the end of the line, and a long path is the least news
             self.status.say(
-                f"{self.store}: {len(catalog.tree)} model(s), {n} model/benchmark pair(s). "
+                f"{len(catalog.tree)} model(s), {n} model/benchmark pair(s) in {where}. "
                 f"{self._key('compute')}: compute, {self._key('run_tab')}: run tab, {self._key('help')}: help"
             )
         if self.focused is None or self.focused.id == "model":  # Textual's first focus, not the user's choice

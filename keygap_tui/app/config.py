@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from keygap_tui.analysis.comparisons import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES
+
 APP_DIR = "keygap"
 CONFIG_FILE = "tui.toml"
 STATE_FILE = "tui.json"
@@ -40,10 +42,10 @@ class AnalysisSettings:
     terminal cannot show more than a few thousand distinct cells anyway.
     """
 
-    metrics: tuple[str, ...] = ("mmd", "js")
-    n: int | None = 1000  # keys per side; None = all
-    permutations: int = 200
-    replicates: int = 5  # control-group replicates
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    n: int | None = DEFAULT_N  # keys per side; None = all. Same as `keygap compare`: same numbers, same cache
+    permutations: int = DEFAULT_PERMUTATIONS
+    replicates: int = DEFAULT_REPLICATES  # control-group replicates
     seed: int = 0
     scatter_points: int = 1000  # keys per side projected: analysis's default; t-SNE cost grows fast beyond
     max_plot_points: int = 20000
