@@ -96,7 +96,7 @@ class Selection:
 
     model: str = ""
     benchmark: str = ""
-    layer: int = 0
+    layer: int = 1  # "early": layer 0 text keys depend on the token id alone (README, our defaults)
     a_modality: str = "image"
     a_segment: str = ALL_SEGMENTS
     b_modality: str = "text"
