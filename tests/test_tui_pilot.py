@@ -28,7 +28,7 @@ async def test_pick_slice_compute_change_layer_and_read_from_cache(store, tmp_pa
     app = make_app(store, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        assert app.selection.layer == 0 and app.selection.a_modality == "image"
+        assert app.selection.layer == 1 and app.selection.a_modality == "image"
         await pilot.press("2")  # middle layer of a 4-layer model: 4 // 2
         assert app.selection.layer == 2
         await pilot.press("right_square_bracket")
@@ -98,7 +98,7 @@ async def test_cancel_a_running_job(store, tmp_path):
         assert app.query_one("#controls-pane").result is None
         assert app.status.message.endswith("cancelled") and not app.status.jobs
         await pilot.press("right_square_bracket")  # the app still answers keys
-        assert app.selection.layer == 1
+        assert app.selection.layer == 2  # from the early layer (1)
 
 
 @sync
