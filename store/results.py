@@ -123,14 +123,8 @@ class ResultsCache:
 
     def get(self, key: str) -> list[dict] | None:
         """The stored rows of an answer, in their original order, or None when it was never computed."""
-        path = self.path(key)
-        if not path.is_file():
-            return None
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid):
-            # A damaged cache file is not worth an error: drop it and recompute.
-            path.unlink(missing_ok=True)
+        table = _read_or_drop(self.path(key))
+        if table is None:
             return None
         rows = table.to_pylist()
         rows.sort(key=lambda r: r["row"])
@@ -208,13 +202,8 @@ class ResultsCache:
 
     def get_table(self, key: str) -> tuple[pa.Table, dict] | None:
         """(table, info) stored by put_table, or None."""
-        path = self.array_path(key)
-        if not path.is_file():
-            return None
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid):
-            path.unlink(missing_ok=True)
+        table = _read_or_drop(self.array_path(key))
+        if table is None:
             return None
         info = json.loads((table.schema.metadata or {}).get(b"keygap.info", b"{}"))
         return table, info
@@ -265,3 +254,15 @@ class ResultsCache:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _read_or_drop(path: Path) -> pa.Table | None:
+    """A cached answer's table, or None when absent; a damaged cache file is not worth an error: it is
+    dropped and the answer recomputed."""
+    if not path.is_file():
+        return None
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid):
+        path.unlink(missing_ok=True)
+        return None
