@@ -1,6 +1,6 @@
 """The real `keygap tui` in a real terminal (tmux): start it, send keys, read the screen, quit.
 
-Skipped with a reason when tmux is missing (CI installs it). Waits poll the screen with a generous
+Skipped with a reason when tmux is missing (the project machines ship it; apt-get install tmux). Waits poll the screen with a generous
 deadline; nothing here asserts how long anything took.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from test_tui_support import make_store
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux); CI installs it")
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux); the project machines ship it")
 
 
 def _tmux(*args: str, check: bool = True) -> str:
