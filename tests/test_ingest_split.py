@@ -23,3 +23,22 @@ def test_split_default_equals_explicit_and_other_split_adds_items(tmp_path):
     assert runs[first.run_id]["num_layers"] == 4
     assert runs[first.run_id]["versions"]["keygap"]
     assert runs[first.run_id]["attn_implementation"]
+
+
+def test_two_shard_processes_fill_one_fresh_store_at_once(tmp_path):
+    """Both shards create the store at the same instant (the SLURM-array case) and neither duplicates rows."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "s"
+    cmd = [sys.executable, "-m", "keygap_tui.cli", "ingest", "--model", "tiny:llava", "--benchmark", "sample",
+           "--store", str(store), "--limit", "8", "--layers", "1", "--no-progress"]
+    procs = [subprocess.Popen(cmd + ["--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ks = KeyStore(str(store))
+    ids = ks.samples(["sample_id"])["sample_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 8
+    image = ks.load("tiny-llava", "sample", 1, "image")
+    assert len(set(zip(image.sample_id, image.position))) == len(image) and set(image.sample_id) == set(ids)
