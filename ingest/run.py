@@ -422,6 +422,12 @@ class _Loop:
             self.manifest.update(status=status if sink.error is None else "failed", ended=_now())
             self._totals_into_manifest()
             write_run(self.store, self.manifest)
+            if self.keys_written:
+                # cached analysis answers that read these partitions are stale now: never served (their
+                # key includes the files read) but they would linger in the `results` table
+                from store.results import ResultsCache
+
+                ResultsCache(self.store).prune_stale()
             if sink.error is not None and status != "failed":
                 raise IngestError(f"writing to {self.store} failed: {_first_line(sink.error)}") from sink.error
         return RunSummary(run_id=self.run_id, store=str(self.store), model=self.lm.label,

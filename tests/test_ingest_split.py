@@ -42,3 +42,17 @@ def test_two_shard_processes_fill_one_fresh_store_at_once(tmp_path):
     assert len(ids) == len(set(ids)) == 8
     image = ks.load("tiny-llava", "sample", 1, "image")
     assert len(set(zip(image.sample_id, image.position))) == len(image) and set(image.sample_id) == set(ids)
+
+
+def test_more_keys_prune_cached_answers_that_read_the_old_files(tmp_path):
+    from keygap_tui.analysis import Side, compare
+    from store.results import ResultsCache
+
+    store = str(tmp_path / "s")
+    ingest("tiny:llava", "sample", store, layers="1", limit=4, progress=False)
+    side = dict(model="tiny-llava", benchmark="sample", layer=1)
+    compare(store, Side(modality="image", **side), Side(modality="text", **side), metrics=("centroid",),
+            n=None, permutations=0)
+    assert len(ResultsCache(store).entries()) == 1
+    ingest("tiny:llava", "sample", store, layers="1", limit=8, progress=False)  # the same run, 4 more items
+    assert ResultsCache(store).entries() == []
