@@ -162,20 +162,7 @@ class ResultsCache:
             columns["extra"][-1] = _canonical(row.get("extra") or {})
             columns["data_id"][-1] = data_id
             columns["depends"][-1] = depends_json
-        table = pa.table(columns, schema=RESULTS_SCHEMA)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the results folder {self.dir}: {exc.strerror}") from None
-        final = self.path(key)
-        # The temp name does not end in .parquet, so a reader globbing results/*.parquet never sees it.
-        tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return final
+        return _write_atomically(pa.table(columns, schema=RESULTS_SCHEMA), self.path(key))
 
     # --- array answers (projections) ------------------------------------------------------------------
     # They live one folder down (results/arrays/) so the ``results`` SQL view, which reads
@@ -187,18 +174,7 @@ class ResultsCache:
         """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
         meta = {b"keygap.depends": _canonical(dict(depends)).encode(), b"keygap.info": _canonical(dict(info)).encode()}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-        final = self.array_path(key)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the results folder {final.parent}: {exc.strerror}") from None
-        tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return final
+        return _write_atomically(table, self.array_path(key))
 
     def get_table(self, key: str) -> tuple[pa.Table, dict] | None:
         """(table, info) stored by put_table, or None."""
@@ -266,3 +242,19 @@ def _read_or_drop(path: Path) -> pa.Table | None:
     except (OSError, pa.ArrowInvalid):
         path.unlink(missing_ok=True)
         return None
+
+
+def _write_atomically(table: pa.Table, final: Path) -> Path:
+    """Temp file, then rename, so a reader never sees half an answer. The temp name does not end in
+    .parquet, so a reader globbing results/*.parquet never sees it either."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the results folder {final.parent}: {exc.strerror}") from None
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
