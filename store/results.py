@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StoreError
-from .schema import RESULTS_DIR
+from .schema import RESULTS_DIR, utc_now
 
 RESULTS_SCHEMA = pa.schema(
     [
@@ -53,27 +52,23 @@ RESULTS_SCHEMA = pa.schema(
 )
 
 ARRAYS_DIR = "arrays"
-_TEXT_COLUMNS = ("kind", "model", "benchmark", "rope", "group", "side_a", "side_b", "metric")
+#: columns that hold JSON text; put() encodes them and get() decodes them, so an answer reads back as the
+#: dicts it was written from
+JSON_COLUMNS = ("side_a", "side_b", "params", "extra")
+#: the cache's own columns, filled by put() rather than taken from the answer's rows
+_OWN_COLUMNS = ("key", "row", "created", "data_id", "depends")
 
 
-def _canonical(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no NaN surprises) so equal questions hash equally."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot put {type(obj).__name__} into a results-cache key")
+def canonical_json(value: Any) -> str:
+    """Deterministic, compact, strict JSON, so equal questions hash equally. Values must already be JSON
+    (the analysis layer normalises them with keygap_tui.stats.result.json_safe): anything else is refused
+    with TypeError rather than hashed through a representation that might change between runs."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def question_key(question: Mapping[str, Any], data_id: str) -> str:
     """Hash of everything an answer depends on: the question's parameters and the data read."""
-    digest = hashlib.sha256(_canonical({"question": question, "data": data_id}).encode())
+    digest = hashlib.sha256(canonical_json({"question": question, "data": data_id}).encode())
     return digest.hexdigest()[:32]
 
 
@@ -90,7 +85,7 @@ def partition_fingerprint(directory: Path) -> str:
         entries.append([path.name, st.st_size, st.st_mtime_ns])
     if not entries:
         return "missing"
-    return hashlib.sha256(_canonical(entries).encode()).hexdigest()[:24]
+    return hashlib.sha256(canonical_json(entries).encode()).hexdigest()[:24]
 
 
 class ResultsCache:
@@ -115,54 +110,48 @@ class ResultsCache:
 
     @staticmethod
     def data_id(fingerprints: Mapping[str, str]) -> str:
-        return hashlib.sha256(_canonical(dict(fingerprints)).encode()).hexdigest()[:24]
+        return hashlib.sha256(canonical_json(dict(fingerprints)).encode()).hexdigest()[:24]
 
     # --- read / write --------------------------------------------------------------------------------
     def path(self, key: str) -> Path:
         return self.dir / f"part-{key}.parquet"
 
     def get(self, key: str) -> list[dict] | None:
-        """The stored rows of an answer, in their original order, or None when it was never computed."""
+        """The rows of an answer as put() received them (JSON columns decoded), in their original order, or
+        None when it was never computed. Each row also carries the cache's own columns (key, row, created,
+        data_id, depends)."""
         table = _read_or_drop(self.path(key))
         if table is None:
             return None
         rows = table.to_pylist()
         rows.sort(key=lambda r: r["row"])
+        for row in rows:
+            for name in JSON_COLUMNS:
+                row[name] = None if row[name] is None else json.loads(row[name])
         return rows
 
     def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> Path:
-        """Write an answer atomically (temp file, then rename), so a reader never sees half a file."""
+        """Write an answer atomically (temp file, then rename), so a reader never sees half a file.
+
+        ``rows`` are dicts over RESULTS_SCHEMA's columns (other keys are not stored); JSON_COLUMNS may hold
+        any JSON-able value and are stored as canonical JSON text."""
         if not rows:
             raise ValueError("refusing to cache an empty answer")
-        data_id = self.data_id(depends)
-        depends_json = _canonical(dict(depends))
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        columns: dict[str, list] = {f.name: [] for f in RESULTS_SCHEMA}
+        own = {
+            "key": key,
+            "created": utc_now(),
+            "data_id": self.data_id(depends),
+            "depends": canonical_json(dict(depends)),
+        }
+        records = []
         for i, row in enumerate(rows):
-            for name in columns:
-                columns[name].append(None)
-            columns["key"][-1] = key
-            columns["row"][-1] = i
-            columns["created"][-1] = row.get("created") or created
-            for name in _TEXT_COLUMNS:
-                value = row.get(name)
-                if value is not None and not isinstance(value, str):
-                    value = _canonical(value)
-                columns[name][-1] = value
-            columns["layer"][-1] = None if row.get("layer") is None else int(row["layer"])
-            replicate = row.get("replicate")
-            columns["replicate"][-1] = -1 if replicate is None else int(replicate)
-            columns["value"][-1] = _float(row.get("value"))
-            columns["p_value"][-1] = _float(row.get("p_value"))
-            columns["n_a"][-1] = None if row.get("n_a") is None else int(row["n_a"])
-            columns["n_b"][-1] = None if row.get("n_b") is None else int(row["n_b"])
-            columns["seed"][-1] = None if row.get("seed") is None else int(row["seed"])
-            columns["seconds"][-1] = _float(row.get("seconds"))
-            columns["params"][-1] = _canonical(row.get("params") or {})
-            columns["extra"][-1] = _canonical(row.get("extra") or {})
-            columns["data_id"][-1] = data_id
-            columns["depends"][-1] = depends_json
-        return _write_atomically(pa.table(columns, schema=RESULTS_SCHEMA), self.path(key))
+            record = {name: row.get(name) for name in RESULTS_SCHEMA.names if name not in _OWN_COLUMNS}
+            for name in JSON_COLUMNS:
+                record[name] = None if record[name] is None else canonical_json(record[name])
+            if record["replicate"] is None:
+                record["replicate"] = -1
+            records.append(record | own | {"row": i})
+        return _write_atomically(pa.Table.from_pylist(records, schema=RESULTS_SCHEMA), self.path(key))
 
     # --- array answers (projections) ------------------------------------------------------------------
     # They live one folder down (results/arrays/) so the ``results`` SQL view, which reads
@@ -172,7 +161,7 @@ class ResultsCache:
 
     def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> Path:
         """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
-        meta = {b"keygap.depends": _canonical(dict(depends)).encode(), b"keygap.info": _canonical(dict(info)).encode()}
+        meta = {b"keygap.depends": canonical_json(dict(depends)).encode(), b"keygap.info": canonical_json(dict(info)).encode()}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
         return _write_atomically(table, self.array_path(key))
 
@@ -226,10 +215,6 @@ class ResultsCache:
         for path in paths:
             path.unlink(missing_ok=True)
         return len(paths)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def _read_or_drop(path: Path) -> pa.Table | None:

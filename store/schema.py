@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +24,8 @@ PARTITIONS = ("model", "benchmark", "layer", "rope", "modality")
 ROPE_KINDS = ("post", "pre")
 MODALITIES = ("image", "text", "special", "video")
 KEY_DTYPES = {"float16": 2, "bfloat16": 2, "float32": 4}
+#: every time keygap stores (manifests, cached answers, reports): UTC, ISO 8601, whole seconds
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 KEYS_SCHEMA = pa.schema(
     [
@@ -85,6 +88,11 @@ def partition_dir(root: Path, model: str, benchmark: str, layer: int, rope: str,
         / f"rope={rope}"
         / f"modality={modality}"
     )
+
+
+def utc_now() -> str:
+    """The current time in TIME_FORMAT, e.g. 2026-11-30T08:52:07Z."""
+    return time.strftime(TIME_FORMAT, time.gmtime())
 
 
 def read_manifest(root: Path) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from store.results import RESULTS_SCHEMA, ResultsCache, partition_fingerprint, q
 from store.schema import partition_dir
 from store_helpers import write_synthetic_store
 
-from keygap_tui.analysis import Side, compare, controls, project
+from keygap_tui.analysis import ComparisonRow, Side, compare, controls, project
 
 
 @pytest.fixture
@@ -51,7 +53,8 @@ def test_put_get_round_trip_is_exact_and_atomic(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
     got = cache.get(key)
     assert got[0]["value"] == rows[0]["value"] and got[0]["p_value"] is None
-    assert got[0]["params"] == '{"bandwidth":2.5}' and got[0]["replicate"] == -1
+    assert got[0]["params"] == {"bandwidth": 2.5} and got[0]["replicate"] == -1
+    assert got[0]["side_a"] == {"modality": "image"} and got[1]["params"] is None
     assert np.isnan(got[1]["value"]) and got[1]["replicate"] == 2 and got[1]["row"] == 1
     assert set(got[0]) == set(RESULTS_SCHEMA.names)
     assert cache.get("0" * 32) is None
@@ -74,8 +77,10 @@ def test_second_compare_is_served_from_cache_without_recomputing(store, monkeypa
     second = compare(KeyStore(str(store)), a, b, ["mmd", "js"], n=40, seed=1, permutations=20)
     assert len(calls) == 1, "the cached answer must not recompute"
     assert all(r.cached for r in second)
-    for x, y in zip(first, second):
-        assert (x.metric, x.value, x.p_value, x.n_a, x.n_b, x.params) == (y.metric, y.value, y.p_value, y.n_a, y.n_b, y.params)
+    for x, y in zip(first, second, strict=True):  # field for field, through the one serialisation
+        assert x.to_dict() | {"cached": True} == y.to_dict() and x.result == y.result
+    # ... and the JSON that `keygap compare --json` prints reads back as the same rows
+    assert [ComparisonRow.from_dict(json.loads(json.dumps(r.to_dict(), allow_nan=False))) for r in second] == second
     # Any parameter change is a new question.
     third = compare(store, a, b, ["mmd"], n=40, seed=2, permutations=20)
     assert len(calls) == 2 and not third[0].cached
@@ -87,7 +92,7 @@ def test_controls_are_cached_row_for_row(store, monkeypatch):
     assert len(calls) == 6  # 3 groups x 2 replicates
     second = controls(store, "m", "b", 1, ["mmd"], n=30, seed=0, replicates=2)
     assert len(calls) == 6 and all(r.cached for r in second)
-    assert [(r.group, r.replicate, r.value) for r in first] == [(r.group, r.replicate, r.value) for r in second]
+    assert [(r.group, r.replicate, r.result) for r in first] == [(r.group, r.replicate, r.result) for r in second]
 
 
 def test_reingest_invalidates_and_prune_removes_stale_answers(store, monkeypatch):
@@ -98,7 +103,7 @@ def test_reingest_invalidates_and_prune_removes_stale_answers(store, monkeypatch
     write_synthetic_store(store, layers=(1,), samples=6, tokens=8, dim=16, shift=0.5, seed=7, run_id="run1")
     after = compare(store, a, b, ["mmd"], n=None, permutations=0)
     assert len(calls) == 2 and not after[0].cached
-    assert after[0].n_a > before[0].n_a
+    assert after[0].result.n_a > before[0].result.n_a
     cache = ResultsCache(store)
     assert len(cache.entries()) == 2
     assert cache.prune_stale() == 1
@@ -123,7 +128,7 @@ def test_results_table_is_visible_to_sql(store):
     table = query_store(str(store), "SELECT metric, value, n_a, layer FROM results ORDER BY metric")
     got = table.to_pylist()
     assert [r["metric"] for r in got] == ["js", "mmd"]
-    by_metric = {r.metric: r.value for r in rows}
+    by_metric = {r.result.metric: r.result.value for r in rows}
     assert all(r["value"] == by_metric[r["metric"]] and r["layer"] == 1 for r in got)
 
 

@@ -46,14 +46,15 @@ def naive_unbiased_mmd2(x, y, sigma2):
 def test_compare_mmd_equals_the_textbook_formula_on_the_same_keys(store):
     a, b = Side("m4", "b", 2, "image"), Side("m4", "b", 2, "text")
     row = compare(store, a, b, ["mmd"], n=50, seed=3, permutations=0, use_cache=False)[0]
+    got = row.result
     ks = KeyStore(str(store))
     xa = ks.load("m4", "b", 2, "image", n=50, seed=3).x
     xb = ks.load("m4", "b", 2, "text", n=50, seed=3).x
     sigma2 = np.median(pdist(np.vstack([xa, xb]).astype(np.float64), "sqeuclidean")) / 2
-    assert row.params["bandwidth"] == pytest.approx(sigma2, rel=1e-5)
-    assert row.value == pytest.approx(naive_unbiased_mmd2(xa, xb, sigma2), rel=1e-4, abs=1e-7)
-    assert (row.n_a, row.n_b, row.p_value) == (50, 50, None)
-    assert row.params["n_per_side"] == 50 and row.params["seed"] == 3
+    assert got.params["bandwidth"] == pytest.approx(sigma2, rel=1e-5)
+    assert got.value == pytest.approx(naive_unbiased_mmd2(xa, xb, sigma2), rel=1e-4, abs=1e-7)
+    assert (got.n_a, got.n_b, got.p_value) == (50, 50, None)
+    assert got.params["n_per_side"] == 50 and got.params["seed"] == 3
     assert row.depth == pytest.approx(2 / 3)  # layer 2 of a 4-layer model (run manifest num_layers)
 
 
@@ -61,7 +62,7 @@ def test_compare_passes_sample_groups_and_records_every_parameter(store):
     a, b = Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text")
     rows = compare(store, a, b, ["mmd", "js"], n=None, seed=0, permutations=50, use_cache=False,
                    metric_params={"js": {"bins": 16}})
-    mmd, js = rows
+    mmd, js = (r.result for r in rows)
     assert mmd.n_a == mmd.n_b == 16 * 8  # n=None reads every key
     assert mmd.p_value == pytest.approx(1 / 51)  # a clear shift: no permutation beats it
     assert mmd.params["permutation_unit"] == "sample"
@@ -75,7 +76,7 @@ def test_compare_passes_sample_groups_and_records_every_parameter(store):
 def test_segment_filter_and_clear_errors(store):
     base = dict(n=20, permutations=0, use_cache=False)
     rows = compare(store, Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text", ("question",)), ["centroid"], **base)
-    assert rows[0].side_b.what == "text[question]" and rows[0].n_b == 20
+    assert rows[0].side_b.what == "text[question]" and rows[0].result.n_b == 20
     with pytest.raises(AnalysisError, match="segments options"):
         compare(store, Side("m4", "b", 1, "image"), Side("m4", "b", 1, "text", ("options",)), ["mmd"], **base)
     with pytest.raises(KeygapError, match="layer"):
@@ -106,11 +107,11 @@ def test_controls_share_one_bandwidth_and_separate_groups(store):
     ks = KeyStore(str(store))
     pooled = np.vstack([ks.load("m4", "b", 3, m, n=60, seed=5).x for m in ("image", "text")]).astype(np.float64)
     sigma2 = np.median(pdist(pooled, "sqeuclidean")) / 2
-    assert len({r.params["bandwidth"] for r in rows}) == 1
-    assert rows[0].params["bandwidth"] == pytest.approx(sigma2, rel=1e-6)
-    means = {g: np.mean([r.value for r in rows if r.group == g]) for g in GROUPS}
+    assert len({r.result.params["bandwidth"] for r in rows}) == 1
+    assert rows[0].result.params["bandwidth"] == pytest.approx(sigma2, rel=1e-6)
+    means = {g: np.mean([r.result.value for r in rows if r.group == g]) for g in GROUPS}
     assert means["image-vs-text"] > 5 * max(abs(means["image-vs-image"]), abs(means["text-vs-text"]))
-    assert all(r.n_a <= 30 and r.n_b <= 30 for r in rows)
+    assert all(r.result.n_a <= 30 and r.result.n_b <= 30 for r in rows)
 
 
 def test_layer_sweep_aligns_models_of_different_depth(store):
@@ -175,8 +176,8 @@ def test_thread_limit_changes_speed_not_numbers(store):
     a, b = Side("m8", "b", 4, "image"), Side("m8", "b", 4, "text")
     one = compare(store, a, b, ["mmd", "js"], n=40, permutations=10, use_cache=False, threads=1)
     lib = compare(store, a, b, ["mmd", "js"], n=40, permutations=10, use_cache=False, threads=None)
-    assert one[0].params["blas_threads"] == 1 and lib[0].params["blas_threads"] == "library default"
-    for x, y in zip(one, lib):
+    assert one[0].result.params["blas_threads"] == 1 and lib[0].result.params["blas_threads"] == "library default"
+    for x, y in zip((r.result for r in one), (r.result for r in lib), strict=True):
         assert x.value == pytest.approx(y.value, rel=1e-5) and x.p_value == y.p_value
 
 

@@ -52,7 +52,7 @@ def test_report_on_tiny_models_matches_compare(tiny_store, tmp_path, capsys):
         fresh = compare(tiny_store, Side(row["model"], "sample", row["layer"], "image"),
                         Side(row["model"], "sample", row["layer"], "text"), ["mmd"], SMALL["n"], 0,
                         permutations=SMALL["permutations"], use_cache=False)[0]
-        assert fresh.value == pytest.approx(row["mmd"], rel=1e-9) and not fresh.cached
+        assert fresh.result.value == pytest.approx(row["mmd"], rel=1e-9) and not fresh.cached
     # Figure 1 has a panel per cell with both slices; Figure 2 pools the control groups per model.
     fig1 = (out / "figure1_tsne.txt").read_text()
     assert fig1.count("tiny-llava | sample |") == 3 and "image:" in fig1 and "text:" in fig1

@@ -47,8 +47,8 @@ async def test_pick_slice_compute_change_layer_and_read_from_cache(store, tmp_pa
         direct = compare(str(store), Side("m", "b", 1, "image"), Side("m", "b", 1, "text"), SMALL.metrics, SMALL.n,
                          SMALL.seed, permutations=SMALL.permutations, use_cache=False)
         assert [r["measure"] for r in rows] == ["mmd", "js"]
-        assert [r["value"] for r in rows] == pytest.approx([d.value for d in direct])
-        assert [r["p-value"] for r in rows] == pytest.approx([d.p_value for d in direct])
+        assert [r["value"] for r in rows] == pytest.approx([d.result.value for d in direct])
+        assert [r["p-value"] for r in rows] == pytest.approx([d.result.p_value for d in direct])
         assert [r["cached"] for r in rows] == [False, False]
         await pilot.press("3")  # late layer clears the old numbers
         assert app.selection.layer == 3 and _results(app) == []
@@ -150,9 +150,9 @@ async def test_export_screenshot_copy_theme_and_help(store, tmp_path):
         await settle(app, pilot)
         exports = tmp_path / "exports"
         rows = list(csv.DictReader((exports / "results-001.csv").open()))
-        assert [r["measure"] for r in rows] == ["mmd", "js"]
+        assert [r["metric"] for r in rows] == ["mmd", "js"]
         assert float(rows[0]["value"]) == pytest.approx(_results(app)[0]["value"])
-        assert json.loads((exports / "results-001.json").read_text())[1]["measure"] == "js"
+        assert json.loads((exports / "results-001.json").read_text())[1]["metric"] == "js"
         assert "results-001.json" in app.status.message
         await pilot.press("ctrl+s")
         svg = exports / "screen-001.svg"

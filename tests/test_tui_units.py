@@ -80,10 +80,10 @@ def test_compare_task_gives_the_analysis_numbers_and_uses_the_cache(store):
     again = tasks.compare_slice(str(store), sel, SMALL)
     direct = compare(str(store), Side("m", "b", 1, "image"), Side("m", "b", 1, "text"), SMALL.metrics, SMALL.n,
                      SMALL.seed, permutations=SMALL.permutations)
-    assert [r["measure"] for r in first] == ["mmd", "js"]
-    assert [r["value"] for r in first] == [r.value for r in direct] == [r["value"] for r in again]
+    assert [r["metric"] for r in first] == ["mmd", "js"]
+    assert [r["value"] for r in first] == [r.result.value for r in direct] == [r["value"] for r in again]
     assert [r["cached"] for r in again] == [True, True]
-    assert first[0]["n"] == f"{direct[0].n_a}+{direct[0].n_b}"
+    assert first[0]["n"] == f"{direct[0].result.n_a}+{direct[0].result.n_b}"
     assert display_cells(again[0])[-1] == "yes" and display_cells(again[0])[1] == f"{again[0]['value']:.4g}"
 
 

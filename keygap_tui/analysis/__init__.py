@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "comparisons": (
+    "comparisons": ("compare", "controls", "layer_sweep", "split_samples"),
+    "defaults": (
         "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
-        "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "resolve_model_layers",
-        "split_samples",
     ),
     "errors": ("AnalysisError", "Cancelled"),
+    "layers": ("model_depth", "relative_depth", "resolve_model_layers"),
+    "rows": ("ComparisonRow",),
     "projection": ("Projection", "project", "project_arrays"),
     "report": ("ReportResult", "report"),
     "sides": ("Side", "parse_what"),

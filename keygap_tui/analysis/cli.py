@@ -216,9 +216,7 @@ def run_compare(args) -> int:
                 metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
             )
     if args.json:
-        from .jsonsafe import finite
-
-        print(json.dumps(finite([r.to_dict() for r in rows]), indent=1, allow_nan=False))
+        print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
     else:
         print(format_rows(rows))
     return 0
@@ -230,24 +228,28 @@ def format_rows(rows) -> str:
                "seconds", "cached"]
     lines = []
     for r in rows:
+        m = r.result
         pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
         lines.append(
             [
                 r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
-                "-" if r.replicate < 0 else str(r.replicate), r.metric, f"{r.value:.6g}",
-                "-" if r.extra.get("bias_corrected") is None else f"{r.extra['bias_corrected']:.6g}",
-                "-" if r.p_value is None else f"{r.p_value:.4g}", str(r.n_a), str(r.n_b), f"{r.seconds:.3f}",
+                "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
+                "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
+                "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
                 "yes" if r.cached else "no",
             ]
         )
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     out = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
     if rows:
         first = rows[0]
         out.append("")
         out.append("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given")
-        out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.params, sort_keys=True)}")
+        out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
     return "\n".join(out)
 
 

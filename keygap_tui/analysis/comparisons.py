@@ -1,199 +1,49 @@
-"""Two-sample comparisons over store slices: one pair, control groups, and sweeps over layers and models.
+"""Two-sample comparisons over store slices: one pair, the control groups, and sweeps over layers and models.
 
-Every answer goes through the results cache (store.results): the key hashes every parameter and the
-identity of the key files read, so asking again returns the stored numbers at once (``cached=True``), even
-after a restart, and re-ingesting a slice makes the old answers unreachable.
-
-Defaults (ours, not the paper's - the paper states none; see FIELD-NOTES 1 and 5):
-- ``DEFAULT_N`` = 500 keys per side, a uniform random sample (``n=None`` reads every key). Exact MMD with
-  200 sample-level permutations plus JS at d = 4096 then answered in 0.48 s (median) on the shared 2-core
-  machine at load average 4.5; n = 1000 took 1.24 s there (BENCHMARKS.md, "Analysis"). Cost grows as n^2 d,
-  so raise n (or pass "all") when you can wait; the permutation test's power comes mostly from the number
-  of samples, which the reader's uniform draw spreads over.
-- ``DEFAULT_PERMUTATIONS`` = 200: p = (1 + #{null >= observed}) / (1 + B), permuting whole samples.
-- Control groups split the SAMPLES into disjoint random halves A and B: image(A) vs image(B),
-  text(A) vs text(B), image(A) vs text(B); ``DEFAULT_REPLICATES`` = 5 new splits; the MMD bandwidth is
-  fitted once per (model, benchmark, layer) on pooled image + text keys and shared by all three groups.
+Every answer goes through the results cache (answers.py): asking again returns the stored numbers at once
+(``cached=True``), even after a restart, and re-ingesting a slice makes the old answers unreachable. The
+defaults (defaults.py) are ours, not the paper's; docs/ANALYSIS.md says why each was chosen. Control
+groups split the SAMPLES into disjoint random halves A and B: image(A) vs image(B), text(A) vs text(B),
+image(A) vs text(B), with one MMD bandwidth per (model, benchmark, layer) fitted on pooled image + text
+keys and shared by all three groups.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from store.reader import KeyStore
-from store.results import ResultsCache, question_key
+from store.reader import KeySlice, KeyStore
 
+from .answers import answer
+from .defaults import (
+    DEFAULT_METRICS,
+    DEFAULT_N,
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_REPLICATES,
+    DEFAULT_THREADS,
+    GROUPS,
+)
 from .errors import AnalysisError
+from .layers import model_depth, relative_depth, resolve_model_layers
+from .metrics import (
+    MetricParams,
+    check_metrics,
+    metric_kwargs,
+    metric_names,
+    requested_params,
+    run_metric,
+    sampling_record,
+)
 from .progress import ProgressFn, Steps, StopFn
-from .sides import Side, depends, load_side, open_store, store_root
+from .rows import ComparisonRow
+from .sides import Side, load_side, open_store, parse_what
 from .threads import limit_threads
 
-DEFAULT_METRICS = ("mmd", "js")
-DEFAULT_N = 500
-DEFAULT_PERMUTATIONS = 200
-DEFAULT_REPLICATES = 5
-DEFAULT_THREADS = "auto"
-# Bump when a change in this module changes what a cached number means.
-CACHE_VERSION = 2
-
-GROUPS = ("image-vs-image", "text-vs-text", "image-vs-text")
-
-
-@dataclass
-class ComparisonRow:
-    """One metric on one pair of sides; what compare/controls/layer_sweep return and the CLI prints."""
-
-    metric: str
-    value: float
-    p_value: float | None
-    n_a: int
-    n_b: int
-    params: dict
-    seed: int
-    seconds: float
-    side_a: Side
-    side_b: Side
-    kind: str = "compare"
-    group: str = ""
-    replicate: int = -1
-    extra: dict = field(default_factory=dict)
-    cached: bool = False
-    depth: float | None = None  # layer / (num_layers - 1): compares models of different depths
-
-    def to_dict(self) -> dict:
-        return {
-            "metric": self.metric,
-            "value": self.value,
-            "p_value": self.p_value,
-            "n_a": self.n_a,
-            "n_b": self.n_b,
-            "params": self.params,
-            "seed": self.seed,
-            "seconds": self.seconds,
-            "kind": self.kind,
-            "group": self.group,
-            "replicate": self.replicate,
-            "model": self.side_a.model,
-            "benchmark": self.side_a.benchmark,
-            "layer": self.side_a.layer,
-            "depth": self.depth,
-            "side_a": self.side_a.to_dict(),
-            "side_b": self.side_b.to_dict(),
-            "extra": self.extra,
-            "cached": self.cached,
-        }
-
-
-# --- metric plumbing ---------------------------------------------------------------------------------------
-def _metrics():
-    from keygap_tui.stats import METRICS
-
-    return METRICS
-
-
-def metric_names(metrics: Iterable[str]) -> tuple[str, ...]:
-    """Normalised, de-duplicated names; validated against METRICS only when something must be computed,
-    so a cached answer never pays for importing the statistics stack (torch: ~3 s)."""
-    names = tuple(dict.fromkeys(m.strip().lower() for m in metrics if m and m.strip()))
-    if not names:
-        raise AnalysisError("no metric given: e.g. --metrics mmd,js")
-    return names
-
-
-def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    names = metric_names(metrics)
-    known = _metrics()
-    unknown = [m for m in names if m not in known]
-    if unknown:
-        raise AnalysisError(f"unknown metric {', '.join(unknown)}: choose from {', '.join(sorted(known))}")
-    return names
-
-
-def requested_params(metric: str, permutations: int, metric_params: Mapping[str, Mapping[str, Any]] | None) -> dict:
-    """What the caller asked of one metric: the cache-key part that does not need the metric's code."""
-    return _jsonable({"permutations": int(permutations), **dict((metric_params or {}).get(metric, {}))})
-
-
-def _accepts(fn, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params
-
-
-def metric_kwargs(
-    metric: str, permutations: int, metric_params: Mapping[str, Mapping[str, Any]] | None, bandwidth=None
-) -> dict:
-    """Keyword arguments of one metric call: permutations where it takes them, then the user's params."""
-    fn = _metrics()[metric]
-    kwargs: dict[str, Any] = {}
-    if _accepts(fn, "permutations"):
-        kwargs["permutations"] = int(permutations)
-    if bandwidth is not None and _accepts(fn, "bandwidth"):
-        kwargs["bandwidth"] = float(bandwidth)
-    kwargs.update(dict((metric_params or {}).get(metric, {})))
-    return kwargs
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def _run_metric(metric, xa, xb, ga, gb, seed, kwargs):
-    t0 = time.perf_counter()
-    res = _metrics()[metric](xa, xb, groups_x=ga, groups_y=gb, seed=seed, **kwargs)
-    seconds = getattr(res, "seconds", None) or (time.perf_counter() - t0)
-    p = res.p_value
-    return {
-        "value": float(res.value),
-        "p_value": None if p is None or (isinstance(p, float) and np.isnan(p)) else float(p),
-        "n_a": int(res.n_a),
-        "n_b": int(res.n_b),
-        "params": _jsonable(dict(res.params or {})),
-        "extra": _jsonable(dict(res.extra or {})),
-        "seconds": float(seconds),
-    }
-
-
-def _cache_for(ks: KeyStore) -> ResultsCache | None:
-    root = store_root(ks)
-    return ResultsCache(root) if os.path.isdir(root) else None
-
-
-def _row_from_cache(r: dict, kind: str) -> ComparisonRow:
-    return ComparisonRow(
-        metric=r["metric"],
-        value=r["value"],
-        p_value=r["p_value"],
-        n_a=r["n_a"],
-        n_b=r["n_b"],
-        params=json.loads(r["params"]),
-        seed=r["seed"],
-        seconds=r["seconds"],
-        side_a=Side(**json.loads(r["side_a"])),
-        side_b=Side(**json.loads(r["side_b"])),
-        kind=kind,
-        group=r["group"] or "",
-        replicate=r["replicate"],
-        extra=json.loads(r["extra"]),
-        cached=True,
-    )
-
-
-def _cache_row(row: ComparisonRow) -> dict:
-    d = row.to_dict()
-    d["rope"] = row.side_a.rope
-    d["side_a"] = row.side_a.to_dict()
-    d["side_b"] = row.side_b.to_dict()
-    return d
+StoreArg = str | os.PathLike[str] | KeyStore
 
 
 def _n_arg(n: int | None) -> int | None:
@@ -205,9 +55,17 @@ def _n_arg(n: int | None) -> int | None:
     return n
 
 
+def _check_dims(xa: np.ndarray, xb: np.ndarray, side_a: Side, side_b: Side) -> None:
+    if xa.shape[1] != xb.shape[1]:
+        raise AnalysisError(
+            f"{side_a.label()} has {xa.shape[1]}-dim keys but {side_b.label()} has {xb.shape[1]}: "
+            "compare sides of the same model (for different models, sweep layers and align by relative depth)"
+        )
+
+
 # --- one pair ----------------------------------------------------------------------------------------------
 def compare(
-    store: str | os.PathLike | KeyStore,
+    store: StoreArg,
     side_a: Side,
     side_b: Side,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -215,7 +73,7 @@ def compare(
     seed: int = 0,
     *,
     permutations: int = DEFAULT_PERMUTATIONS,
-    metric_params: Mapping[str, Mapping[str, Any]] | None = None,
+    metric_params: MetricParams | None = None,
     use_cache: bool = True,
     threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
@@ -234,29 +92,14 @@ def compare(
     n = _n_arg(n)
     steps = Steps(len(names) + 1, progress, should_stop)
     steps.report(f"compare {side_a.what} vs {side_b.what}")
-    cache = _cache_for(ks) if use_cache else None
-    deps = depends(ks, [side_a, side_b])
-    data_id = ResultsCache.data_id(deps)
-    answers: dict[str, ComparisonRow] = {}
-    keys: dict[str, str] = {}
-    for metric in names:
-        question = {
-            "kind": "compare",
-            "version": CACHE_VERSION,
-            "side_a": side_a.to_dict(),
-            "side_b": side_b.to_dict(),
-            "metric": metric,
-            "n": n,
-            "seed": int(seed),
-            "requested": requested_params(metric, permutations, metric_params),
+
+    def question(metric: str) -> dict[str, Any]:
+        return {
+            "kind": "compare", "side_a": side_a.to_dict(), "side_b": side_b.to_dict(), "metric": metric,
+            "n": n, "seed": int(seed), "requested": requested_params(metric, permutations, metric_params),
         }
-        keys[metric] = question_key(question, data_id)
-        if cache is not None:
-            hit = cache.get(keys[metric])
-            if hit:
-                answers[metric] = _row_from_cache(hit[0], "compare")
-    missing = [m for m in names if m not in answers]
-    if missing:
+
+    def compute(missing: list[str]) -> Iterator[tuple[str, list[ComparisonRow]]]:
         check_metrics(missing)
         kwargs_of = {m: metric_kwargs(m, permutations, metric_params) for m in missing}
         steps.report("loading keys")
@@ -266,54 +109,22 @@ def compare(
         steps.advance("loaded")
         for metric in missing:
             steps.report(f"{metric} on {len(a.x)} + {len(b.x)} keys")
-            with limit_threads(threads) as limit:
-                out = _run_metric(metric, a.x, b.x, a.sample_id, b.sample_id, seed, kwargs_of[metric])
-            params = _recorded_params(out["params"], kwargs_of[metric], n, seed, permutations)
-            params["blas_threads"] = "library default" if limit is None else limit
-            row = ComparisonRow(
-                metric=metric, value=out["value"], p_value=out["p_value"], n_a=out["n_a"], n_b=out["n_b"],
-                params=params, seed=int(seed), seconds=out["seconds"], side_a=side_a, side_b=side_b,
-                group=f"{side_a.what}-vs-{side_b.what}", extra=out["extra"],
+            result = run_metric(
+                metric, a.x, b.x, a.sample_id, b.sample_id, seed=seed, kwargs=kwargs_of[metric], threads=threads,
+                recorded=sampling_record(n, seed),
             )
-            if cache is not None:
-                cache.put(keys[metric], [_cache_row(row)], depends=deps)
-            answers[metric] = row
+            yield metric, [ComparisonRow(result, side_a, side_b, group=f"{side_a.what}-vs-{side_b.what}")]
             steps.advance(f"{metric} done")
-    else:
-        steps.done = steps.total
-        steps.report("answered from the results cache")
+
+    rows = answer(ks, [side_a, side_b], names, question, compute, use_cache=use_cache, steps=steps)
     depth = relative_depth(side_a.layer, model_depth(ks, side_a.model)) if side_a.model == side_b.model else None
-    for row in answers.values():
+    for row in rows:
         row.depth = depth
-    return [answers[m] for m in names]
-
-
-def _check_dims(xa: np.ndarray, xb: np.ndarray, side_a: Side, side_b: Side) -> None:
-    if xa.shape[1] != xb.shape[1]:
-        raise AnalysisError(
-            f"{side_a.label()} has {xa.shape[1]}-dim keys but {side_b.label()} has {xb.shape[1]}: "
-            "compare sides of the same model (for different models, sweep layers and align by relative depth)"
-        )
-
-
-def _recorded_params(metric_params: dict, kwargs: dict, n, seed, permutations) -> dict:
-    """What the number depends on, stored next to it: the metric's own record plus our sampling choices."""
-    params = dict(metric_params)
-    for k, v in _jsonable(kwargs).items():
-        params.setdefault(k, v)
-    params.update(
-        {
-            "n_per_side": "all" if n is None else int(n),
-            "sampling": "uniform random keys per side (reader, seeded)",
-            "permutation_unit": "sample",
-            "seed": int(seed),
-        }
-    )
-    return params
+    return rows
 
 
 # --- control groups ------------------------------------------------------------------------------------
-def split_samples(sample_ids: Iterable[str], seed: int, replicate: int) -> tuple[set, set]:
+def split_samples(sample_ids: Iterable[str], seed: int, replicate: int) -> tuple[set[str], set[str]]:
     """Disjoint random halves of the distinct sample ids; reproducible from (seed, replicate)."""
     uniq = np.array(sorted({str(s) for s in sample_ids}), dtype=object)
     rng = np.random.default_rng([int(seed), int(replicate)])
@@ -322,7 +133,9 @@ def split_samples(sample_ids: Iterable[str], seed: int, replicate: int) -> tuple
     return set(uniq[perm[:half]]), set(uniq[perm[half:]])
 
 
-def _take(x: np.ndarray, ids: np.ndarray, members: set, n: int | None, rng: np.random.Generator):
+def _take(
+    x: np.ndarray, ids: np.ndarray, members: set[str], n: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the samples in ``members``, at most ``n`` of them drawn without replacement."""
     idx = np.flatnonzero(np.isin(ids.astype(str), np.array(sorted(members), dtype=str)))
     if n is not None and len(idx) > n:
@@ -330,8 +143,12 @@ def _take(x: np.ndarray, ids: np.ndarray, members: set, n: int | None, rng: np.r
     return x[idx], ids[idx]
 
 
+def _as_side_spec(spec: str | tuple[str, tuple[str, ...] | None]) -> tuple[str, tuple[str, ...] | None]:
+    return parse_what(spec) if isinstance(spec, str) else spec
+
+
 def controls(
-    store: str | os.PathLike | KeyStore,
+    store: StoreArg,
     model: str,
     benchmark: str,
     layer: int,
@@ -342,9 +159,9 @@ def controls(
     replicates: int = DEFAULT_REPLICATES,
     permutations: int = 0,
     rope: str = "post",
-    image: str | tuple = "image",
-    text: str | tuple = "text",
-    metric_params: Mapping[str, Mapping[str, Any]] | None = None,
+    image: str | tuple[str, tuple[str, ...] | None] = "image",
+    text: str | tuple[str, tuple[str, ...] | None] = "text",
+    metric_params: MetricParams | None = None,
     use_cache: bool = True,
     threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
@@ -358,42 +175,24 @@ def controls(
     ``image``/``text`` are modality specs (e.g. "text:question,options" to drop the system prompt).
     ``permutations`` defaults to 0: controls are for the distribution of values, not p-values.
     """
-    from .sides import parse_what
-
     ks = open_store(store)
     names = metric_names(metrics)
     n = _n_arg(n)
     if replicates < 1:
         raise AnalysisError(f"replicates must be at least 1, got {replicates}")
-    img_mod, img_segs = parse_what(image) if isinstance(image, str) else image
-    txt_mod, txt_segs = parse_what(text) if isinstance(text, str) else text
-    side_i = Side(model, benchmark, layer, img_mod, img_segs, rope)
-    side_t = Side(model, benchmark, layer, txt_mod, txt_segs, rope)
+    side_i = Side(model, benchmark, layer, *_as_side_spec(image), rope=rope)
+    side_t = Side(model, benchmark, layer, *_as_side_spec(text), rope=rope)
     steps = Steps(1 + len(names) * replicates, progress, should_stop)
     steps.report(f"controls {side_i.model} L{layer}")
-    cache = _cache_for(ks) if use_cache else None
-    deps = depends(ks, [side_i, side_t])
-    data_id = ResultsCache.data_id(deps)
-    answers: dict[str, list[ComparisonRow]] = {}
-    keys = {}
-    for metric in names:
-        question = {
-            "kind": "controls",
-            "version": CACHE_VERSION,
-            "image": side_i.to_dict(),
-            "text": side_t.to_dict(),
-            "metric": metric,
-            "n": n,
-            "seed": int(seed),
-            "replicates": int(replicates),
+
+    def question(metric: str) -> dict[str, Any]:
+        return {
+            "kind": "controls", "image": side_i.to_dict(), "text": side_t.to_dict(), "metric": metric, "n": n,
+            "seed": int(seed), "replicates": int(replicates),
             "requested": requested_params(metric, permutations, metric_params),
         }
-        keys[metric] = question_key(question, data_id)
-        hit = cache.get(keys[metric]) if cache is not None else None
-        if hit:
-            answers[metric] = [_row_from_cache(r, "controls") for r in hit]
-    missing = [m for m in names if m not in answers]
-    if missing:
+
+    def compute(missing: list[str]) -> Iterator[tuple[str, list[ComparisonRow]]]:
         check_metrics(missing)
         from keygap_tui.stats import median_bandwidth
 
@@ -411,131 +210,56 @@ def controls(
         with limit_threads(threads):
             bandwidth = float(median_bandwidth(np.vstack([img.x, txt.x]), seed=seed))
         steps.advance(f"bandwidth sigma^2 = {bandwidth:.4g}")
+        recorded = sampling_record(n, seed) | {
+            "split": "disjoint random halves of samples",
+            "replicates": int(replicates),
+            "bandwidth_shared": "median of pooled image+text keys, one per model/benchmark/layer",
+        }
         for metric in missing:
             kwargs = metric_kwargs(metric, permutations, metric_params, bandwidth=bandwidth)
             rows = []
             for r in range(replicates):
-                A, B = split_samples(ids, seed, r)
-                rng = np.random.default_rng([int(seed), int(r), 1])
-                ia, ga_i = _take(img.x, img.sample_id, A, n, rng)
-                ib, gb_i = _take(img.x, img.sample_id, B, n, rng)
-                ta, ga_t = _take(txt.x, txt.sample_id, A, n, rng)
-                tb, gb_t = _take(txt.x, txt.sample_id, B, n, rng)
-                pairs = {
-                    "image-vs-image": (ia, ib, ga_i, gb_i, side_i, side_i),
-                    "text-vs-text": (ta, tb, ga_t, gb_t, side_t, side_t),
-                    "image-vs-text": (ia, tb, ga_i, gb_t, side_i, side_t),
-                }
-                for group in GROUPS:
-                    xa, xb, ga, gb, sa, sb = pairs[group]
+                for group, (xa, ga, sa), (xb, gb, sb) in _control_pairs(img, txt, side_i, side_t, seed, r, n):
                     if len(xa) < 2 or len(xb) < 2:
                         raise AnalysisError(
                             f"a half split left {len(xa)} / {len(xb)} keys for {group} of {sa.label()}: "
                             "ingest more samples or raise n"
                         )
                     steps.check()
-                    with limit_threads(threads) as limit:
-                        out = _run_metric(metric, xa, xb, ga, gb, seed + r, kwargs)
-                    params = _recorded_params(out["params"], kwargs, n, seed, permutations)
-                    params["blas_threads"] = "library default" if limit is None else limit
-                    params.update(
-                        {"split": "disjoint random halves of samples", "replicates": int(replicates),
-                         "bandwidth_shared": "median of pooled image+text keys, one per model/benchmark/layer"}
+                    result = run_metric(
+                        metric, xa, xb, ga, gb, seed=seed + r, kwargs=kwargs, threads=threads, recorded=recorded
                     )
-                    rows.append(
-                        ComparisonRow(
-                            metric=metric, value=out["value"], p_value=out["p_value"], n_a=out["n_a"],
-                            n_b=out["n_b"], params=params, seed=int(seed) + r, seconds=out["seconds"],
-                            side_a=sa, side_b=sb, kind="controls", group=group, replicate=r, extra=out["extra"],
-                        )
-                    )
+                    rows.append(ComparisonRow(result, sa, sb, kind="controls", group=group, replicate=r))
                 steps.advance(f"{metric} replicate {r + 1}/{replicates}")
-            if cache is not None:
-                cache.put(keys[metric], [_cache_row(x) for x in rows], depends=deps)
-            answers[metric] = rows
-    return [row for m in names for row in answers[m]]
+            yield metric, rows
+
+    return answer(ks, [side_i, side_t], names, question, compute, use_cache=use_cache, steps=steps)
+
+
+def _control_pairs(
+    img: KeySlice, txt: KeySlice, side_i: Side, side_t: Side, seed: int, replicate: int, n: int | None
+) -> list[tuple[str, tuple[np.ndarray, np.ndarray, Side], tuple[np.ndarray, np.ndarray, Side]]]:
+    """The three groups of one replicate, in GROUPS order: (group, (keys, sample ids, side) of A, of B)."""
+    half_a, half_b = split_samples(set(map(str, img.sample_id)) | set(map(str, txt.sample_id)), seed, replicate)
+    rng = np.random.default_rng([int(seed), int(replicate), 1])
+    ia, ga_i = _take(img.x, img.sample_id, half_a, n, rng)
+    ib, gb_i = _take(img.x, img.sample_id, half_b, n, rng)
+    ta, ga_t = _take(txt.x, txt.sample_id, half_a, n, rng)
+    tb, gb_t = _take(txt.x, txt.sample_id, half_b, n, rng)
+    pairs = {
+        "image-vs-image": ((ia, ga_i, side_i), (ib, gb_i, side_i)),
+        "text-vs-text": ((ta, ga_t, side_t), (tb, gb_t, side_t)),
+        "image-vs-text": ((ia, ga_i, side_i), (tb, gb_t, side_t)),
+    }
+    return [(group, *pairs[group]) for group in GROUPS]
 
 
 # --- sweeps ----------------------------------------------------------------------------------------------
-def model_depth(ks: KeyStore, model: str) -> int | None:
-    """Decoder depth of a model from its run manifests ("num_layers"), or None when none records it."""
-    from store.schema import model_label
-
-    label = model_label(model)
-    depths = set()
-    for run in ks.runs():
-        ids = {str(run.get(k)) for k in ("model", "model_id", "model_label") if run.get(k)}
-        if label in {model_label(i) for i in ids} and run.get("num_layers"):
-            depths.add(int(run["num_layers"]))
-    if len(depths) > 1:
-        raise AnalysisError(f"run manifests of {label} disagree on its depth ({sorted(depths)}): re-ingest into one store")
-    return depths.pop() if depths else None
-
-
-def resolve_model_layers(ks: KeyStore, model: str, benchmark: str, spec, rope: str = "post") -> list[int]:
-    """Layers of ``spec`` (early/middle/late/all/ints/percent of depth) that the store holds for a model.
-
-    Named layers use the model's depth L from its run manifest (1, L // 2, L - 1), so models of different
-    depths are compared at the same relative depth; "all" means every stored layer. Without a recorded
-    depth, names map onto the stored layers (first, middle, last).
-    """
-    from store.schema import model_label, resolve_layers
-
-    label = model_label(model)
-    stored = ks.layers(label, benchmark)
-    if not stored:
-        raise AnalysisError(f"no keys for {label} on {benchmark}: run `keygap ingest --model {model} --benchmark {benchmark}`")
-    parts = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else map(str, spec)) if str(p).strip()]
-    if parts == ["all"]:
-        return stored
-    depth = model_depth(ks, label)
-    out: set[int] = set()
-    for part in parts:
-        if part.endswith("%"):
-            try:
-                frac = float(part[:-1]) / 100.0
-            except ValueError:
-                raise AnalysisError(f"bad relative depth {part!r}: use e.g. 50%") from None
-            if not 0.0 <= frac <= 1.0:
-                raise AnalysisError(f"relative depth {part} is outside 0%..100%")
-            if depth is None:
-                out.add(stored[int(round(frac * (len(stored) - 1)))])
-            else:
-                out.add(int(round(frac * (depth - 1))))
-        elif depth is None:
-            named = {"early": stored[0], "middle": stored[len(stored) // 2], "late": stored[-1]}
-            if part in named:
-                out.add(named[part])
-            elif part == "all":
-                out.update(stored)
-            else:
-                try:
-                    out.add(int(part))
-                except ValueError:
-                    raise AnalysisError(f"unknown layer {part!r}: use early, middle, late, all, N% or integers") from None
-        else:
-            try:
-                out.update(resolve_layers(part, depth))
-            except ValueError as exc:
-                raise AnalysisError(str(exc)) from None
-    missing = sorted(out - set(stored))
-    if missing:
-        raise AnalysisError(
-            f"layer(s) {', '.join(map(str, missing))} of {label} on {benchmark} are not in the store "
-            f"(stored: {', '.join(map(str, stored))}); ingest them with --layers"
-        )
-    return sorted(out)
-
-
-def relative_depth(layer: int, depth: int | None) -> float | None:
-    return None if not depth or depth < 2 else layer / (depth - 1)
-
-
 def layer_sweep(
-    store: str | os.PathLike | KeyStore,
+    store: StoreArg,
     models: Sequence[str],
     benchmark: str,
-    layers: str | Sequence = "all",
+    layers: str | Sequence[object] = "all",
     a: str = "image",
     b: str = "text",
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -557,8 +281,6 @@ def layer_sweep(
     ``models`` may be ["all"] for every model in the store; ``layers`` as in resolve_model_layers, resolved
     per model so "middle" is each model's own middle layer.
     """
-    from .sides import parse_what
-
     ks = open_store(store)
     if list(models) == ["all"]:
         models = [m for m in ks.models() if benchmark in ks.benchmarks(m)]
@@ -592,3 +314,10 @@ def layer_sweep(
         rows += got
         steps.advance(f"{model} layer {layer}")
     return rows
+
+
+__all__ = [
+    "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
+    "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "relative_depth",
+    "resolve_model_layers", "split_samples",
+]

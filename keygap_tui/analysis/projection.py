@@ -27,11 +27,11 @@ import numpy as np
 import pyarrow as pa
 
 from store.reader import KeyStore
-from store.results import ResultsCache, question_key
 
+from .answers import CachedQuestions
 from .errors import AnalysisError, Cancelled
 from .progress import ProgressFn, Steps, StopFn
-from .sides import Side, depends, load_side, open_store
+from .sides import Side, load_side, open_store
 from .threads import limit_threads
 
 DEFAULT_PROJECTION_N = 1000  # keys per slice
@@ -205,9 +205,9 @@ def project(
         "n": n, "seed": int(seed), "pca_components": int(pca_components), "perplexity": float(perplexity),
         "iterations": [int(i) for i in iterations], "threads": int(n_jobs),
     }
-    deps = depends(ks, slices)
-    key = question_key(question, ResultsCache.data_id(deps))
-    cache = ResultsCache(ks.root) if use_cache and os.path.isdir(ks.root) else None
+    cached = CachedQuestions(ks, slices, use_cache)
+    key = cached.key(question)
+    cache = cached.cache
     hit = cache.get_table(key) if cache is not None else None
     if hit is not None:
         table, info = hit
@@ -272,7 +272,7 @@ def project(
                 "segment": pa.array([str(v) for v in result.segment], pa.string()),
             }
         )
-        cache.put_table(key, table, depends=deps, info={"params": params, "seconds": seconds})
+        cache.put_table(key, table, depends=cached.depends, info={"params": params, "seconds": seconds})
     return result
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -30,25 +29,23 @@ import numpy as np
 
 from store.reader import KeyStore
 
-from .comparisons import (
-    DEFAULT_METRICS,
-    DEFAULT_N,
-    DEFAULT_PERMUTATIONS,
-    DEFAULT_REPLICATES,
-    GROUPS,
-    ComparisonRow,
-    compare,
-    controls,
-    model_depth,
-    relative_depth,
-    resolve_model_layers,
-)
+from store.schema import model_label, utc_now
+
+from keygap_tui.stats.result import json_safe
+
+from .comparisons import compare, controls
+from .defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, GROUPS
 from .errors import AnalysisError
-from .jsonsafe import finite
+from .layers import model_depth, relative_depth, resolve_model_layers
 from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
 from .progress import ProgressFn, Steps, StopFn
 from .projection import DEFAULT_ITERATIONS, DEFAULT_PERPLEXITY, DEFAULT_PROJECTION_N, project
+from .rows import ComparisonRow
 from .sides import Side, open_store, parse_what
+
+
+def _json(value: object, indent: int | None = 1) -> str:
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False)
 
 DEFAULT_LAYERS = "early,middle,late"
 
@@ -74,8 +71,6 @@ class _Cell:
 
 def plan_cells(ks: KeyStore, models, benchmarks, layers: str) -> list[_Cell]:
     """Which (model, benchmark, layer) cells the report covers; errors name what the store holds."""
-    from store.schema import model_label
-
     stored_models = ks.models()
     if not stored_models:
         raise AnalysisError("the store holds no keys yet: run `keygap ingest` first")
@@ -249,9 +244,9 @@ def _metric_params(main_rows, control_rows) -> dict:
     """The parameters each metric recorded (first row of each), e.g. the JS bins and MMD estimator."""
     out: dict = {}
     for row in main_rows + control_rows:
-        key = f"{row.metric} ({row.kind})"
+        key = f"{row.result.metric} ({row.kind})"
         if key not in out:
-            out[key] = {k: v for k, v in row.params.items() if k not in ("bandwidth", "sigma2")}
+            out[key] = {k: v for k, v in row.result.params.items() if k not in ("bandwidth", "sigma2")}
     return out
 
 
@@ -261,10 +256,16 @@ def _mean(values) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _at(row: ComparisonRow) -> tuple[str, str, int]:
+    return row.side_a.model, row.side_a.benchmark, row.side_a.layer
+
+
 def build_table(cells, main_rows, control_rows, metrics) -> list[dict]:
     table = []
     for cell in cells:
-        here = lambda r: (r.side_a.model, r.side_a.benchmark, r.side_a.layer) == (cell.model, cell.benchmark, cell.layer)  # noqa: E731
+        here = (cell.model, cell.benchmark, cell.layer)
+        mains = [r.result for r in main_rows if _at(r) == here]
+        ctrls = [r for r in control_rows if _at(r) == here]
         row = {
             "model": cell.model,
             "benchmark": cell.benchmark,
@@ -273,13 +274,13 @@ def build_table(cells, main_rows, control_rows, metrics) -> list[dict]:
             "depth": relative_depth(cell.layer, cell.depth),
         }
         for metric in metrics:
-            main = next((r for r in main_rows if here(r) and r.metric == metric), None)
+            main = next((r for r in mains if r.metric == metric), None)
             row[f"{metric}"] = None if main is None else main.value
             row[f"{metric}_bc"] = None if main is None else main.extra.get("bias_corrected")
             row[f"{metric}_p"] = None if main is None else main.p_value
             row[f"{metric}_n"] = None if main is None else f"{main.n_a}/{main.n_b}"
             groups = {
-                g: _mean(r.value for r in control_rows if here(r) and r.metric == metric and r.group == g)
+                g: _mean(r.result.value for r in ctrls if r.result.metric == metric and r.group == g)
                 for g in GROUPS
             }
             row[f"{metric}_ivi"] = groups["image-vs-image"]
@@ -323,7 +324,7 @@ def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
         w.writeheader()
         for row in table:
             w.writerow({c: "" if row.get(c) is None else row.get(c) for c in cols})
-    paths[1].write_text(json.dumps(finite(table), indent=1, allow_nan=False))
+    paths[1].write_text(_json(table))
     legend = (
         "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_bc` its bias-corrected value "
         "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value "
@@ -380,12 +381,14 @@ def write_figure2(out: Path, cells, control_rows: list[ComparisonRow], metrics, 
         w = csv.writer(f)
         w.writerow(["model", "benchmark", "layer", "metric", "group", "replicate", "value"])
         for r in control_rows:
-            w.writerow([r.side_a.model, r.side_a.benchmark, r.side_a.layer, r.metric, r.group, r.replicate, r.value])
+            w.writerow([r.side_a.model, r.side_a.benchmark, r.side_a.layer, r.result.metric, r.group, r.replicate,
+                        r.result.value])
     blocks, panels = [], []
     for model in sorted({c.model for c in cells}):
         for metric in metrics:
             boxes = [
-                (g, [r.value for r in control_rows if r.side_a.model == model and r.metric == metric and r.group == g])
+                (g, [r.result.value for r in control_rows
+                     if r.side_a.model == model and r.result.metric == metric and r.group == g])
                 for g in order
             ]
             title = f"{model} | {metric} over layers and benchmarks"
@@ -402,11 +405,10 @@ def write_figure2(out: Path, cells, control_rows: list[ComparisonRow], metrics, 
 
 
 def write_summary(out: Path, params, seconds, notes, files, table, metrics) -> list[Path]:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = utc_now()
     js, md = out / "report.json", out / "report.md"
     names = [p.name for p in files] + [js.name, md.name]
-    js.write_text(json.dumps(finite({"created": now, "parameters": params, "seconds": seconds, "notes": notes,
-                                     "files": names}), indent=1, default=str, allow_nan=False))
+    js.write_text(_json({"created": now, "parameters": params, "seconds": seconds, "notes": notes, "files": names}))
     lines = [
         "# keygap report",
         "",
@@ -416,7 +418,7 @@ def write_summary(out: Path, params, seconds, notes, files, table, metrics) -> l
         "",
     ]
     for k, v in params.items():
-        lines.append(f"- **{k}**: `{json.dumps(v, default=str)}`")
+        lines.append(f"- **{k}**: `{_json(v, indent=None)}`")
     lines += ["", "## Time per part (seconds)", ""]
     lines += [f"- {k}: {v:.2f}" for k, v in seconds.items()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

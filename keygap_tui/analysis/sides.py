@@ -8,9 +8,10 @@ store.results, so a re-ingested partition changes every cache key that depended 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from store.reader import KeyStore
 from store.results import ResultsCache
@@ -49,12 +50,17 @@ class Side:
     def label(self) -> str:
         return f"{self.model}/{self.benchmark}/L{self.layer}/{self.rope}/{self.what}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["segments"] = list(self.segments) if self.segments else None
         return d
 
-    def replace(self, **changes) -> "Side":
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Side:
+        """Inverse of to_dict (unknown keys are ignored, so older records still read)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def replace(self, **changes: Any) -> Side:
         return Side(**{**asdict(self), **changes})
 
 

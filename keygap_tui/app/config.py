@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from keygap_tui.analysis.comparisons import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES
+from keygap_tui.analysis.defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES
 
 APP_DIR = "keygap"
 CONFIG_FILE = "tui.toml"

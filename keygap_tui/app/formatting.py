@@ -17,6 +17,6 @@ def fmt_number(value, digits: int = 4) -> str:
 def display_cells(r: dict) -> tuple[str, ...]:
     """A results row as the table shows it: measure, value, p-value, n, time, cached."""
     return (
-        r["measure"], fmt_number(r["value"]), fmt_number(r["p_value"], 3), r["n"],
+        r["metric"], fmt_number(r["value"]), fmt_number(r["p_value"], 3), r["n"],
         f"{r['seconds']:.2f}s" if r.get("seconds") is not None else "-", "yes" if r["cached"] else "no",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from keygap_tui.analysis.progress import Steps
 from .config import AnalysisSettings
 from .plots import ScatterData
 from .selection import Selection
+
+if TYPE_CHECKING:
+    from keygap_tui.analysis import ComparisonRow
 
 Progress = Callable[[float, str], None] | None
 Stop = Callable[[], bool] | None
@@ -58,25 +61,10 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
     return limiter
 
 
-def result_row(row) -> dict:
-    """One results-table row: what the user reads, plus the parameters the number depends on."""
-    return {
-        "measure": row.metric,
-        "a": row.side_a.what,
-        "b": row.side_b.what,
-        "value": row.value,
-        "p_value": row.p_value,
-        "n": f"{row.n_a}+{row.n_b}",
-        "seconds": row.seconds,
-        "cached": bool(row.cached),
-        "model": row.side_a.model,
-        "benchmark": row.side_a.benchmark,
-        "layer": row.side_a.layer,
-        "group": row.group,
-        "replicate": row.replicate,
-        "depth": row.depth,
-        "params": row.params,
-    }
+def result_row(row: ComparisonRow) -> dict:
+    """One results-table row: the row's one serialisation (what `keygap compare --json` prints, so exports
+    match it), plus the short side names and n that the table shows."""
+    return row.to_dict() | {"a": row.side_a.what, "b": row.side_b.what, "n": f"{row.result.n_a}+{row.result.n_b}"}
 
 
 def compare_slice(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> list[dict]:
@@ -143,7 +131,7 @@ def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisS
         steps.advance(f"layer {layer} done")
     values: dict[str, dict[str, list[float]]] = {}
     for r in rows:
-        values.setdefault(r["measure"], {}).setdefault(r["group"], []).append(r["value"])
+        values.setdefault(r["metric"], {}).setdefault(r["group"], []).append(r["value"])
     return ControlsResult(values=values, rows=rows, layers=list(layers))
 
 

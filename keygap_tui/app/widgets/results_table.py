@@ -19,7 +19,7 @@ class ResultsTable(VimTable):
     def show_rows(self, rows: list[dict]) -> None:
         self.clear()
         self.raw_rows = [
-            {"measure": r["measure"], "value": r["value"], "p-value": r["p_value"], "n": r["n"],
+            {"measure": r["metric"], "value": r["value"], "p-value": r["p_value"], "n": r["n"],
              "time": r["seconds"], "cached": r["cached"]}
             for r in rows
         ]

@@ -1,0 +1,113 @@
+"""Calling the statistics: metric names, the keyword arguments of one call, and the parameters recorded.
+
+Every analysis calls a measure through ``run_metric``, so every stored number carries the same record:
+the measure's own parameters, the arguments we passed, our sampling choices and the BLAS threads used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from keygap_tui.stats.result import MeasureResult, json_safe
+
+from .errors import AnalysisError
+from .threads import limit_threads
+
+MetricParams = Mapping[str, Mapping[str, Any]]
+
+
+def _metrics() -> dict[str, Callable[..., MeasureResult]]:
+    """The registry, imported when a number must be computed (a cached answer never needs it)."""
+    from keygap_tui.stats import METRICS
+
+    return METRICS
+
+
+def metric_names(metrics: Iterable[str]) -> tuple[str, ...]:
+    """Normalised, de-duplicated names; checked against the registry only when something is computed."""
+    names = tuple(dict.fromkeys(m.strip().lower() for m in metrics if m and m.strip()))
+    if not names:
+        raise AnalysisError("no metric given: e.g. --metrics mmd,js")
+    return names
+
+
+def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    names = metric_names(metrics)
+    known = _metrics()
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise AnalysisError(f"unknown metric {', '.join(unknown)}: choose from {', '.join(sorted(known))}")
+    return names
+
+
+def requested_params(metric: str, permutations: int, metric_params: MetricParams | None) -> dict:
+    """What the caller asked of one metric: the cache-key part that does not need the metric's code."""
+    return json_safe({"permutations": int(permutations), **dict((metric_params or {}).get(metric, {}))})
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def metric_kwargs(
+    metric: str, permutations: int, metric_params: MetricParams | None, bandwidth: float | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of one metric call: permutations (and a shared bandwidth) where the metric takes
+    them, then the user's parameters, which win."""
+    fn = _metrics()[metric]
+    kwargs: dict[str, Any] = {}
+    if _accepts(fn, "permutations"):
+        kwargs["permutations"] = int(permutations)
+    if bandwidth is not None and _accepts(fn, "bandwidth"):
+        kwargs["bandwidth"] = float(bandwidth)
+    kwargs.update(dict((metric_params or {}).get(metric, {})))
+    return kwargs
+
+
+def run_metric(
+    metric: str,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    groups_a: np.ndarray,
+    groups_b: np.ndarray,
+    *,
+    seed: int,
+    kwargs: Mapping[str, Any],
+    threads: int | str | None,
+    recorded: Mapping[str, Any],
+) -> MeasureResult:
+    """One measure, returned as it will read back from the results cache (through MeasureResult's own
+    to_dict / from_dict), so a fresh answer and a cached one are equal field for field.
+
+    ``params`` = the measure's own record, then the call's ``kwargs`` where the measure did not record
+    them, then ``recorded`` (our sampling choices) and the BLAS threads used."""
+    t0 = time.perf_counter()
+    with limit_threads(threads) as limit:
+        result = _metrics()[metric](xa, xb, groups_x=groups_a, groups_y=groups_b, seed=seed, **kwargs)
+    data = result.to_dict()
+    params = dict(data["params"])
+    for name, value in json_safe(dict(kwargs)).items():
+        params.setdefault(name, value)
+    params.update(json_safe(dict(recorded)))
+    params["blas_threads"] = "library default" if limit is None else limit
+    data["params"] = params
+    data["seconds"] = data["seconds"] or time.perf_counter() - t0
+    return MeasureResult.from_dict(data)
+
+
+def sampling_record(n: int | None, seed: int) -> dict[str, Any]:
+    """Our sampling choices, stored next to every number they shaped."""
+    return {
+        "n_per_side": "all" if n is None else int(n),
+        "sampling": "uniform random keys per side (reader, seeded)",
+        "permutation_unit": "sample",
+        "seed": int(seed),
+    }
