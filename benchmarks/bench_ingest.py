@@ -66,7 +66,7 @@ def build_model(folder: Path):
 
 def plain_batches(lm, n_samples: int, batch: int):
     """The processed batches ingest would build (same prompts, padding and positions), on the device."""
-    from ingest.run import _to_device
+    from ingest.run import to_device
 
     items = [it for _, it in zip(range(n_samples), open_benchmark("sample"))]
     batches = []
@@ -77,7 +77,7 @@ def plain_batches(lm, n_samples: int, batch: int):
         inputs = lm.processor(text=texts, images=images, padding=True, return_tensors="pt")
         if not lm.mrope:
             inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
-        batches.append({k: _to_device(v, lm) for k, v in inputs.items()})
+        batches.append({k: to_device(v, lm) for k, v in inputs.items()})
     return batches
 
 

@@ -14,3 +14,12 @@ class StoreError(KeygapError):
 
 class SqlError(KeygapError):
     """A SQL statement was refused or failed."""
+
+
+def first_line(exc: BaseException | None) -> str:
+    """The first line of an exception's message (its type name when it has none): what a one-line error
+    quotes of a library's multi-line message."""
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

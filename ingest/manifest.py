@@ -1,0 +1,100 @@
+"""The run manifest (STORE/runs/<run_id>.json): what a run was, how it went, and with which software.
+
+It is written when a run starts (status "running") and rewritten when it ends, so `keygap sql "SELECT *
+FROM runs"` shows every attempt's settings, provenance and totals. A resumed run keeps the first start
+time, counts its attempts and carries the skipped samples of earlier attempts forward.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from store.schema import RUNS_DIR, utc_now
+
+from .plan import RunPlan
+
+#: at most this many skipped samples (and unusable benchmark rows) are listed in a manifest
+MAX_SKIPS_IN_MANIFEST = 1000
+
+
+def start_manifest(plan: RunPlan) -> dict[str, Any]:
+    """The manifest of a starting run, continuing the one an earlier attempt of the same run left."""
+    lm = plan.lm
+    manifest: dict[str, Any] = {
+        "run_id": plan.run_id, "status": "running", "settings": dict(plan.settings),
+        "settings_hash": plan.settings_hash, "model_id": lm.model_id,
+        "model": lm.label, "model_type": lm.model_type, "benchmark": plan.source.name,
+        "benchmark_source": _describe_source(plan.source), "shard": f"{plan.shard[0]}/{plan.shard[1]}",
+        "device": plan.device, "dtype": plan.dtype, "batch_size": plan.batch_size,
+        "num_layers": lm.num_layers, "num_kv_heads": lm.num_kv_heads,
+        "head_dim": lm.head_dim, **_model_identity(lm.model),
+        "started": utc_now(), "ended": None, "versions": _versions(),
+        "notes": {"layers": "early,middle,late = 1, L//2, L-1 (our choice; the paper names none)",
+                  "tokens": "IMAGE:TEXT tokens per sample drawn from (seed, sample id); the last "
+                            "prompt token is always kept; 'all' keeps every token",
+                  "circular": "CircularEval copies store text and special keys only"},
+    }
+    previous = _previous_manifest(plan)
+    if previous:
+        manifest["started"] = previous.get("started", manifest["started"])
+        manifest["attempts"] = previous.get("attempts", 1) + 1
+        manifest["skipped"] = previous.get("skipped", [])
+        manifest["keys_written"] = previous.get("keys_written", 0)
+    return manifest
+
+
+def finish_manifest(
+    manifest: dict[str, Any], plan: RunPlan, *, status: str, keys_written: int, skipped: list[dict[str, str]]
+) -> None:
+    """Status, end time and the run's totals as the store holds them (every attempt's committed samples)."""
+    from store.reader import KeyStore
+
+    manifest.update(status=status, ended=utc_now())
+    table = KeyStore(str(plan.store)).samples(["run_id", "status"])
+    statuses = [s for r, s in zip(table["run_id"].to_pylist(), table["status"].to_pylist(), strict=True)
+                if r == plan.run_id]
+    done = sum(1 for s in statuses if s == "done")
+    manifest["samples_done"] = done
+    manifest["samples_skipped"] = len(statuses) - done
+    manifest["skipped"] = (manifest.get("skipped", []) + skipped)[:MAX_SKIPS_IN_MANIFEST]
+    manifest["reader_skipped"] = [list(s) for s in plan.source.skipped][:MAX_SKIPS_IN_MANIFEST]
+    manifest["keys_written"] = manifest.get("keys_written", 0) + keys_written
+
+
+def _previous_manifest(plan: RunPlan) -> dict[str, Any] | None:
+    path = plan.store / RUNS_DIR / f"{plan.run_id}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _describe_source(source: Any) -> dict[str, Any]:
+    try:
+        return source.describe()
+    except Exception:  # provenance is best effort: a reader that cannot describe itself still ingests
+        return {"benchmark": source.name}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+    import transformers
+
+    try:
+        keygap = version("keygap")
+    except PackageNotFoundError:
+        keygap = "unknown"
+    return {"keygap": keygap, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _model_identity(model: Any) -> dict[str, Any]:
+    """Revision and attention implementation: keys of the same weights can differ across both."""
+    config = getattr(model, "config", None)
+    return {
+        "revision": getattr(config, "_commit_hash", None),
+        "name_or_path": getattr(config, "_name_or_path", None),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+    }

@@ -1,0 +1,77 @@
+"""The writer thread: owns the KeyWriter, so the model never waits on disk.
+
+The main thread hands it whole batches (keys plus the samples rows that commit them) through a bounded
+queue, which also bounds the memory of batches waiting to be written. It commits them in order and
+flushes at least every ``checkpoint_seconds``, so a killed run loses at most that much work. After a
+failure it writes nothing more and keeps the error for the main thread to report.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+from store.errors import first_line
+from store.writer import KeyBatch, KeyWriter
+
+from .plan import IngestError
+
+
+class WriterThread(threading.Thread):
+    """Adds and commits whole batches in order; ``samples_done``, ``samples_skipped`` and ``rows`` count them."""
+
+    def __init__(self, writer: KeyWriter, checkpoint_seconds: float):
+        super().__init__(daemon=True, name="keygap-writer")
+        self.writer = writer
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_flush = time.monotonic()
+        self.queue: queue.Queue[tuple[list[KeyBatch], list[dict[str, Any]]] | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.samples_done = 0
+        self.samples_skipped = 0
+        self.rows = 0
+
+    def put(self, batches: list[KeyBatch], rows: list[dict[str, Any]]) -> None:
+        if self.error is not None:
+            raise IngestError(f"writing to the store failed: {first_line(self.error)}") from self.error
+        while True:
+            try:
+                self.queue.put((batches, rows), timeout=0.5)
+                return
+            except queue.Full:
+                if not self.is_alive():
+                    raise IngestError(f"the store writer stopped: {first_line(self.error)}") from self.error
+
+    def run(self) -> None:
+        while True:
+            msg = self.queue.get()
+            if msg is None:
+                break
+            if self.error is not None:
+                continue  # drain: nothing more is written after a failure
+            batches, rows = msg
+            try:
+                for b in batches:
+                    self.writer.add(b)
+                self.writer.commit(rows)
+                self.samples_done += sum(1 for r in rows if r.get("status") == "done")
+                self.samples_skipped += sum(1 for r in rows if r.get("status") != "done")
+                self.rows += sum(len(b) for b in batches)
+                if time.monotonic() - self._last_flush >= self.checkpoint_seconds:
+                    self.writer.flush()
+                    self._last_flush = time.monotonic()
+            except BaseException as exc:  # kept for finish() and put() to report in the main thread
+                self.writer.discard_staged()
+                self.error = exc
+
+    def finish(self) -> None:
+        """Write everything queued, close the writer (flush committed keys), stop the thread."""
+        self.queue.put(None)
+        self.join()
+        if self.error is None:
+            try:
+                self.writer.close()
+            except BaseException as exc:  # the main thread reports it as a failed write
+                self.error = exc
