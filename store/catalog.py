@@ -1,4 +1,4 @@
-"""A DuckDB connection over a store: views ``keys``, ``samples``, ``runs`` and ``results``.
+"""DuckDB over a store: views ``keys``, ``samples``, ``runs`` and ``results``, read-only by construction.
 
 ``keys.vec`` is decoded by an Arrow-vectorised Python UDF. DuckDB prunes unused view columns, so a query
 that does not select ``vec`` never calls it and reads no key bytes (measured: zero UDF calls).
@@ -6,16 +6,21 @@ that does not select ``vec`` never calls it and reads no key bytes (measured: ze
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError
+from .inventory import first_line, list_parquet
 from .reader import KeyStore
-from .schema import KEYS_DIR, RESULTS_DIR, RUNS_DIR, SAMPLES_DIR, SAMPLES_SCHEMA
+from .results import RESULTS_SCHEMA
+from .schema import KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
 
 VIEWS = ("keys", "samples", "runs", "results")
 
@@ -48,83 +53,126 @@ def decode_vectors(key: pa.Array, dtype: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(values).astype(np.float32)))
 
 
-def connect(store: str | KeyStore, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the store's views; locked down to the store when read_only.
+class SqlCatalog:
+    """The store as SQL tables: Arrow objects built once, each query on a fresh, locked-down connection.
 
-    Read-only means: only the store's folder is reachable (``allowed_directories``), external access and
-    extension installs are off, and the configuration is locked so a query cannot undo that.
+    Read-only by construction, not by a statement filter: DuckDB itself never touches the file system
+    (``enable_external_access`` off, no temp directory, so no allowed directory either); every table is an
+    Arrow dataset or table that Python built from the store's *committed* files and handed to DuckDB. A
+    statement can therefore neither read nor write a file, and since every query gets a new in-memory
+    connection, nothing it creates or drops (a view, a table) outlives it. ``problems`` lists what was left
+    out because it could not be read (a damaged file), so one bad file never breaks every query.
     """
-    ks = store if isinstance(store, KeyStore) else KeyStore(store)
-    if "://" in ks.uri:
-        raise StoreError("SQL over remote stores is not supported yet: copy the store locally, or query it with DuckDB's httpfs")
-    con = duckdb.connect(":memory:")
-    con.create_function(
-        "keygap_decode",
-        decode_vectors,
-        [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")],
-        duckdb.list_type(duckdb.sqltype("FLOAT")),
-        type="arrow",
-        side_effects=False,
-    )
-    try:
-        _create_views(con, ks)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open the store's tables: {' '.join(str(exc).split())}") from None
-    if read_only:
-        con.execute(f"SET allowed_directories = [{_quote(ks.root)}]")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET autoinstall_known_extensions = false")
-        con.execute("SET lock_configuration = true")
-    return con
 
+    def __init__(self, store: str | KeyStore, *, memory_limit: str | None = None, threads: int | None = None):
+        self.store = store if isinstance(store, KeyStore) else KeyStore(store)
+        self.memory_limit = memory_limit
+        self.threads = threads
+        ks = self.store
+        self.keys = _dataset([f.path for f in ks.inventory.all_files()], KEYS_SCHEMA, ks.fs,
+                             [_partition_expression(f.partition) for f in ks.inventory.all_files()], PARTITION_FIELDS)
+        self.samples = _dataset([m.path for m in ks.inventory.markers], SAMPLES_SCHEMA, ks.fs)
+        self.runs = _runs_table(ks.runs())
+        self.results, results_problems = _results_table(ks)
+        self.problems = list(ks.problems) + results_problems
 
-def _create_views(con: duckdb.DuckDBPyConnection, ks: KeyStore) -> None:
-    q, root = _quote, ks.root
-    if ks.partitions_exist():
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory connection with views keys / samples / runs / results and no file access."""
+        config = {
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "temp_directory": "",
+        }
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        if self.threads:
+            config["threads"] = self.threads
+        try:
+            con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot start DuckDB: {' '.join(str(exc).split())} (check --memory-limit)") from None
+        con.create_function(
+            "keygap_decode",
+            decode_vectors,
+            [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")],
+            duckdb.list_type(duckdb.sqltype("FLOAT")),
+            type="arrow",
+            side_effects=False,
+        )
+        for name in VIEWS:
+            con.register(f"_keygap_{name}", getattr(self, name))
         con.execute(
-            "CREATE VIEW keys AS SELECT model, benchmark, CAST(layer AS INTEGER) AS layer, rope, modality, "
+            "CREATE VIEW keys AS SELECT model, benchmark, layer, rope, modality, "
             "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
             "octet_length(key) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, key, "
-            "keygap_decode(key, dtype) AS vec "
-            f"FROM read_parquet({q(posixpath.join(root, KEYS_DIR, '**', '*.parquet'))}, hive_partitioning = true, "
-            "hive_types = {'layer': INTEGER})"
+            "keygap_decode(key, dtype) AS vec FROM _keygap_keys"
         )
-    else:
-        con.execute(
-            "CREATE VIEW keys AS SELECT NULL::VARCHAR AS model, NULL::VARCHAR AS benchmark, NULL::INTEGER AS layer, "
-            "NULL::VARCHAR AS rope, NULL::VARCHAR AS modality, NULL::VARCHAR AS sample_id, NULL::INTEGER AS position, "
-            "NULL::INTEGER AS token_id, NULL::VARCHAR AS segment, NULL::SMALLINT AS image_index, NULL::VARCHAR AS run_id, "
-            "NULL::DOUBLE AS rand, NULL::VARCHAR AS dtype, NULL::BIGINT AS dim, NULL::BLOB AS key, NULL::FLOAT[] AS vec WHERE false"
-        )
-    if ks._list(SAMPLES_DIR, recursive=False):
-        con.execute(
-            f"CREATE VIEW samples AS SELECT * FROM read_parquet({q(posixpath.join(root, SAMPLES_DIR, '*.parquet'))}, union_by_name = true)"
-        )
-    else:
-        cols = ", ".join(f"NULL::{_sql_type(f.type)} AS {f.name}" for f in SAMPLES_SCHEMA)
-        con.execute(f"CREATE VIEW samples AS SELECT {cols} WHERE false")
-    if ks.runs():
-        con.execute(
-            f"CREATE VIEW runs AS SELECT * FROM read_json_auto({q(posixpath.join(root, RUNS_DIR, '*.json'))}, "
-            "union_by_name = true, format = 'auto')"
-        )
-    else:
-        con.execute("CREATE VIEW runs AS SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS status WHERE false")
-    if ks._list(RESULTS_DIR, recursive=False):
-        con.execute(
-            f"CREATE VIEW results AS SELECT * FROM read_parquet({q(posixpath.join(root, RESULTS_DIR, '*.parquet'))}, union_by_name = true)"
-        )
-    else:
-        con.execute("CREATE VIEW results AS SELECT NULL::VARCHAR AS metric, NULL::DOUBLE AS value WHERE false")
+        for name in VIEWS[1:]:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _keygap_{name}")
+        con.execute("SET lock_configuration = true")
+        return con
 
 
-def _quote(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
+def connect(store: str | KeyStore | SqlCatalog) -> duckdb.DuckDBPyConnection:
+    """A fresh read-only connection over a store (see :class:`SqlCatalog`)."""
+    catalog = store if isinstance(store, SqlCatalog) else SqlCatalog(store)
+    return catalog.connect()
 
 
-def _sql_type(t: pa.DataType) -> str:
-    if pa.types.is_integer(t):
-        return "INTEGER"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    return "VARCHAR"
+PARTITION_FIELDS = [
+    pa.field("model", pa.string()),
+    pa.field("benchmark", pa.string()),
+    pa.field("layer", pa.int32()),
+    pa.field("rope", pa.string()),
+    pa.field("modality", pa.string()),
+]
+
+
+def _partition_expression(partition: tuple) -> pads.Expression:
+    expr = None
+    for f, value in zip(PARTITION_FIELDS, partition):
+        term = pads.field(f.name) == pa.scalar(value, f.type)
+        expr = term if expr is None else expr & term
+    return expr
+
+
+def _dataset(paths: list[str], schema: pa.Schema, fs, partitions=None, partition_fields=()) -> pads.Dataset:
+    """A dataset over exactly these files (no globbing, so odd characters in paths are harmless)."""
+    full = pa.schema(list(schema) + list(partition_fields))
+    return pads.FileSystemDataset.from_paths(
+        paths, schema=full, format=pads.ParquetFileFormat(), filesystem=fs, partitions=partitions,
+    )
+
+
+def _runs_table(runs: list[dict]) -> pa.Table:
+    """Run manifests as a table: top-level scalars as columns, nested values as they are when their types
+    agree across runs, else as JSON text."""
+    if not runs:
+        return pa.table({"run_id": pa.array([], pa.string()), "status": pa.array([], pa.string())})
+    try:
+        return pa.Table.from_pylist(runs)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        names = list(dict.fromkeys(k for r in runs for k in r))
+        columns = {}
+        for name in names:
+            values = [r.get(name) for r in runs]
+            try:
+                columns[name] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                columns[name] = pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+        return pa.table(columns)
+
+
+def _results_table(ks: KeyStore) -> tuple[pa.Table, list[str]]:
+    """The results cache files, each read on its own: a damaged or foreign one is reported and left out."""
+    tables, problems = [], []
+    for info in list_parquet(ks.fs, posixpath.join(ks.root, RESULTS_DIR), recursive=False):
+        rel = posixpath.relpath(info.path, ks.root)
+        try:
+            table = pq.read_table(ks.fs.open_input_file(info.path))
+            tables.append(table.select(RESULTS_SCHEMA.names).cast(RESULTS_SCHEMA))
+        except (OSError, pa.ArrowInvalid, KeyError, ValueError) as exc:
+            problems.append(f"{rel} is not a readable results file ({first_line(exc)}) and was left out: delete it (results/ is a cache)")
+    return (pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()), problems

@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     p.add_argument("query", help='e.g. "SELECT modality, count(*) FROM keys GROUP BY 1"')
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     p.add_argument("--out", metavar="FILE", help="write the result to FILE instead of standard output")
+    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="S",
+                   help="stop a query that runs longer than S seconds (300; 0 = no limit)")
+    p.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="DuckDB memory limit, e.g. 4GiB (half of this machine's memory)")
     add_store_argument(p)
     p.set_defaults(func=run_sql)
 
@@ -42,28 +46,75 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_info)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 10**7:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 10000000 seconds")
+    return value
+
+
+def warn_problems(problems: list[str], command: str) -> None:
+    """Damaged files were left out of what the command saw: say which, on stderr, one line each."""
+    for problem in problems:
+        print(f"keygap {command}: warning: {problem}", file=sys.stderr)
+
+
 def run_sql(args) -> int:
-    from .sql import query_store, render
+    from .catalog import SqlCatalog
+    from .errors import SqlError
+    from .sql import check_read_only, default_memory_limit, query_store, render
 
     if args.format == "parquet" and not args.out:
-        from .errors import SqlError
-
         raise SqlError("--format parquet needs --out FILE (Parquet is binary)")
-    table = query_store(args.store or default_store(), args.query)
+    if args.out:
+        check_output_path(args.out)
+    check_read_only(args.query)
+    catalog = SqlCatalog(args.store or default_store(), memory_limit=args.memory_limit or default_memory_limit())
+    warn_problems(catalog.problems, "sql")
+    table = query_store(catalog, args.query, timeout=args.timeout or None)
     data = render(table, args.format)
     if args.out:
-        with open(args.out, "wb") as f:
-            f.write(data)
+        write_output(args.out, data)
         print(f"{table.num_rows} rows written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(data.decode())
     return 0
 
 
+def check_output_path(path: str) -> None:
+    """Refuse an --out that cannot be a file before any work is done."""
+    from .errors import KeygapError
+
+    if os.path.isdir(path):
+        raise KeygapError(f"--out {path} is a folder: give a file name, e.g. {os.path.join(path, 'result.csv')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise KeygapError(f"--out {path}: the folder {parent} does not exist; create it first")
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write a whole result file or nothing: a temp file renamed into place, errors as one line."""
+    from .errors import KeygapError
+    from .files import atomic_write_bytes
+
+    try:
+        if os.path.exists(path) and not os.path.isfile(path):  # a device such as /dev/stdout: write through
+            with open(path, "wb") as f:
+                f.write(data)
+        else:
+            atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise KeygapError(f"cannot write --out {path}: {exc.strerror or exc}; choose another path or free space") from None
+
+
 def run_info(args) -> int:
     from .summary import summarize
 
     summary = summarize(args.store or default_store())
+    warn_problems(summary["problems"], "info")
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
         return 0

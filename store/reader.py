@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError
-from .schema import KEY_DTYPES, KEYS_DIR, MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_DIR, SCHEMA_VERSION
+from .inventory import Inventory, KeyFile, first_line, scan
+from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
 
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
 
@@ -60,11 +61,15 @@ class KeyStore:
                     f"no store at {self.uri}: run `keygap ingest ...` first, or pass --store / set KEYGAP_STORE"
                 )
             raise StoreError(f"{self.uri} is not a keygap store (no {MANIFEST}): pass the folder that holds it")
+        if info.type != pafs.FileType.File:
+            raise StoreError(f"{manifest} is not a file: pass the folder of a keygap store as --store")
         try:
             with self.fs.open_input_stream(manifest) as f:
                 meta = json.loads(f.read())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{manifest} is unreadable ({exc}): the store is damaged") from None
+            raise StoreError(f"{manifest} is unreadable ({first_line(exc)}): the store is damaged; restore that file") from None
+        if not isinstance(meta, dict):
+            raise StoreError(f"{manifest} is not a JSON object: the store is damaged; restore that file")
         version = meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StoreError(
@@ -86,35 +91,33 @@ class KeyStore:
         ]
 
     @cached_property
-    def _key_files(self) -> dict[tuple, list[pafs.FileInfo]]:
-        out: dict[tuple, list[pafs.FileInfo]] = {}
-        base = self._path(KEYS_DIR)
-        for info in self._list(KEYS_DIR):
-            rel = posixpath.relpath(posixpath.dirname(info.path), base).split("/")
-            try:
-                values = dict(p.split("=", 1) for p in rel)
-                key = (values["model"], values["benchmark"], int(values["layer"]), values["rope"], values["modality"])
-            except (ValueError, KeyError):
-                continue  # not a partition folder of ours
-            out.setdefault(key, []).append(info)
-        for files in out.values():
-            files.sort(key=lambda i: i.path)
-        return out
+    def inventory(self) -> Inventory:
+        """The committed key files and commit markers (see store/inventory.py); computed once per KeyStore."""
+        return scan(self.fs, self.root)
+
+    @property
+    def _key_files(self) -> dict[tuple, list[KeyFile]]:
+        return self.inventory.files
+
+    @property
+    def problems(self) -> list[str]:
+        """What was left out of this view of the store, one line each (damaged files, missing files)."""
+        return self.inventory.problems
 
     def refresh(self) -> None:
-        """Forget cached listings (after an ingest wrote more files)."""
-        self.__dict__.pop("_key_files", None)
+        """Forget the cached inventory (after an ingest wrote more files)."""
+        self.__dict__.pop("inventory", None)
 
     def partitions(self) -> list[dict]:
-        """One dict per partition: model, benchmark, layer, rope, modality, rows, files, dim, dtype."""
+        """One dict per partition: model, benchmark, layer, rope, modality, rows, files, dim, dtype, bytes.
+
+        From the inventory: no key file is opened."""
         rows = []
         for key, files in sorted(self._key_files.items()):
-            meta = [self._metadata(f.path) for f in files]
-            dim, dtype = self._vector_shape(files[0].path)
             rows.append(
                 dict(zip(PARTITIONS, key))
-                | {"rows": sum(m.num_rows for m in meta), "files": len(files), "dim": dim, "dtype": dtype,
-                   "bytes": sum(f.size for f in files)}
+                | {"rows": sum(f.rows for f in files), "files": len(files), "dim": files[0].dim,
+                   "dtype": files[0].dtype, "bytes": sum(f.size for f in files)}
             )
         return rows
 
@@ -131,26 +134,30 @@ class KeyStore:
         return sorted({k[2] for k in self._key_files if k[0] == model and benchmark in (None, k[1])})
 
     def runs(self) -> list[dict]:
-        """Run manifests, oldest first."""
+        """Run manifests, oldest first; an unreadable one is left out and reported in ``problems``."""
         out = []
         sel = pafs.FileSelector(self._path(RUNS_DIR), allow_not_found=True)
         for info in self.fs.get_file_info(sel):
-            if info.base_name.endswith(".json") and not info.base_name.startswith("."):
+            if not (info.type == pafs.FileType.File and info.base_name.endswith(".json") and not info.base_name.startswith(".")):
+                continue
+            try:
                 with self.fs.open_input_stream(info.path) as f:
-                    try:
-                        out.append(json.loads(f.read()))
-                    except ValueError:
-                        raise StoreError(f"run manifest {info.path} is damaged: delete it and re-run that ingest") from None
+                    run = json.loads(f.read())
+            except (OSError, ValueError) as exc:
+                run = f"unreadable ({first_line(exc)})"
+            if not isinstance(run, dict):
+                problem = f"run manifest {info.path} is damaged and was left out: delete it and re-run that ingest"
+                if problem not in self.problems:
+                    self.problems.append(problem)
+                continue
+            out.append(run)
         return sorted(out, key=lambda r: str(r.get("started", "")))
 
     def samples(self, columns: list[str] | None = None) -> pa.Table:
-        """The samples table (one row per committed (model, benchmark, sample))."""
-        files = self._list(SAMPLES_DIR, recursive=False)
-        if not files:
-            from .schema import SAMPLES_SCHEMA
-
-            return SAMPLES_SCHEMA.empty_table()
-        tables = [self._read(f.path, columns=columns) for f in files]
+        """The samples table: one row per committed (model, benchmark, sample), read from the commit markers."""
+        tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
+        if not tables:
+            return SAMPLES_SCHEMA.empty_table() if columns is None else SAMPLES_SCHEMA.empty_table().select(columns)
         return pa.concat_tables(tables, promote_options="default")
 
     def done_samples(self, model: str, benchmark: str) -> set[str]:
@@ -226,7 +233,7 @@ class KeyStore:
             t = _read_rows(pf, rows, _LABEL_COLUMNS + ["rand", "dtype", "key"])
             parts.append(t)
         if not parts:
-            dim, dtype = self._vector_shape(files[0].path)
+            dim = files[0].dim
             return KeySlice(
                 np.zeros((0, dim), np.float32), np.array([], object), np.array([], np.int32), np.array([], np.int32),
                 np.array([], object), np.array([], np.int16), total, _identity(files),
@@ -259,24 +266,13 @@ class KeyStore:
         try:
             return pq.ParquetFile(self.fs.open_input_file(path))
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{path} is not a readable Parquet file ({_first_line(exc)}): delete it and re-run the ingest that wrote it") from None
-
-    def _metadata(self, path: str) -> pq.FileMetaData:
-        return self._parquet(path).metadata
+            raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
 
     def _read(self, path: str, columns=None) -> pa.Table:
         try:
             return self._parquet(path).read(columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{path} is not a readable Parquet file ({_first_line(exc)}): delete it and re-run the ingest that wrote it") from None
-
-    def _vector_shape(self, path: str) -> tuple[int, str]:
-        pf = self._parquet(path)
-        if pf.metadata.num_rows == 0:
-            return 0, "float16"
-        t = pf.read_row_group(0, columns=["dtype", "key"]).slice(0, 1)
-        dtype = str(t["dtype"][0])
-        return len(t["key"][0].as_py()) // KEY_DTYPES[dtype], dtype
+            raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
 
     def _describe(self, key: tuple) -> str:
         return ", ".join(f"{k}={v}" for k, v in zip(PARTITIONS, key))
@@ -304,10 +300,6 @@ def _identity(files) -> tuple:
     return tuple((f.path, f.size, f.mtime_ns) for f in files)
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _read_rows(pf: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pa.Table:
     """Rows (sorted indices) of one file, reading only the row groups that contain them."""
     md = pf.metadata
@@ -316,7 +308,7 @@ def _read_rows(pf: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pa.T
     try:
         t = pf.read_row_groups(list(groups), columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise StoreError(f"a key file is damaged ({_first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+        raise StoreError(f"a key file is damaged ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
     # row index inside the concatenation of the selected groups
     starts = bounds[groups]
     local = np.concatenate([[0], np.cumsum(bounds[groups + 1] - starts)])[:-1]

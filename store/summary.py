@@ -21,7 +21,15 @@ def summarize(store: str | KeyStore) -> dict:
                "rows": sum(p["rows"] for p in items)}
         )
     runs = ks.runs()
-    samples = ks.samples(["sample_id"]).num_rows
+    samples = ks.samples(["run_id", "status"])
+    done: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    for run_id, status in zip(samples["run_id"].to_pylist(), samples["status"].to_pylist()):
+        counts = done if status == "done" else skipped
+        counts[run_id] = counts.get(run_id, 0) + 1
+    rows_by_run: dict[str, int] = {}
+    for f in ks.inventory.all_files():
+        rows_by_run[f.run_id] = rows_by_run.get(f.run_id, 0) + f.rows
     return {
         "store": ks.uri,
         "schema_version": ks.meta.get("schema_version"),
@@ -32,11 +40,17 @@ def summarize(store: str | KeyStore) -> dict:
         "benchmarks": ks.benchmarks(),
         "partitions": parts,
         "groups": groups,
-        "samples": samples,
+        "samples": samples.num_rows,
+        # Counts are what readers can see (committed), not what a manifest claims: a killed run's manifest
+        # may count samples whose keys never reached a commit marker.
         "runs": [
-            {k: r.get(k) for k in ("run_id", "status", "model_id", "model", "benchmark", "samples_done", "samples_skipped", "started", "ended")}
+            {k: r.get(k) for k in ("run_id", "status", "model_id", "model", "benchmark", "started", "ended")}
+            | {"samples_done": done.get(r.get("run_id"), 0), "samples_skipped": skipped.get(r.get("run_id"), 0),
+               "rows": rows_by_run.get(r.get("run_id"), 0)}
             for r in runs
         ],
+        "uncommitted_files": ks.inventory.uncommitted,
+        "problems": list(ks.problems),
     }
 
 

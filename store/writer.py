@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError
+from .files import atomic_write_bytes, temp_path
+from .inventory import MARKER_FILES_KEY, PART_NAME, first_line
 from .schema import (
     KEY_DTYPES,
     KEYS_DIR,
@@ -41,7 +43,6 @@ from .schema import (
 )
 
 ROW_GROUP_BYTES = 16 << 20
-_PART = re.compile(r"^part-(?P<run>.+)-(?P<flush>\d{5})\.parquet$")
 
 
 @dataclass
@@ -78,9 +79,12 @@ def init_store(root: str | os.PathLike) -> Path:
     manifest = root / MANIFEST
     if manifest.exists():
         try:
-            version = json.loads(manifest.read_text()).get("schema_version")
+            meta = json.loads(manifest.read_text())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{manifest} is unreadable ({exc}); restore it or use another --store") from None
+            raise StoreError(f"{manifest} is unreadable ({first_line(exc)}); restore it or use another --store") from None
+        if not isinstance(meta, dict):
+            raise StoreError(f"{manifest} is not a JSON object: the store is damaged; restore that file or use another --store")
+        version = meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"store {root} has schema version {version}, this keygap writes version {SCHEMA_VERSION}: "
@@ -92,11 +96,10 @@ def init_store(root: str | os.PathLike) -> Path:
         raise StoreError(f"{root} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
     root.mkdir(parents=True, exist_ok=True)
     # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
-    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_bytes(
-        json.dumps({"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+    atomic_write_bytes(
+        manifest,
+        json.dumps({"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
     )
-    os.replace(tmp, manifest)
     for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
     return root
@@ -109,7 +112,7 @@ def write_run(root: str | os.PathLike, manifest: dict) -> Path:
         raise ValueError("a run manifest needs a run_id")
     path = Path(root) / RUNS_DIR / f"{run_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
+    atomic_write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
     return path
 
 
@@ -166,17 +169,17 @@ class KeyWriter:
         """Delete this run's uncommitted files; return the next flush number."""
         committed: set[int] = set()
         for path in (self.root / SAMPLES_DIR).glob(f"part-{self.run_id}-*.parquet"):
-            m = _PART.match(path.name)
+            m = PART_NAME.match(path.name)
             if m and m["run"] == self.run_id:
                 committed.add(int(m["flush"]))
         for path in (self.root / KEYS_DIR).rglob(f"*{self.run_id}-*"):
-            m = _PART.match(path.name)
+            m = PART_NAME.match(path.name)
             if m and m["run"] == self.run_id:
                 if int(m["flush"]) not in committed:
                     path.unlink()
-            elif path.name.startswith(f".part-{self.run_id}-") and path.name.endswith(".tmp"):
+            elif path.name.startswith(f".part-{self.run_id}-") and ".tmp" in path.name:
                 path.unlink()
-        for path in (self.root / SAMPLES_DIR).glob(f".part-{self.run_id}-*.tmp"):
+        for path in (self.root / SAMPLES_DIR).glob(f".part-{self.run_id}-*.tmp*"):
             path.unlink()
         return max(committed, default=-1) + 1
 
@@ -212,6 +215,7 @@ class KeyWriter:
             return
         flush_no = self._flush_no
         name = f"part-{self.run_id}-{flush_no:05d}.parquet"
+        listed: dict[str, dict] = {}
         for key, buf in self._buffers.items():
             table = pa.concat_tables(buf.tables)
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
@@ -219,9 +223,17 @@ class KeyWriter:
             row_bytes = max(1, table.nbytes // max(1, table.num_rows))
             path = partition_dir(self.root, *key) / name
             self._write_parquet(table, path, row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
+            dtype = str(table["dtype"][0]) if table.num_rows else "float16"
+            dim = (len(table["key"][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
+            listed[path.relative_to(self.root).as_posix()] = {
+                "rows": table.num_rows, "bytes": path.stat().st_size, "dim": dim, "dtype": dtype,
+            }
             self.rows_written += table.num_rows
             self.files_written += 1
-        samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA)
+        # The marker lists the files it commits, so readers learn a store's content without opening them.
+        samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
+            {MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode()}
+        )
         self._write_parquet(samples, self.root / SAMPLES_DIR / name)
         self._buffers.clear()
         self._samples.clear()
@@ -280,7 +292,7 @@ class KeyWriter:
 
     def _write_parquet(self, table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = temp_path(path)
         try:
             pq.write_table(
                 table,
@@ -295,9 +307,3 @@ class KeyWriter:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -111,7 +111,7 @@ class KeygapApp(App):
         self._job_done: dict[Worker, Callable[[Any], None]] = {}
         self._job_label: dict[Worker, str] = {}
         self._last_progress: dict[str, float] = {}
-        self._sql_con = None
+        self._sql_con = None  # store.catalog.SqlCatalog, made on the first query
         self._sql_cursor = None
         # Set once the warm-up has loaded the libraries and capped their thread pools. Computations wait for
         # it: changing OpenBLAS's thread count while another thread is inside a BLAS call can deadlock.
@@ -417,12 +417,12 @@ class KeygapApp(App):
 
         def work(progress, stop):
             if self._sql_con is None:
-                from store.catalog import connect
+                from store.catalog import SqlCatalog
 
-                self._sql_con = connect(self.store)
+                self._sql_con = SqlCatalog(self.store)  # the store's tables, built once per session
             if stop():
                 return None
-            return _tasks().sql_query(self._sql_con, query, on_cursor=lambda cur: setattr(self, "_sql_cursor", cur))
+            return _tasks().sql_query(self._sql_con, query, on_cursor=lambda con: setattr(self, "_sql_cursor", con))
 
         def done(result):
             self._sql_cursor = None
@@ -534,8 +534,5 @@ class KeygapApp(App):
         return bool(self.query(widget_type))
 
     def on_unmount(self) -> None:
-        if self._sql_con is not None:
-            try:
-                self._sql_con.close()
-            except Exception:
-                pass
+        if self._sql_cursor is not None:
+            self._sql_cursor.interrupt()

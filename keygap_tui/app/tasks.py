@@ -173,18 +173,19 @@ class SqlResult:
     seconds: float | None
 
 
-def sql_query(con, query: str, limit: int = 1000, on_cursor: Callable | None = None) -> SqlResult:
-    """Run read-only SQL on a cursor of ``con``; ``on_cursor`` receives the cursor so Esc can interrupt it."""
-    from store.sql import format_cell, run_query
+def sql_query(catalog, query: str, limit: int = 1000, on_cursor: Callable | None = None) -> SqlResult:
+    """Run read-only SQL on a fresh connection of ``catalog`` (a store.catalog.SqlCatalog), so nothing a
+    statement does outlives it; ``on_cursor`` receives the connection so Esc can interrupt it."""
+    from store.sql import DEFAULT_TIMEOUT_S, format_cell, run_query
 
-    cur = con.cursor()
+    con = catalog.connect()
     if on_cursor is not None:
-        on_cursor(cur)
+        on_cursor(con)
     t0 = time.perf_counter()
     try:
-        table = run_query(cur, query)
+        table = run_query(con, query, timeout=DEFAULT_TIMEOUT_S)
     finally:
-        cur.close()
+        con.close()
     head = table.slice(0, limit).to_pylist()
     cells = [tuple(format_cell(v, 40) for v in row.values()) for row in head]
     return SqlResult(table.column_names, cells, table, table.num_rows, time.perf_counter() - t0)

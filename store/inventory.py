@@ -1,0 +1,173 @@
+"""Which key files a store holds and which of them readers may see.
+
+Why this exists: a key file counts only once the commit marker of its flush (``samples/part-<run>-<flush>``)
+exists, so readers never see keys of a sample that is not committed (a running ingest, a killed one, a full
+disk). The marker also carries the flush's file list with row counts, dims and dtypes (its Parquet metadata,
+written by :class:`store.writer.KeyWriter`), so learning what a study holds costs one directory listing and
+one small footer per flush instead of opening every key file. A file the marker does not describe (a store
+written before markers carried the list) or describes differently (size changed) is read from its own footer:
+the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
+:attr:`Inventory.problems`, so one damaged file cannot break every query.
+
+pyarrow only: GPU servers and the analysis code use it without duckdb.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
+
+#: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
+MARKER_FILES_KEY = b"keygap.files"
+PART_NAME = re.compile(r"^part-(?P<run>.+)-(?P<flush>\d{5})\.parquet$")
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """One committed key file and what a reader needs to know about it without opening it."""
+
+    path: str  # filesystem path (absolute for a local store)
+    rel: str  # path relative to the store root: the name the marker and the results cache use
+    partition: tuple  # (model, benchmark, layer, rope, modality)
+    run_id: str
+    flush: int
+    rows: int
+    size: int
+    mtime_ns: int
+    dim: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One commit marker (samples file): the flush it commits and the samples it lists."""
+
+    path: str
+    run_id: str
+    flush: int
+    rows: int
+
+
+@dataclass
+class Inventory:
+    """The committed content of a store; ``problems`` says what was left out and why (one line each)."""
+
+    files: dict[tuple, list[KeyFile]] = field(default_factory=dict)
+    markers: list[Marker] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    uncommitted: int = 0  # key files without a marker: a running ingest, or a crashed one until its rerun
+
+    def all_files(self) -> list[KeyFile]:
+        return [f for files in self.files.values() for f in files]
+
+
+def scan(fs: pafs.FileSystem, root: str) -> Inventory:
+    """Build the inventory of the store at ``root`` on ``fs`` (see the module docstring)."""
+    inv = Inventory()
+    described: dict[str, dict] = {}
+    committed: set[tuple[str, int]] = set()
+    for info in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False):
+        m = PART_NAME.match(info.base_name)
+        if not m:
+            continue  # not a marker of ours: ignore it, as SQL and the writer do
+        try:
+            meta = pq.read_metadata(fs.open_input_file(info.path))
+        except (OSError, pa.ArrowInvalid) as exc:
+            inv.problems.append(
+                f"{_rel(root, info.path)} is damaged ({first_line(exc)}) and was left out with the keys of its "
+                "flush: delete it and re-run the ingest that wrote it"
+            )
+            continue
+        committed.add((m["run"], int(m["flush"])))
+        inv.markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows))
+        listed = (meta.metadata or {}).get(MARKER_FILES_KEY)
+        if listed:
+            try:
+                described.update(json.loads(listed))
+            except ValueError:
+                pass  # a marker whose list is unreadable: fall back to the files' own footers
+    keys_root = posixpath.join(root, KEYS_DIR)
+    for info in list_parquet(fs, keys_root, recursive=True):
+        m = PART_NAME.match(info.base_name)
+        partition = _partition(posixpath.relpath(posixpath.dirname(info.path), keys_root))
+        if not m or partition is None:
+            continue  # a stray file: not part of the store
+        if (m["run"], int(m["flush"])) not in committed:
+            inv.uncommitted += 1
+            continue
+        rel = _rel(root, info.path)
+        entry = described.get(rel)
+        if entry is not None and entry.get("bytes") == info.size:
+            rows, dim, dtype = int(entry["rows"]), int(entry["dim"]), str(entry["dtype"])
+        else:
+            try:
+                rows, dim, dtype = read_file_shape(fs, info.path)
+            except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
+                inv.problems.append(
+                    f"{rel} is damaged ({first_line(exc)}) and was left out: delete it and re-run the ingest that wrote it"
+                )
+                continue
+        inv.files.setdefault(partition, []).append(
+            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype)
+        )
+    for rel, entry in described.items():
+        if not _exists(fs, posixpath.join(root, rel)):
+            inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
+    for files in inv.files.values():
+        files.sort(key=lambda f: f.path)
+    inv.markers.sort(key=lambda mk: mk.path)
+    return inv
+
+
+def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
+    """(rows, dim, dtype) of a key file from its footer and first row: the slow path the marker list avoids."""
+    pf = pq.ParquetFile(fs.open_input_file(path))
+    rows = pf.metadata.num_rows
+    if rows == 0:
+        return 0, 0, "float16"
+    t = pf.read_row_group(0, columns=["dtype", "key"]).slice(0, 1)
+    dtype = str(t["dtype"][0])
+    if dtype not in KEY_DTYPES:
+        raise ValueError(f"unknown key dtype {dtype!r}")
+    return rows, len(t["key"][0].as_py()) // KEY_DTYPES[dtype], dtype
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type): errors are shown on one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def list_parquet(fs: pafs.FileSystem, base: str, recursive: bool) -> list[pafs.FileInfo]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+    except (OSError, pa.ArrowInvalid):
+        return []
+    return [
+        i for i in infos
+        if i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))
+    ]
+
+
+def _partition(rel_dir: str) -> tuple | None:
+    try:
+        values = dict(part.split("=", 1) for part in rel_dir.split("/"))
+        return tuple(int(values[k]) if k == "layer" else values[k] for k in PARTITIONS)
+    except (ValueError, KeyError):
+        return None
+
+
+def _rel(root: str, path: str) -> str:
+    return posixpath.relpath(path, root)
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
