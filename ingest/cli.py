@@ -63,14 +63,40 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N benchmark items")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="process shard I of N (0-based) of a seeded permutation of the samples; N "
-                        "processes can write one store side by side (default: %(default)s)")
+                        "processes can write one store side by side; 'auto' takes I/N from a SLURM job "
+                        "array or torchrun (default: %(default)s)")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="one shard process per device on this machine, e.g. cuda:0,cuda:1 | all (every "
+                        "GPU) | cpu,cpu; one progress bar, Ctrl-C stops all, rerun resumes")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the token draw and the shard split (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_ingest)
+    global _PARSER
+    _PARSER = p
+
+
+_PARSER: argparse.ArgumentParser | None = None
 
 
 def run_ingest(args) -> int:
+    from .shards import device_from_environment, parse_devices, shard_from_environment
+
+    if args.devices:
+        from .launch import child_argv, run_on_devices
+
+        if args.shard != "0/1" or args.device != "auto":
+            from .shards import ShardError
+
+            raise ShardError("--devices starts one shard per device itself: leave out --shard and --device")
+        assert _PARSER is not None
+        devices = parse_devices(args.devices)
+        return run_on_devices(child_argv(_PARSER, args), devices,
+                              progress=not args.no_progress and sys.stderr.isatty())
+    if args.shard == "auto":
+        i, n = shard_from_environment()
+        args.shard = f"{i}/{n}"
+        args.device = device_from_environment(args.device)
     from .run import ingest
 
     summary = ingest(

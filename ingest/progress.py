@@ -1,9 +1,15 @@
-"""The ingest progress bar on stderr: samples done of those pending, samples/s, keys/s and time left."""
+"""The ingest progress bar on stderr: samples done of those pending, samples/s, keys/s and time left.
+
+Under `--devices` a launcher draws one bar for all shards: it hands each shard process a pipe in
+KEYGAP_PROGRESS_FD, and the shard reports its total and each advance there as JSON lines.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from typing import Any
+from typing import Any, TextIO
 
 
 class ProgressBar:
@@ -16,6 +22,7 @@ class ProgressBar:
         self.t0 = time.time()
         self._bar: Any = None
         self._task: Any = None
+        self._report: TextIO | None = _progress_pipe()
 
     def start(self) -> None:
         if not self.enabled:
@@ -31,11 +38,13 @@ class ProgressBar:
 
     def set_total(self, total: int | None) -> None:
         self.total = total
+        self._send({"total": total or 0})
         if self._bar is not None:
             self._bar.update(self._task, total=total)
 
     def advance(self, samples: int, keys: int) -> None:
         self.keys += keys
+        self._send({"samples": samples, "keys": keys})
         if self._bar is None:
             return
         dt = max(time.time() - self.t0, 1e-9)
@@ -46,3 +55,25 @@ class ProgressBar:
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self._report is not None:
+            self._report.close()
+            self._report = None
+
+    def _send(self, event: dict) -> None:
+        if self._report is None:
+            return
+        try:
+            self._report.write(json.dumps(event) + "\n")
+            self._report.flush()
+        except OSError:  # the launcher went away: keep ingesting, stop reporting
+            self._report = None
+
+
+def _progress_pipe() -> TextIO | None:
+    fd = os.environ.get("KEYGAP_PROGRESS_FD")
+    if not fd:
+        return None
+    try:
+        return os.fdopen(int(fd), "w", buffering=1, closefd=True)
+    except (OSError, ValueError):
+        return None

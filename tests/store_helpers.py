@@ -55,3 +55,40 @@ def write_synthetic_store(
     w.close()
     write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "benchmark": benchmark, "num_layers": max(layers) + 1})
     return written
+
+
+def stored_rows(root) -> dict:
+    """{every label of a committed row, with its partition: key bytes}, minus run_id (which names the
+    writer, not the data): two stores are the same data when these are equal. Asserts no row is stored twice."""
+    from store.reader import KeyStore
+
+    ks = KeyStore(str(root))
+    labels: list[tuple] = []
+    keys: list[bytes] = []
+    for partition, files in sorted(ks.inventory.files.items()):
+        for f in files:
+            t = ks._read(f.path)
+            t = t.drop_columns(["run_id"])
+            cols = [c for c in t.column_names if c != "key"]
+            labels += [partition + row for row in zip(*[t[c].to_pylist() for c in cols])]
+            keys += t["key"].to_pylist()
+    assert len(set(labels)) == len(labels), "a row is stored twice"
+    return dict(zip(labels, keys))
+
+
+def stored_samples(root) -> list[tuple]:
+    """The committed samples rows, sorted, minus run_id."""
+    from store.reader import KeyStore
+
+    t = KeyStore(str(root)).samples()
+    cols = [c for c in t.column_names if c != "run_id"]
+    return sorted(zip(*[t[c].to_pylist() for c in cols]))
+
+
+def assert_same_rows(got: dict, want: dict, atol: float = 1e-5) -> None:
+    """Two stores hold the same rows: every label exactly, keys equal up to float noise of batching
+    (other samples pad a batch differently; a padded batch matches single runs within 1e-5)."""
+    assert got.keys() == want.keys()
+    worst = max((float(np.abs(np.frombuffer(got[k], "<f4") - np.frombuffer(want[k], "<f4")).max()) for k in got),
+                default=0.0)
+    assert worst <= atol, f"keys differ by up to {worst}"
