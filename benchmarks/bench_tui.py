@@ -1,6 +1,6 @@
 """TUI responsiveness: time to first screen, and the longest event-loop stall while a t-SNE and an MMD run.
 
-Run: /tmp/kgvenv/bin/python benchmarks/bench_tui.py [--dim 4096] [--keys 2000]
+Run: .venv/bin/python benchmarks/bench_tui.py [--store demo-store] [--only start|keys|stall] [--dim 4096] [--keys 2000]
 
 1. First screen: a fresh interpreter starts `keygap tui` headless; we time (wall clock from before the
    process was spawned) until Textual's Ready event (first frame painted) and until the store's catalog is
@@ -62,7 +62,13 @@ else:
         def _catalog_ready(self, catalog):
             super()._catalog_ready(catalog)
             marks["catalog"] = time.time() - t_spawn
-            self.call_after_refresh(self.exit)
+            self.simulate_key("c")  # the user's first key, the moment the picker is filled
+        def _show_results(self, rows):
+            super()._show_results(rows)
+            if rows and "result" not in marks:
+                marks["result"] = time.time() - t_spawn
+                marks["cached"] = all(r["cached"] for r in rows)
+                self.call_after_refresh(self.exit)
     from keygap_tui.app.config import Config
     Timed(store, config=Config(), state_path=sys.argv[4]).run(headless=True, size=(120, 40))
 print(json.dumps(marks))
@@ -70,10 +76,10 @@ print(json.dumps(marks))
 
 
 def first_screen(store: Path, repeats: int) -> dict:
-    out: dict[str, list[float]] = {"bare_ready": [], "keygap_ready": [], "keygap_catalog": []}
+    out: dict[str, list[float]] = {"bare_ready": [], "keygap_ready": [], "keygap_catalog": [], "keygap_result": []}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
+        for i in range(repeats + 1):  # launch 0 fills the results cache and the OS file cache; not counted
             for kind in ("bare", "keygap"):
                 t0 = time.time()
                 res = subprocess.run([sys.executable, "-c", CHILD, kind, str(t0), str(store), str(Path(tmp) / "state.json")],
@@ -81,9 +87,12 @@ def first_screen(store: Path, repeats: int) -> dict:
                 if res.returncode:
                     raise SystemExit(f"the {kind} app failed to start: {res.stderr.strip()[-2000:]}")
                 marks = json.loads(res.stdout.strip().splitlines()[-1])
+                if i == 0:
+                    continue
                 out[f"{kind}_ready"].append(marks["ready"])
                 if kind == "keygap":
                     out["keygap_catalog"].append(marks["catalog"])
+                    out["keygap_result"].append(marks["result"])
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -179,6 +188,44 @@ def _watch_main_thread(last: list[float], threshold_s: float = 0.08):
     return stop
 
 
+# --- 3. reaction to every kind of key ------------------------------------------------------------------------
+REACTION_KEYS = [  # (label, keys pressed before, the key timed): each opens, closes or changes something visible
+    ("help opens (F1)", (), "f1"), ("help closes (Esc)", (), "escape"),
+    ("palette opens (ctrl+p)", (), "ctrl+p"), ("palette closes (Esc)", (), "escape"),
+    ("theme (T)", (), "T"), ("theme back (T)", (), "T"),
+    ("Controls tab (F3)", (), "f3"), ("Layers tab (F4)", (), "f4"), ("SQL tab (F5)", (), "f5"),
+    ("Esc leaves the editor", (), "escape"), ("Scatter tab (F2)", (), "f2"),
+    ("middle layer (2)", (), "2"), ("next layer (])", (), "right_square_bracket"), ("early layer (1)", (), "1"),
+]
+
+
+async def reactions(store: Path, settings, rounds: int) -> dict:
+    """Median time from a key press until the app is idle again (Pilot.press + one pause), per key; the
+    baseline is an unbound key (f12) in the same app: Pilot's own cost."""
+    from test_tui_support import make_app
+
+    times: dict[str, list[float]] = {label: [] for label, _, _ in REACTION_KEYS} | {"unbound key (f12)": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        app = make_app(store, Path(tmp), settings=settings)
+        async with app.run_test(size=(120, 40)) as pilot:
+            deadline = time.monotonic() + 600
+            while not app.libraries_ready.is_set() or any(not w.is_finished for w in app.workers):
+                await asyncio.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"start-up did not finish: {app.status.message}")
+            await pilot.press("c")  # a computed matrix row and results on screen, as in real use
+            await app.workers.wait_for_complete()
+            for _ in range(rounds):
+                for label, before, key in REACTION_KEYS + [("unbound key (f12)", (), "f12")]:
+                    if before:
+                        await pilot.press(*before)
+                    t0 = time.perf_counter()
+                    await pilot.press(key)
+                    await pilot.pause()
+                    times[label].append(time.perf_counter() - t0)
+    return {label: statistics.median(v) for label, v in times.items()}
+
+
 def blocking_reference(store: Path, settings) -> dict:
     from store.results import ResultsCache
 
@@ -202,18 +249,46 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=2000, help="keys per side in the store")
     parser.add_argument("--repeats", type=int, default=3, help="first-screen launches per app (median)")
     parser.add_argument("--threads", type=int, default=0, help="compute_threads for the TUI (0 = CPUs - 1, the default)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="time the first screen and key reactions on this store (e.g. demo-store after `make demo`) "
+                        "instead of a synthetic one")
+    parser.add_argument("--rounds", type=int, default=5, help="presses of each key (median)")
+    parser.add_argument("--only", choices=("start", "keys", "stall"), default=None, help="run one part only")
     args = parser.parse_args()
 
     from keygap_tui.app.config import AnalysisSettings
 
-    # the TUI's defaults: n=1000, 200 permutations, 1000 keys per side in t-SNE
+    # the TUI's defaults (those of keygap compare: n=500 per side, 200 permutations, 1000 keys per side in t-SNE)
     settings = AnalysisSettings(compute_threads=args.threads)
+    parts = [args.only] if args.only else ["start", "keys", "stall"]
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp) / "store", args.dim, args.keys)
-        fs = first_screen(store, args.repeats)
-        st = asyncio.run(stall(store, settings))  # first: the warm-up's imports must happen inside the app
-        ref = blocking_reference(store, settings)
+        store = args.store or build_store(Path(tmp) / "store", args.dim, args.keys)
+        what = f"store {store}" if args.store else f"synthetic store: {args.keys} keys per side, d = {args.dim}"
+        print(f"{what}; settings: n={settings.n}, permutations={settings.permutations}, t-SNE keys per side="
+              f"{settings.scatter_points}; compute threads={settings.threads()} of {os.cpu_count()} cpus; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        if "start" in parts:
+            fs = first_screen(store, args.repeats)
+            print(f"first screen (Ready): keygap {fs['keygap_ready']:.2f} s vs bare Textual app {fs['bare_ready']:.2f} s "
+                  f"(x{fs['keygap_ready'] / fs['bare_ready']:.2f})")
+            print(f"first screen that accepts c (picker filled): {fs['keygap_catalog']:.2f} s "
+                  f"(x{fs['keygap_catalog'] / fs['bare_ready']:.2f} the bare app); c pressed then, cached answer on "
+                  f"screen at {fs['keygap_result']:.2f} s")
+        if "keys" in parts:
+            rx = asyncio.run(reactions(store, settings, args.rounds))
+            base = rx.pop("unbound key (f12)")
+            slowest = max(rx, key=rx.get)
+            for label, t in rx.items():
+                print(f"  key reaction {label:26s} {t * 1000:6.0f} ms")
+            print(f"slowest key reaction: {slowest} {rx[slowest] * 1000:.0f} ms (an unbound key: {base * 1000:.0f} ms, "
+                  f"x{rx[slowest] / base:.1f})")
+        if "stall" in parts:
+            st = asyncio.run(stall(store, settings))
+            ref = blocking_reference(store, settings)
+            report_stall(st, ref)
 
+
+def report_stall(st: dict, ref: dict) -> None:
     def over(g: list[float]) -> tuple[float, float]:
         extra = sorted(max(0.0, x - 0.01) for x in g) or [0.0]
         return extra[-1], extra[int(0.99 * (len(extra) - 1))]
@@ -221,10 +296,6 @@ def main() -> None:
     start_max, start_p99 = over(st["startup"])
     idle_max, idle_p99 = over(st["idle"])
     work_max, work_p99 = over(st["work"])
-    print(f"store: {args.keys} keys per side, d = {args.dim}; settings: n={settings.n}, permutations={settings.permutations}, "
-          f"t-SNE keys per side={settings.scatter_points}; compute threads={settings.threads()} of {os.cpu_count()} cpus")
-    print(f"first screen (Ready): keygap {fs['keygap_ready']:.2f} s vs bare Textual app {fs['bare_ready']:.2f} s "
-          f"(x{fs['keygap_ready'] / fs['bare_ready']:.2f}); store catalog on screen {fs['keygap_catalog']:.2f} s")
     print(f"blocking reference: compare (MMD+JS) {ref['compare']:.2f} s, t-SNE {ref['tsne']:.2f} s")
     print(f"event loop, start-up (catalog + library warm-up in workers): longest stall {start_max * 1000:.0f} ms, "
           f"p99 {start_p99 * 1000:.0f} ms ({len(st['startup'])} ticks)")

@@ -100,7 +100,7 @@ def run_ingest(args) -> int:
     from .run import ingest
 
     summary = ingest(
-        args.model, args.benchmark, args.store or default_store(), layers=args.layers, keys=args.keys,
+        args.model, args.benchmark, args.store or default_store(reading=False), layers=args.layers, keys=args.keys,
         tokens=args.tokens, segments=args.segments, device=args.device, dtype=args.dtype,
         key_dtype=args.key_dtype, batch_size=args.batch_size, limit=args.limit, shard=args.shard,
         seed=args.seed, harness=args.harness, split=args.split, progress=not args.no_progress and sys.stderr.isatty(),

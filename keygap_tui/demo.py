@@ -26,13 +26,44 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_demo)
 
 
-def run_demo(args) -> int:
-    from ingest.run import ingest
+def finished_run(store: str, model: str, benchmark: str) -> str | None:
+    """The id of a finished demo ingest of ``model`` on ``benchmark`` in ``store``, or None.
 
+    Read from the run manifests with the standard library: a second `make demo` then opens the explorer
+    in seconds instead of importing torch and transformers only to find every sample done.
+    """
+    import json
+    from pathlib import Path
+
+    for path in sorted(Path(store, "runs").glob("*.json")):
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        settings = run.get("settings") if isinstance(run, dict) else None
+        if (
+            isinstance(settings, dict) and run.get("status") == "done" and settings.get("model_id") == model
+            and settings.get("benchmark") == benchmark and set(settings.get("keys") or ()) == {"pre", "post"}
+            and run.get("samples_done")
+        ):
+            return str(run.get("run_id"))
+    return None
+
+
+def run_demo(args) -> int:
     store = args.store or DEMO_STORE
     for model in DEMO_MODELS:
+        done = finished_run(store, model, args.benchmark)
+        if done:
+            print(f"{model}: already ingested (run {done})", file=sys.stderr)
+            continue
+        from ingest.run import ingest
+
         summary = ingest(model, args.benchmark, store, layers="all", keys="both", progress=sys.stderr.isatty())
         print(f"{model}: {summary.line()}", file=sys.stderr)
+    from store.cli import remember_store
+
+    remember_store(store)  # plain `keygap` (and `keygap info`) now open the demo store
     if sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tui:
         from keygap_tui.app import run
 

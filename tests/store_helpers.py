@@ -21,8 +21,13 @@ def write_synthetic_store(
     seed=0,
     run_id="run0",
     flush_every=5,
+    ropes=("post",),
+    text_segments=("question",),
 ):
-    """A store whose image keys are N(shift, 1) and text keys N(0, 1); returns {(layer, modality): keys}."""
+    """A store whose image keys are N(shift, 1) and text keys N(0, 1); returns {(layer, modality): keys}.
+
+    ``ropes``: the RoPE stages written (the same keys under each); ``text_segments``: the text tokens of a
+    sample cycle through these segment labels (e.g. ("system", "question", "options"))."""
     rng = np.random.default_rng(seed)
     written: dict = {}
     w = KeyWriter(root, run_id)
@@ -34,21 +39,24 @@ def write_synthetic_store(
                 x = rng.standard_normal((n, dim)).astype(np.float32) + (shift if modality == "image" else 0.0)
                 if dtype == "float16":
                     x = x.astype(np.float16)
-                w.add(
-                    KeyBatch(
-                        model=model,
-                        benchmark=benchmark,
-                        layer=layer,
-                        rope="post",
-                        modality=modality,
-                        sample_id=np.repeat(np.array(ids, dtype=object), tokens),
-                        position=np.tile(np.arange(tokens), len(ids)) + (0 if modality == "image" else tokens),
-                        token_id=rng.integers(0, 100, n),
-                        segment=np.array([modality if modality == "image" else "question"] * n, dtype=object),
-                        keys=x,
-                        dtype=dtype,
+                segs = ["image"] * tokens if modality == "image" else [text_segments[t % len(text_segments)] for t in range(tokens)]
+                token_id = rng.integers(0, 100, n)
+                for rope in ropes:
+                    w.add(
+                        KeyBatch(
+                            model=model,
+                            benchmark=benchmark,
+                            layer=layer,
+                            rope=rope,
+                            modality=modality,
+                            sample_id=np.repeat(np.array(ids, dtype=object), tokens),
+                            position=np.tile(np.arange(tokens), len(ids)) + (0 if modality == "image" else tokens),
+                            token_id=token_id,
+                            segment=np.array(segs * len(ids), dtype=object),
+                            keys=x,
+                            dtype=dtype,
+                        )
                     )
-                )
                 written.setdefault((layer, modality), []).append((np.repeat(ids, tokens), x))
         w.commit([{"model": model, "benchmark": benchmark, "sample_id": s, "status": "done"} for s in ids])
         w.flush()

@@ -57,8 +57,8 @@ def test_keygap_tui_in_tmux(tmp_path):
         _tmux("set", "-s", "set-clipboard", "on")
         _wait_for("model(s)")
         _tmux("send-keys", "-t", "tui", "c")
-        screen = _wait_for("js ")
-        assert "mmd" in screen and "60+60" in screen
+        screen = _wait_for("60+60")
+        assert "mmd" in screen and "js " in screen
         _tmux("send-keys", "-t", "tui", "y")  # the selected cell ("mmd") to the clipboard via OSC 52
         end = time.monotonic() + 20
         while _tmux("show-buffer", check=False).strip() != "mmd" and time.monotonic() < end:
@@ -68,8 +68,17 @@ def test_keygap_tui_in_tmux(tmp_path):
         _tmux("send-keys", "-t", "tui", "C-r")
         screen = _wait_for("8 rows")
         assert "modality" in screen
-        _tmux("send-keys", "-t", "tui", "Tab")  # leave the editor (Tab moves focus) so q quits, not types
+        # focus rules: letters type into the editor (q does not quit), F-keys and Esc work from it
+        _tmux("send-keys", "-t", "tui", "End", " -- cqT")
+        _wait_for("-- cqT")
+        _tmux("send-keys", "-t", "tui", "F2")
+        _wait_for("t: switch PCA / t-SNE")
+        _tmux("send-keys", "-t", "tui", "F5")
+        _wait_for("older query")  # the SQL tab's keys in the footer: back in the editor
         time.sleep(0.3)  # keys sent in one burst can merge into one escape sequence
+        _tmux("send-keys", "-t", "tui", "Escape")
+        _wait_for("left the editor")
+        time.sleep(0.3)
         _tmux("send-keys", "-t", "tui", "q")
         end = time.monotonic() + 20
         while "tui" in _tmux("list-sessions", check=False) and time.monotonic() < end:

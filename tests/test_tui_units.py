@@ -11,7 +11,7 @@ from test_tui_support import SMALL, make_store
 
 from keygap_tui.analysis import Side, compare
 from keygap_tui.app import plots, tasks
-from keygap_tui.app.config import ConfigError, State, load_config, load_state, save_state
+from keygap_tui.app.config import ConfigError, State, check_config, load_config, load_state, save_state
 from keygap_tui.app.export import ExportError, export_rows
 from keygap_tui.app.formatting import display_cells
 from keygap_tui.app.selection import ALL_SEGMENTS, Selection, named_layer, read_catalog, step_layer
@@ -34,8 +34,21 @@ def test_config_defaults_keys_and_one_line_errors(tmp_path):
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
         with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")) as info:
-            load_config(bad)
+            check_config(load_config(bad))
         assert "\n" not in str(info.value) and str(bad) in str(info.value)
+
+
+def test_config_lists_every_problem_and_keeps_the_good_values(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('theme = "light"\ncolour = 1\n[keys]\ncompute = 3\nlayer_next = "n"\n'
+                   '[analysis]\nn = 1\npermutations = 50\nreplicates = -1\n')
+    cfg = load_config(bad)
+    assert len(cfg.problems) == 4  # colour, [keys] compute, n, replicates: each named
+    assert any("colour" in p for p in cfg.problems) and any("[keys] compute" in p for p in cfg.problems)
+    assert any("n must be" in p for p in cfg.problems) and any("replicates" in p for p in cfg.problems)
+    # what was right still applies; what was wrong keeps its default
+    assert cfg.theme == "textual-light" and cfg.keys == {"layer_next": "n"} and cfg.analysis.permutations == 50
+    assert cfg.analysis.n == 500 and cfg.analysis.replicates == 5 and cfg.explicit == {"theme"}
 
 
 def test_state_round_trip_per_store_and_damaged_file(tmp_path):

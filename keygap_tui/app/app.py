@@ -24,11 +24,13 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from store.errors import KeygapError
 
-from .config import THEMES, AnalysisSettings, Config, ConfigError, State, load_config, load_state, save_state
+from .config import THEMES, AnalysisSettings, Config, State, load_config, load_state, save_state
 from .selection import Catalog, Selection, read_catalog
+from .threads import cap_before_load
 from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
+from .widgets.problems_bar import ProblemsBar
 from .widgets.results_table import ResultsTable
 from .widgets.scatter_pane import ScatterPane
 from .widgets.slice_picker import SlicePicker
@@ -37,6 +39,8 @@ from .widgets.status_line import StatusLine
 from .widgets.vim_table import VimTable
 
 TABS = ("scatter", "controls", "layers", "sql")
+TAB_FOCUS = {"sql": "#sql-editor"}  # where focus goes when a tab opens (None: it stays where it is)
+TEXT_ENTRY = ("TextArea", "Input")  # widgets that take typed letters: Esc leaves them
 QUIET_GROUPS = {"warmup"}  # background chores: no "done" message over the user's last one
 UNCANCELLABLE = {"catalog", "warmup"}  # Esc is for the user's work; without these nothing else can run
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
@@ -60,7 +64,9 @@ class KeygapApp(App):
     TITLE = "keygap"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
-        Binding("f1,question_mark", "help", "help", id="help"),
+        # F-keys and ctrl+p are priority bindings: they work from any focus, the SQL editor included
+        Binding("f1", "help", "help", id="help", priority=True),
+        Binding("question_mark", "help", "help", id="help_key", show=False),
         Binding("c", "compute", "compute", id="compute"),
         Binding("r,ctrl+r", "run_tab", "run tab", id="run_tab"),
         Binding("escape", "cancel", "cancel", id="cancel"),
@@ -69,10 +75,10 @@ class KeygapApp(App):
         Binding("3", "layer('late')", "late layer", id="layer_late", show=False),
         Binding("left_square_bracket", "step_layer(-1)", "previous layer", id="layer_previous", show=False),
         Binding("right_square_bracket", "step_layer(1)", "next layer", id="layer_next", show=False),
-        Binding("f2", "tab('scatter')", "scatter tab", id="tab_scatter", show=False),
-        Binding("f3", "tab('controls')", "controls tab", id="tab_controls", show=False),
-        Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False),
-        Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False),
+        Binding("f2", "tab('scatter')", "scatter tab", id="tab_scatter", show=False, priority=True),
+        Binding("f3", "tab('controls')", "controls tab", id="tab_controls", show=False, priority=True),
+        Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False, priority=True),
+        Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False, priority=True),
         Binding("t", "toggle_projection", "PCA / t-SNE", id="projection", show=False),
         Binding("e", "export('csv')", "export CSV", id="export_csv"),
         Binding("E", "export('json')", "export JSON", id="export_json", show=False),
@@ -91,16 +97,19 @@ class KeygapApp(App):
         state_path: Path | None = None,
         settings: AnalysisSettings | None = None,
         show_timings: bool = True,
+        store_note: str = "",
     ) -> None:
         super().__init__()
+        # No animations: a tab switch animated its underline for ~0.3 s of repaints, which over SSH and on a
+        # busy machine is what made keys feel slow (benchmarks/bench_tui.py, key reactions)
+        self.animation_level = "none"
         self.store = str(store)
+        self.store_note = store_note  # why this store was opened when none was named (store.cli.choose_store)
         self.startup_errors: list[str] = []
         if config is None:
-            try:
-                config = load_config(config_path)
-            except ConfigError as exc:
-                self.startup_errors.append(str(exc))
-                config = Config(path=config_path)
+            config = load_config(config_path)
+        if config.problems:
+            self.startup_errors += [f"config file {config.path} (the rest of it applies):"] + config.problems
         self.config = config
         self.settings = settings or config.analysis
         self.state_path = state_path
@@ -116,8 +125,14 @@ class KeygapApp(App):
         # Set once the warm-up has loaded the libraries and capped their thread pools. Computations wait for
         # it: changing OpenBLAS's thread count while another thread is inside a BLAS call can deadlock.
         self.libraries_ready = threading.Event()
+        # In `keygap tui` no numerical library is loaded yet: capping their pools through the environment
+        # makes the warm-up's threadpoolctl step unnecessary, so work starts at once (threads.py says why).
+        self.capped_at_load = cap_before_load(self.settings.threads())
+        if self.capped_at_load:
+            self.libraries_ready.set()
         self._apply_keymap()
-        theme = self.state.theme or config.theme
+        # the file wins over remembered state; a theme chosen with T (remembered) only where the file sets none
+        theme = config.theme if "theme" in config.explicit else (self.state.theme or config.theme)
         if theme in self.available_themes:
             self.theme = theme
         else:
@@ -125,6 +140,7 @@ class KeygapApp(App):
 
     # --- layout ---------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        yield ProblemsBar(id="problems")
         yield SlicePicker(id="picker")
         yield ResultsTable(id="results")
         with TabbedContent(id="tabs", initial=self.state.tab if self.state.tab in TABS else "scatter"):
@@ -143,7 +159,7 @@ class KeygapApp(App):
         self.query_one(ScatterPane).set_method(self.state.projection if self.state.projection in ("pca", "tsne") else "pca")
         self.status.say(f"opening {self.store} ...")
         for problem in self.startup_errors:
-            self.show_error(problem)
+            self.query_one(ProblemsBar).add(problem)  # they hold all session: listed until the app ends
         self.start_job(
             "catalog", "reading the store", lambda progress, stop: read_catalog(self.store), self._catalog_ready,
             needs_libraries=False,
@@ -153,9 +169,11 @@ class KeygapApp(App):
         """After the catalog (what the user waits for), load the numerical libraries in the background."""
         threads = self.settings.threads()
 
+        cap = not self.capped_at_load
+
         def work(progress, stop):
             try:
-                return _tasks().warm_up(threads, progress)
+                return _tasks().warm_up(threads, progress, cap=cap)
             finally:
                 self.libraries_ready.set()
 
@@ -179,6 +197,8 @@ class KeygapApp(App):
                 f"{len(catalog.tree)} model(s), {n} model/benchmark pair(s) in {where}. "
                 f"{self._key('compute')}: compute, {self._key('run_tab')}: run tab, {self._key('help')}: help"
             )
+        if self.store_note:
+            self.notify(self.store_note, title="store", markup=False)
         if self.focused is None or self.focused.id == "model":  # Textual's first focus, not the user's choice
             self.query_one(ResultsTable).focus()
         self._save_state()
@@ -315,7 +335,7 @@ class KeygapApp(App):
         if context:
             text = f"{context}: {text}"
         self.status.say(text, error=True)
-        self.notify(text, severity="error", timeout=8)
+        self.notify(text, severity="error", timeout=8, markup=False)
 
     def action_cancel(self) -> None:
         running = [
@@ -329,7 +349,13 @@ class KeygapApp(App):
                 pass
         for w in running:
             w.cancel()
-        if not running:
+        if running:
+            return
+        focused = self.focused
+        if focused is not None and any(t in TEXT_ENTRY for t in (c.__name__ for c in type(focused).__mro__)):
+            self.screen.focus_next()  # Esc leaves the editor, so single-letter keys work again
+            self.status.say(f"left the editor ({self._key('tab_sql')} or a click goes back)")
+        else:
             self.status.say("nothing to cancel")
 
     # --- picker ---------------------------------------------------------------------------------------
@@ -447,9 +473,16 @@ class KeygapApp(App):
         return self.query_one(TabbedContent).active or "scatter"
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        if tab == "sql":
-            self.query_one("#sql-editor").focus()
+        tabs = self.query_one(TabbedContent)
+        focused = self.focused
+        if focused is not None and tabs in focused.ancestors:
+            # TabbedContent re-activates the pane that holds the focus: leaving focus inside the pane being
+            # hidden made F-keys from the SQL editor or grid switch straight back (a focus trap)
+            self.set_focus(None)
+        tabs.active = tab
+        target = TAB_FOCUS.get(tab)
+        if target is not None:
+            self.call_after_refresh(lambda: self.query_one(target).focus())
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.state.tab = event.pane.id or "scatter"

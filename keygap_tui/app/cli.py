@@ -18,12 +18,12 @@ def register(subparsers) -> None:
 def run_tui(args) -> int:
     from pathlib import Path
 
-    from store.cli import default_store
+    from store.cli import choose_store
     from store.reader import KeyStore
 
-    store = args.store or default_store()
+    store, note = (args.store, "") if args.store else choose_store()
     KeyStore(store)  # a missing or foreign store is a one-line error here, before the screen changes
     from . import run
 
-    run(store, config_path=Path(args.config) if getattr(args, "config", None) else None)
+    run(store, config_path=Path(args.config) if getattr(args, "config", None) else None, store_note=note)
     return 0

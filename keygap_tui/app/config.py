@@ -30,8 +30,9 @@ def config_dir() -> Path:
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / APP_DIR
+    from store.cli import user_state_dir
+
+    return Path(user_state_dir())
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Config:
     export_dir: str = "keygap-export"
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     path: Path | None = None
+    explicit: set[str] = field(default_factory=set)  # top-level settings the file sets: they win over state
+    problems: list[str] = field(default_factory=list)  # every mistake found; the rest of the file still applies
 
 
 class ConfigError(ValueError):
@@ -74,7 +77,12 @@ class ConfigError(ValueError):
 
 
 def load_config(path: Path | None = None) -> Config:
-    """Read the TOML config; a missing file means defaults. Raises ConfigError with one line on mistakes."""
+    """Read the TOML config; a missing file means defaults.
+
+    Every mistake is listed in ``problems`` (one line each, saying the fix) and the setting
+    it concerns keeps its default, so one typo neither hides the others nor throws the whole file away.
+    ``check_config`` turns the list into a ConfigError for callers that want to stop.
+    """
     path = Path(path) if path else config_dir() / CONFIG_FILE
     cfg = Config(path=path)
     if not path.is_file():
@@ -82,33 +90,66 @@ def load_config(path: Path | None = None) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {' '.join(str(exc).split())}; fix or delete the file") from None
+        cfg.problems.append(f"{' '.join(str(exc).split())}; fix or delete the file")
+        return cfg
+    problem = cfg.problems.append
     unknown = set(data) - {"theme", "keys", "export_dir", "analysis"}
     if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}; known: theme, keys, export_dir, [analysis]")
-    theme = data.get("theme", cfg.theme)
-    cfg.theme = THEMES.get(theme, theme)
+        problem(f"unknown setting(s) {', '.join(sorted(unknown))}; known: theme, keys, export_dir, [analysis]")
+    if "theme" in data:
+        if isinstance(data["theme"], str):
+            cfg.theme = THEMES.get(data["theme"], data["theme"])
+            cfg.explicit.add("theme")
+        else:
+            problem('theme must be a string, e.g. theme = "light"')
     keys = data.get("keys", {})
-    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
-        raise ConfigError(f'{path}: [keys] must map action names to key strings, e.g. compute = "c,f9"')
-    cfg.keys = dict(keys)
+    if not isinstance(keys, dict):
+        problem('[keys] must map action names to key strings, e.g. compute = "c,f9"')
+        keys = {}
+    for name, value in keys.items():
+        if isinstance(value, str):
+            cfg.keys[name] = value
+        else:
+            problem(f'[keys] {name} must be a key string, e.g. {name} = "c,f9"')
     if "export_dir" in data:
         cfg.export_dir = str(data["export_dir"])
+        cfg.explicit.add("export_dir")
     analysis = data.get("analysis", {})
+    if not isinstance(analysis, dict):
+        problem("[analysis] must be a table of settings, e.g. [analysis] n = 1000")
+        analysis = {}
     names = {f.name for f in fields(AnalysisSettings)}
     bad = set(analysis) - names
     if bad:
-        raise ConfigError(f"{path}: unknown [analysis] setting(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(names))}")
-    values = asdict(cfg.analysis) | analysis
-    if values["n"] in ("all", 0):
-        values["n"] = None
+        problem(f"unknown [analysis] setting(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(names))}")
+    values = asdict(cfg.analysis)
+    for name in sorted(set(analysis) & names):
+        value = analysis[name]
+        if name == "metrics":
+            if isinstance(value, list) and value and all(isinstance(m, str) for m in value):
+                values["metrics"] = tuple(value)
+            else:
+                problem('[analysis] metrics must be a list of measure names, e.g. metrics = ["mmd", "js"]')
+        elif name == "n":
+            if value in ("all", 0):
+                values["n"] = None
+            elif isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+                values["n"] = value
+            else:
+                problem('[analysis] n must be an integer >= 2 or "all"')
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            values[name] = value
+        else:
+            problem(f"[analysis] {name} must be a non-negative integer")
     values["metrics"] = tuple(values["metrics"])
-    for name in ("permutations", "replicates", "seed", "scatter_points", "max_plot_points", "compute_threads"):
-        if not isinstance(values[name], int) or values[name] < 0:
-            raise ConfigError(f"{path}: [analysis] {name} must be a non-negative integer")
-    if values["n"] is not None and (not isinstance(values["n"], int) or values["n"] < 2):
-        raise ConfigError(f'{path}: [analysis] n must be an integer >= 2 or "all"')
     cfg.analysis = AnalysisSettings(**values)
+    return cfg
+
+
+def check_config(cfg: Config) -> Config:
+    """Raise ConfigError listing every problem of ``cfg`` (for callers that stop on a bad file)."""
+    if cfg.problems:
+        raise ConfigError(f"{cfg.path}: " + "; ".join(cfg.problems))
     return cfg
 
 
@@ -121,7 +162,7 @@ class State:
     sql_history: list[str] = field(default_factory=list)
     projection: str = "pca"
     layers_metric: str = "mmd"
-    theme: str | None = None
+    theme: str | None = None  # chosen with T while the app ran; a theme in the config file wins at the next start
 
     def remember_query(self, query: str) -> None:
         query = query.strip()

@@ -26,12 +26,13 @@ Progress = Callable[[float, str], None] | None
 Stop = Callable[[], bool] | None
 
 
-def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
-    """Import the numerical libraries and cap their thread pools, once, right after the first screen.
+def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None, cap: bool = True):
+    """Import the numerical libraries (and cap their thread pools when ``cap``), once, after the first screen.
 
     Imports of torch / scikit-learn hold the GIL for long stretches and would stall the event loop in the
-    middle of the user's first computation; done here they overlap with reading the first screen. The
-    cap keeps a core free for the event loop (see AnalysisSettings.compute_threads).
+    middle of a later t-SNE; done here they overlap with reading the first screen. The cap keeps a core
+    free for the event loop (see AnalysisSettings.compute_threads); ``cap`` is False when the environment
+    already capped the pools before they loaded (app/threads.py).
     """
     steps = Steps(4, progress, should_stop)
     steps.report("loading statistics (torch)")
@@ -45,15 +46,16 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None):
 
     steps.advance(f"limiting compute to {threads} thread(s)")
     limiter = None
-    try:
-        from threadpoolctl import threadpool_limits
+    if cap:
+        try:
+            from threadpoolctl import threadpool_limits
 
-        limiter = threadpool_limits(limits=threads)
-    except ImportError:  # threadpoolctl comes with scikit-learn; without it the pools keep their size
-        pass
-    import torch
+            limiter = threadpool_limits(limits=threads)
+        except ImportError:  # threadpoolctl comes with scikit-learn; without it the pools keep their size
+            pass
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     # One tiny run of each: scikit-learn and openTSNE import submodules on first use (neighbours, FFT).
     tiny = pca(np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32), 2, 0)
     tsne(tiny, 0, perplexity=5.0, iterations=(2, 2))
