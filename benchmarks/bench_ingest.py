@@ -72,7 +72,7 @@ def plain_batches(lm, n_samples: int, batch: int):
     batches = []
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
-        texts = [build_prompt(it, lm.family).text for it in chunk]
+        texts = [build_prompt(it, lm.model_type).text for it in chunk]
         images = [decode_image(b) for it in chunk for b in it.images]
         inputs = lm.processor(text=texts, images=images, padding=True, return_tensors="pt")
         if not lm.mrope:

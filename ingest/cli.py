@@ -48,8 +48,10 @@ def register(subparsers) -> None:
     p.add_argument("--segments", default=None,
                    help="comma-separated text segments eligible for the text draw, e.g. "
                         "question,options,hint (default: every segment)")
-    p.add_argument("--harness", choices=("lmms-eval", "vlmevalkit"), default="lmms-eval",
-                   help="whose prompt template to reproduce (default: %(default)s)")
+    p.add_argument("--harness", choices=("lmms-eval", "lmms-eval-simple", "vlmevalkit"), default="lmms-eval",
+                   help="whose prompts and image preprocessing to reproduce: lmms-eval (0.7.3, its default "
+                        "chat classes), lmms-eval-simple (its --force_simple classes) or vlmevalkit (the "
+                        "shipped config of each model) (default: %(default)s)")
     p.add_argument("--split", default=None,
                    help="benchmark split to read from a folder (MMBench: dev, MMMU: validation by default)")
     p.add_argument("--device", default="auto", help="cuda | cuda:N | cpu | auto (default: %(default)s)")

@@ -129,8 +129,3 @@ def _image_of(a: int, b: int, image_spans: list) -> int:
         if s <= a and b <= e:
             return int(idx)
     raise LabelError(f"an image placeholder at characters {a}-{b} lies in no image span of the prompt")
-
-
-def images_in_prompt_order(image_spans: list) -> list[int]:
-    """Item image indices in the order their placeholders appear (the order the processor consumes)."""
-    return [int(idx) for _, _, idx in sorted(image_spans, key=lambda s: s[0])]

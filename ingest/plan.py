@@ -24,6 +24,8 @@ from store.schema import MANIFEST, resolve_layers
 if TYPE_CHECKING:
     from ingest.benchmarks.base import BenchmarkSource
 
+    from .harness import HarnessConfig
+
     from .models import LoadedModel
     from .selection import TokenPolicy
 
@@ -54,6 +56,7 @@ class RunPlan:
     policy: TokenPolicy
     seed: int
     harness: str
+    harness_config: HarnessConfig  # the profile resolved for this model: prompts and image steps
     batch_size: int
     limit: int | None
     shard: tuple[int, int]  # (i, n): shard i of n, 0-based
@@ -117,6 +120,7 @@ def plan_run(
     from store.writer import init_store
 
     from .capture import storage_dtype
+    from .harness import resolve as resolve_harness
     from .models import LoadedModel, load_model
     from .prompts import HARNESSES
     from .selection import parse_tokens
@@ -143,12 +147,15 @@ def plan_run(
         kdtype = storage_dtype(lm.dtype, key_dtype)
     except ValueError as exc:
         raise IngestError(str(exc)) from None
+    harness_config = resolve_harness(harness, lm.model_type)
 
     settings: dict[str, Any] = {
         "model_id": lm.model_id, "model": lm.label, "benchmark": source.name, "layers": layer_list,
         "keys": list(ropes), "tokens": policy.describe(),
         "segments": sorted(policy.segments) if policy.segments else None, "seed": int(seed),
         "key_dtype": kdtype, "harness": harness, "circular": CIRCULAR_POLICY,
+        # profile, harness version, model config and image steps: a different one is a different run
+        "harness_config": harness_config.describe(),
     }
     if source.split is not None:  # the split actually read, so a default and its explicit name agree
         settings["split"] = source.split
@@ -157,7 +164,8 @@ def plan_run(
     return RunPlan(
         lm=lm, source=source, store=store_path, run_id=f"ingest-{digest}-{shard_i}of{shard_n}",
         settings_hash=digest, settings=MappingProxyType(settings), layers=tuple(layer_list), ropes=ropes,
-        key_dtype=kdtype, policy=policy, seed=int(seed), harness=harness, batch_size=int(batch_size),
+        key_dtype=kdtype, policy=policy, seed=int(seed), harness=harness,
+        harness_config=harness_config, batch_size=int(batch_size),
         limit=None if limit is None else int(limit), shard=(shard_i, shard_n),
         finished=committed_samples(store_path, settings, digest), progress=bool(progress),
         checkpoint_seconds=float(checkpoint_seconds),

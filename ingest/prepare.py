@@ -105,17 +105,14 @@ class Preparer:
             put_unless_stopped(out, exc, stop)
 
     def prepare(self, items: list[Any]) -> PreparedBatch:
-        from ingest.benchmarks import BenchmarkError, decode_image
+        from ingest.benchmarks import BenchmarkError
 
-        from .labels import images_in_prompt_order
-        from .prompts import build_prompt
+        from .harness import prepare
 
         ready, skipped_rows = [], []
         for item in items:
             try:
-                prompt = build_prompt(item, self.plan.lm.family, self.plan.harness)
-                order = images_in_prompt_order(prompt.image_spans)
-                images = [decode_image(item.images[k], f"image {k + 1} of item {item.sample_id}") for k in order]
+                prompt, images = prepare(item, self.plan.lm, self.plan.harness_config)
             except BenchmarkError as exc:
                 skipped_rows.append(self._skip_row(item, str(exc)))
                 continue
@@ -179,7 +176,8 @@ class Preparer:
         texts = [prompt.text for _, prompt, _ in ready]
         images = [img for _, _, imgs in ready for img in imgs]
         return self.plan.lm.processor(text=texts, images=images or None, padding=True, return_tensors="pt",
-                                      return_text_replacement_offsets=True)
+                                      return_text_replacement_offsets=True,
+                                      **self.plan.harness_config.processor_kwargs())
 
     def _base_row(self, item: Any) -> dict[str, Any]:
         return {"model": self.plan.lm.label, "benchmark": self.plan.source.name, "sample_id": item.sample_id,

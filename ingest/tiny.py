@@ -30,6 +30,33 @@ _CORPUS = [
 
 _VOCAB_SIZE = 1024
 
+# The chat templates the real checkpoints ship (chat_template.json), so the built-in processors render
+# what lmms-eval and VLMEvalKit render when they call processor.apply_chat_template.
+# llava-hf/llava-1.5-7b-hf (also llava-v1.6-vicuna): images first, then the text pieces.
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] "
+    "!= 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | "
+    "selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}"
+    "{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+# Qwen/Qwen2-VL-7B-Instruct and Qwen/Qwen2.5-VL-7B-Instruct: a default system turn, content in order.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture "
+    "{{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video "
+    "{{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
 # Special tokens per family, in the order they get ids (they come first in the vocabulary).
 _LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 _QWEN_SPECIALS = [
@@ -148,13 +175,13 @@ def _llava_parts(tokenizer, *, full: bool, next_: bool):
             image_processor=LlavaNextImageProcessor(size=size, crop_size=crop,
                                                     image_grid_pinpoints=pinpoints),
             tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
-            num_additional_image_tokens=1)
+            num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE)
     else:
         config = LlavaConfig(**common)
         processor = LlavaProcessor(
             image_processor=CLIPImageProcessor(size=size, crop_size=crop),
             tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
-            num_additional_image_tokens=1)
+            num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE)
     return config, processor
 
 
@@ -204,7 +231,8 @@ def _qwen_parts(tokenizer, *, full: bool, v25: bool):
     from .models import image_only_processor_class
 
     processor = image_only_processor_class(processor_cls)(image_processor=image_processor,
-                                                          tokenizer=tokenizer)
+                                                          tokenizer=tokenizer,
+                                                          chat_template=QWEN2_VL_CHAT_TEMPLATE)
     return config, processor
 
 

@@ -295,21 +295,28 @@ def test_mmmu_bad_rows_are_skipped_with_reasons(generated, tmp_path):
     shutil.copytree(generated / ms.MMMU_DIR, root)
     path = root / "Math" / "validation-00000-of-00001.parquet"
     rows = pq.read_table(path).to_pylist()
-    rows[0]["question"] = "Compare <image 1> with <image 3>."
+    rows[0]["question"] = "Compare <image 1> with <image 3>."  # image_3 is empty
     rows[1]["options"] = "['unclosed"
-    rows[2]["question"] = "Which digit is written here?"  # no placeholder: all images are used
-    rows[3]["question"] = "No placeholder either."
+    rows[2]["question"] = "Which digit is written here?"  # no placeholder
     rows[3]["image_1"] = {"bytes": None, "path": "lost.png"}
     pq.write_table(pa.Table.from_pylist(rows, schema=ms.MMMU_SCHEMA), path)
     source = open_benchmark(str(root))
     assert source.kind == "mmmu-parquet"  # recognised by its columns, no prefix needed
     kept = {i.sample_id: i for i in source}
-    assert len(kept) == len(source) - 3
-    reasons = dict(source.skipped)
-    assert reasons[rows[0]["id"]] == "mentions <image 3> but image_3 is empty"
-    assert "not a Python list literal" in reasons[rows[1]["id"]]
-    assert reasons[rows[3]["id"]] == "image_1 has no bytes"
+    assert len(kept) == len(source) - 1
+    assert "not a Python list literal" in dict(source.skipped)[rows[1]["id"]]
+    # the reader keeps every image a row holds; which ones a harness sends is the prompt's business
+    assert kept[rows[0]["id"]].images == [rows[0]["image_1"]["bytes"]]
+    assert kept[rows[0]["id"]].extra["image_numbers"] == [1]
     assert kept[rows[2]["id"]].images == [rows[2]["image_1"]["bytes"]]
+    assert kept[rows[3]["id"]].images == []
+    from ingest.prompts import build_prompt
+
+    for harness in ("lmms-eval", "vlmevalkit"):
+        with pytest.raises(BenchmarkError, match="^mentions <image 3> but image_3 is empty$"):
+            build_prompt(kept[rows[0]["id"]], "qwen2_5_vl", harness)
+    with pytest.raises(BenchmarkError, match="^has no image, and VLMEvalKit drops rows without one$"):
+        build_prompt(kept[rows[3]["id"]], "llava", "vlmevalkit")
 
 
 # ---------------------------------------------------------------- names, paths, images

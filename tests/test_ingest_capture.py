@@ -9,9 +9,9 @@ import pyarrow.dataset as ds
 import pytest
 import torch
 
-from ingest.benchmarks import decode_image, open_benchmark
+from ingest.benchmarks import open_benchmark
+from ingest.harness import prepare, resolve
 from ingest.models import load_model
-from ingest.prompts import build_prompt
 from ingest.run import ingest
 from store import codec
 
@@ -40,16 +40,20 @@ def _stored(root, *, layer, rope, modality=None):
     return keys, t, dtype
 
 
+def _processed(lm, item):
+    """The processor's inputs for one item, as ingest builds them (default harness profile)."""
+    config = resolve("lmms-eval", lm.model_type)
+    prompt, images = prepare(item, lm, config)
+    return lm.processor(text=[prompt.text], images=images, return_tensors="pt", **config.processor_kwargs())
+
+
 def _single_forward(lm, item):
     """The model's own forward on one sample: its cache, and what each decoder layer received.
 
     Layer inputs are read by pre-hooks (hidden_states as passed, which for Qwen3-VL already include
     the deepstack visual features added between layers), so the k_proj oracle sees exactly them.
     """
-    prompt = build_prompt(item, lm.family)
-    images = [decode_image(b) for b in item.images]
-    inputs = lm.processor(text=[prompt.text], images=images, return_tensors="pt")
-    inputs = {k: (v.to(lm.dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
+    inputs = {k: (v.to(lm.dtype) if v.is_floating_point() else v) for k, v in _processed(lm, item).items()}
     layer_inputs = {}
 
     def keep(i):
@@ -164,8 +168,7 @@ def test_forward_stops_after_the_last_captured_layer():
 
     lm = _model("tiny:llava")
     item = _items(1)[0]
-    prompt = build_prompt(item, lm.family)
-    inputs = lm.processor(text=[prompt.text], images=[decode_image(item.images[0])], return_tensors="pt")
+    inputs = _processed(lm, item)
     ran = []
     handles = [layer.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, layer in enumerate(lm.layers)]
     try:
@@ -191,8 +194,7 @@ def test_circular_copies_have_their_originals_image_keys(name):
     original = items[copy.circular_of]
     got = []
     for item in (original, copy):
-        prompt = build_prompt(item, lm.family)
-        inputs = lm.processor(text=[prompt.text], images=[decode_image(item.images[0])], return_tensors="pt")
+        inputs = _processed(lm, item)
         image_pos = np.flatnonzero(inputs["input_ids"][0].numpy() == lm.image_token_id)
         with KeyCapture(lm, [1, 3]) as cap:
             keys = cap.run(dict(inputs), np.zeros(len(image_pos), int), image_pos).keys

@@ -7,10 +7,11 @@ import functools
 import numpy as np
 import pytest
 
-from ingest.benchmarks import decode_image, open_benchmark
+from ingest.benchmarks import open_benchmark
+from ingest.harness import prepare, resolve
 from ingest.labels import TokenKinds, expand_text, label_sample
 from ingest.models import load_model
-from ingest.prompts import build_prompt
+from ingest.prompts import HARNESSES
 from ingest.selection import TokenPolicy, parse_tokens, select_positions
 
 
@@ -20,10 +21,10 @@ def _model(name):
 
 
 def _label(lm, item, harness="lmms-eval"):
-    prompt = build_prompt(item, lm.family, harness)
-    images = [decode_image(b) for b in item.images]
+    config = resolve(harness, lm.model_type)
+    prompt, images = prepare(item, lm, config)
     enc = lm.processor(text=[prompt.text], images=images, return_tensors="np",
-                       return_text_replacement_offsets=True)
+                       return_text_replacement_offsets=True, **config.processor_kwargs())
     kinds = TokenKinds(lm.image_token_id, lm.video_token_id, lm.special_ids)
     toks = label_sample(enc["input_ids"][0], prompt.text, prompt.spans, prompt.image_spans,
                         enc["text_replacement_offsets"][0], lm.tokenizer, kinds)
@@ -31,7 +32,7 @@ def _label(lm, item, harness="lmms-eval"):
 
 
 @pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:llava-next"])
-@pytest.mark.parametrize("harness", ["lmms-eval", "vlmevalkit"])
+@pytest.mark.parametrize("harness", HARNESSES)
 def test_each_segment_decodes_back_to_its_prompt_text(name, harness):
     lm = _model(name)
     for item in list(open_benchmark("sample"))[:3]:
@@ -56,7 +57,8 @@ def test_multi_image_items_get_each_image_its_own_contiguous_run(name):
     alone = []
     for img in images:
         ph = "<image>" if lm.family == "llava" else "<|vision_start|><|image_pad|><|vision_end|>"
-        ids = lm.processor(text=[ph], images=[img], return_tensors="np")["input_ids"][0]
+        ids = lm.processor(text=[ph], images=[img], return_tensors="np",
+                           **resolve("lmms-eval", lm.model_type).processor_kwargs())["input_ids"][0]
         alone.append(int((ids == lm.image_token_id).sum()))
     for k, count in enumerate(alone):
         pos = np.flatnonzero(toks.image_index == k)

@@ -23,6 +23,7 @@ CIRCULAR_OFFSET = 1_000_000
 PROMPT_STYLES = ("mmbench-cn", "mmbench-en", "mmmu")
 
 _CJK = re.compile("[\u4e00-\u9fff]")
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 class BenchmarkError(KeygapError, ValueError):
@@ -46,6 +47,9 @@ class Item:
     extra: dict = field(default_factory=dict)
     # Which published prompt the harness templates build for this item (see PROMPT_STYLES).
     prompt_style: str = "mmbench-cn"
+    # The hint and option cells exactly as the file holds them (None = null / empty TSV cell):
+    # harnesses disagree on which of them count as missing, so ingest.prompts decides per harness.
+    cells: dict[str, str | None] = field(default_factory=dict)
 
 
 def image_hash(images: list[bytes]) -> str:
@@ -63,6 +67,9 @@ def decode_image(data: bytes, what: str = "image") -> Image.Image:
             return img.convert("RGB")
     except Exception as exc:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # "cannot identify image file <_io.BytesIO object at 0x7f...>": the address differs per run,
+        # and a skip reason must read the same every time the item is skipped
+        reason = _OBJECT_REPR.sub("the image bytes", reason)
         raise BenchmarkError(f"{what} cannot be decoded: {reason}") from None
 
 

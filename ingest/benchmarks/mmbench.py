@@ -4,7 +4,13 @@ TSV facts that shaped this code: pandas writes it, so a field holding a tab, a q
 (hints often have newlines) is double-quoted with "" escapes - the csv module reads that, a plain
 line split does not. `image` is a base64 JPEG, or (64 characters or fewer) the index of another
 row whose image it reuses; CircularEval copies (index >= 1,000,000) reuse their original's image.
-VLMEvalKit multi-image TSVs put a Python-list string of base64 images in `image`; that is read too.
+A reference to a row that is itself a reference resolves as VLMEvalKit resolves it (one pass in
+file order, so through rows above only). VLMEvalKit multi-image TSVs put a Python-list string of
+base64 images in `image`; that is read too.
+
+The hint and option cells also go into ``Item.cells`` as the file holds them (an empty TSV cell,
+which is how pandas writes a missing value, becomes None): the harnesses disagree on which of
+them are missing, so ingest.prompts applies each harness's own rule.
 """
 
 from __future__ import annotations
@@ -51,8 +57,18 @@ def _sample_id(raw) -> int:
     return int(number)
 
 
+def _raw_cells(row: dict, empty_is_null: bool) -> dict[str, str | None]:
+    """The hint and option cells as the file holds them; None for a null (or empty TSV) cell."""
+    cells = {}
+    for key in ("hint", *OPTION_LETTERS):
+        if key in row:
+            value = row[key]
+            cells[key] = None if value is None or (empty_is_null and value == "") else str(value)
+    return cells
+
+
 def _fields_to_item(row: dict, benchmark: str, prompt_style: str, images: list[bytes],
-                    hashed: str | None = None) -> Item:
+                    hashed: str | None = None, empty_is_null: bool = False) -> Item:
     """Shared by the TSV and the Parquet reader: both carry the same MMBench fields."""
     index = _sample_id(row["index"])
     if is_missing(row.get("question")):
@@ -76,6 +92,7 @@ def _fields_to_item(row: dict, benchmark: str, prompt_style: str, images: list[b
         circular_of=str(index % CIRCULAR_OFFSET) if index >= CIRCULAR_OFFSET else None,
         extra=extra,
         prompt_style=prompt_style,
+        cells=_raw_cells(row, empty_is_null),
     )
 
 
@@ -166,14 +183,17 @@ class MMBenchTsv(BenchmarkSource):
             by_index[index] = row
             good.append(row)
 
+        owners = self._image_owners(good, by_index)
         items = []
         decoded: dict[int, tuple[list[bytes], str] | ValueError] = {}  # owner index -> pictures
         for row in good:
             if self.split is not None and row.get("split", self.split) != self.split:
                 continue  # after indexing: another split's row may still lend its image
-            sid = str(_sample_id(row["index"]))
+            index = _sample_id(row["index"])
             try:
-                owner = self._image_owner(row, by_index)
+                owner = owners[index]
+                if isinstance(owner, ValueError):
+                    raise owner
                 if owner not in decoded:
                     try:
                         images = _decode_cell(by_index[owner]["image"].strip())
@@ -182,32 +202,52 @@ class MMBenchTsv(BenchmarkSource):
                         decoded[owner] = exc
                 result = decoded[owner]
                 if isinstance(result, ValueError):
-                    where = "" if owner == _sample_id(row["index"]) else f" (that of index {owner})"
+                    where = "" if owner == index else f" (that of index {owner})"
                     raise ValueError(f"{result}{where}")
                 # rows sharing a picture share one bytes object: CircularEval copies cost no memory
-                items.append(_fields_to_item(row, self.name, self.prompt_style, *result))
+                items.append(_fields_to_item(row, self.name, self.prompt_style, *result,
+                                             empty_is_null=True))
             except ValueError as exc:
-                self._skip(sid, str(exc))
+                self._skip(str(index), str(exc))
         return items
 
     @staticmethod
-    def _image_owner(row: dict, by_index: dict[int, dict]) -> int:
-        """Index of the row whose `image` cell holds this row's picture (often the row itself)."""
-        cell = row["image"].strip()
-        if is_missing(cell):
-            raise ValueError("has no image")
-        if len(cell) > IMAGE_REFERENCE_MAX_CHARS:
-            return _sample_id(row["index"])
-        try:
-            target = _sample_id(cell)
-        except ValueError:
-            raise ValueError(f"image cell {cell!r} is neither base64 nor a row index") from None
-        source = by_index.get(target)
-        if source is None:
-            raise ValueError(f"image refers to index {target}, which is not in the file")
-        if len(source["image"].strip()) <= IMAGE_REFERENCE_MAX_CHARS:
-            raise ValueError(f"image refers to index {target}, whose image is itself a reference")
-        return target
+    def _image_owners(rows: list[dict], by_index: dict[int, dict]) -> dict[int, int | ValueError]:
+        """Index of the row whose `image` cell holds each row's picture (often the row itself).
+
+        VLMEvalKit (ImageBaseDataset.__init__) replaces short cells by their target's cell in one
+        pass in file order, so a reference to a reference resolves when that row comes first
+        (1000003 -> 3 -> 0 with row 3 above) and fails otherwise; this does the same.
+        """
+        owners: dict[int, int | ValueError] = {}
+        for row in rows:
+            index = _sample_id(row["index"])
+            cell = row["image"].strip()
+            if is_missing(cell):
+                owners[index] = ValueError("has no image")
+                continue
+            if len(cell) > IMAGE_REFERENCE_MAX_CHARS:
+                owners[index] = index
+                continue
+            try:
+                target = _sample_id(cell)
+            except ValueError:
+                owners[index] = ValueError(f"image cell {cell!r} is neither base64 nor a row index")
+                continue
+            source = by_index.get(target)
+            if source is None:
+                owners[index] = ValueError(f"image refers to index {target}, which is not in the file")
+            elif target in owners:  # a row above: its reference (if any) is resolved already
+                owner = owners[target]
+                owners[index] = (ValueError(f"image refers to index {target}, whose image cannot be "
+                                            f"used ({owner})") if isinstance(owner, ValueError) else owner)
+            elif len(source["image"].strip()) > IMAGE_REFERENCE_MAX_CHARS:
+                owners[index] = target  # a picture further down the file
+            else:
+                owners[index] = ValueError(
+                    f"image refers to index {target}, whose image is itself a reference further down "
+                    "the file (references resolve through rows above only)")
+        return owners
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self._items)

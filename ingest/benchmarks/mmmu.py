@@ -1,11 +1,9 @@
 """MMMU reader: the Hugging Face tree <Subject>/{dev,validation,test}-0000i-of-0000n.parquet.
 
-Which images an item gets follows lmms-eval (tasks/mmmu/utils.py, mmmu_doc_to_visual): the
-`<image k>` placeholders found in the question AND the options, deduplicated, in order of k -
-not in order of mention. An item that mentions no placeholder but has images gets all of them
-(in order of k), so it is not silently text-only. A placeholder whose image column is empty
-skips the item with a reason. The `<image k>` text stays in the question; the prompt templates
-decide what to do with it (ingest/prompts.py).
+An item carries every image its row holds (image_1..image_7, in order of k; their numbers in
+``extra["image_numbers"]``) and its options as the raw list (``extra["options_list"]``). Which
+images a harness sends, and where, is the harness's business: lmms-eval sends the ones the prompt
+text mentions, VLMEvalKit all of them or the mentioned ones interleaved (ingest/prompts.py).
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, MAX_IMAGES + 1))
 REQUIRED_COLUMNS = ("id", "question", "options", "image_1")
 SPLITS = ("dev", "validation", "test")
 DEFAULT_SPLIT = "validation"
-_PLACEHOLDER = re.compile(r"<image (\d+)>")
 _EXTRA_COLUMNS = ("question_type", "subfield", "img_type", "topic_difficulty", "explanation")
 _FORMAT_HELP = ("expected MMMU columns id, question, options, answer, image_1..image_7, "
                 "question_type")
@@ -48,11 +45,6 @@ def parse_options(raw) -> list[str]:
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"options {str(raw)[:60]!r} is not a list")
     return [str(o) for o in value]
-
-
-def referenced_images(question: str, options: list[str]) -> list[int]:
-    numbers = {int(n) for text in [question, *options] for n in _PLACEHOLDER.findall(text)}
-    return sorted(numbers)
 
 
 class MMMUTree(BenchmarkSource):
@@ -105,22 +97,17 @@ class MMMUTree(BenchmarkSource):
         sid = str(row["id"])
         question = str(row["question"])
         option_list = parse_options(row.get("options"))
-        present = {k: row.get(f"image_{k}") for k in range(1, MAX_IMAGES + 1)}
-        numbers = referenced_images(question, option_list)
-        mentioned = bool(numbers)
-        if not mentioned:
-            numbers = [k for k, image in present.items() if image is not None]
-        images = []
-        for k in numbers:
-            image = present.get(k)
+        images, numbers = [], []
+        for k in range(1, MAX_IMAGES + 1):
+            image = row.get(f"image_{k}")
             data = image.get("bytes") if isinstance(image, dict) else image
-            if not data:
-                raise ValueError(f"mentions <image {k}> but image_{k} is empty" if mentioned
-                                 else f"image_{k} has no bytes")
-            images.append(bytes(data))
+            if data:
+                images.append(bytes(data))
+                numbers.append(k)
         extra = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
         extra["subject"] = _subject_of(sid) or subject
         extra["image_numbers"] = numbers
+        extra["options_list"] = option_list
         return Item(
             sample_id=sid,
             benchmark=self.name,
