@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STORE  ?= demo-store
+HARNESS_CODE = lmms-eval==0.7.3 qwen-vl-utils==0.0.14
 
 .PHONY: venv demo test bench clean
 
@@ -12,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	# the CPU wheel of torch; on a GPU server install your CUDA torch into the venv first
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# the harnesses whose own code the tests run; --no-deps: only their prompt and image code is used
+	$(PY) -m pip install -q --no-deps $(HARNESS_CODE)
 	touch $@
 
 venv: $(VENV)/.installed
