@@ -1,7 +1,8 @@
 """What one `keygap ingest` call will do, decided and checked before any work starts: the RunPlan.
 
 Resuming: the run id is a hash of everything that decides which rows are stored (model, benchmark,
-layers, keys, tokens, segments, seed, key dtype, harness, the CircularEval policy and the split read), so
+layers, keys, tokens, segments, seed, key dtype, harness profile with its version and model config, the
+CircularEval policy and the split read), so
 re-running the same command finds its own committed samples and skips them. --limit is not part of it:
 a trial with --limit 5 is extended by the full run (concurrent shards must share one --limit, since it
 decides the shard split). A store refuses a second ingest of the same model and benchmark with other

@@ -367,3 +367,21 @@ def test_decode_image_gives_rgb_and_clear_errors(images):
         decode_image(b"definitely not an image", what="sample 9 image 1")
     with pytest.raises(BenchmarkError, match="cannot be decoded"):
         decode_image(images["china"][: len(images["china"]) // 2])
+
+
+def test_hint_and_option_cells_reach_the_prompts_as_the_file_holds_them(tmp_path):
+    """Harnesses disagree on which cells are missing, so the readers hand over the raw cells."""
+    import harness_fixtures as fixtures
+
+    rows = fixtures.mmbench_rows("mmbench-en")
+    fixtures.write_mmbench_tsv(tmp_path / "f.tsv", rows)
+    fixtures.write_mmbench_parquet(tmp_path / "f.parquet", rows)
+    tsv = {i.sample_id: i.cells for i in open_benchmark(f"mmbench-en:{tmp_path / 'f.tsv'}")}
+    hf = {i.sample_id: i.cells for i in open_benchmark(f"mmbench-en:{tmp_path / 'f.parquet'}")}
+    assert [hf[s]["hint"] for s in ("1", "2", "3", "4")] == [None, " ", "", "nan"]
+    # a TSV cannot tell an empty string from a missing value: pandas writes both as an empty cell
+    assert [tsv[s]["hint"] for s in ("1", "2", "3", "4")] == [None, " ", None, "nan"]
+    for cells in (tsv, hf):
+        assert (cells["5"]["A"], cells["5"]["B"], cells["7"]["C"]) == ("None", "NA", None)
+        assert (cells["10"]["A"], cells["10"]["B"], cells["10"]["D"]) == (" padded ", "tab\there", "nan")
+        assert cells["6"]["E"] is not None and cells["0"]["E"] is None
