@@ -20,8 +20,31 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ingest.benchmarks import make_sample as ms
+from ingest.models import image_only_processor_class, load_model
 
 CORRUPT = b"these bytes are no picture at all" * 3
+# preprocessor_config.json of Qwen/Qwen2-VL-7B-Instruct and Qwen/Qwen2.5-VL-7B-Instruct
+QWEN_CHECKPOINT_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(name: str):
+    return load_model(name, device="cpu")
+
+
+def checkpoint_processor(lm, folder, **kwargs):
+    """The processor as a harness loads it from a checkpoint folder (``from_pretrained(folder,
+    **kwargs)``); for Qwen the folder holds the published 7B pixel limits. The image-only subclass:
+    the video processor needs torchvision, which is not installed; kwargs travel alike."""
+    if lm.family == "llava":
+        return lm.processor
+    saved = lm.processor.image_processor.size
+    lm.processor.image_processor.size = dict(QWEN_CHECKPOINT_PIXELS)
+    try:
+        lm.processor.save_pretrained(folder)
+    finally:
+        lm.processor.image_processor.size = saved
+    return image_only_processor_class(type(lm.processor)).from_pretrained(folder, **kwargs)
 
 
 @functools.lru_cache(maxsize=1)
@@ -194,3 +217,13 @@ def write_mmmu_vlmevalkit_tsv(path, rows: list[dict]) -> None:
                        "image": images[0] if len(images) == 1 else str(images)})
         records.append(record)
     pd.DataFrame(records).to_csv(path, sep="\t", index=False)
+
+
+def write_all(root) -> None:
+    """Every fixture file: <style>.tsv and <style>.parquet for MMBench, mmmu/ and mmmu.tsv for MMMU."""
+    for style in ("mmbench-cn", "mmbench-en"):
+        rows = mmbench_rows(style)
+        write_mmbench_tsv(root / f"{style}.tsv", rows)
+        write_mmbench_parquet(root / f"{style}.parquet", rows)
+    write_mmmu_tree(root / "mmmu", mmmu_rows())
+    write_mmmu_vlmevalkit_tsv(root / "mmmu.tsv", mmmu_rows())

@@ -11,6 +11,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+import harness_fixtures as fixtures
 import lmms_eval_runner as lmms
 import vendored_vlmevalkit as vlmeval
 from ingest.benchmarks import decode_image, open_benchmark
@@ -18,7 +19,6 @@ from ingest.harness import LMMS_EVAL_VERSION, VLMEVALKIT_COMMIT
 from ingest.prompts import HARNESSES
 from keygap_tui.cli import main as keygap
 
-QWEN_CHECKPOINT = (3136, 12845056)  # preprocessor_config.json of Qwen2.5-VL-7B-Instruct
 
 
 def _qwen_tokens(width: int, height: int, profile: str) -> int:
@@ -28,7 +28,8 @@ def _qwen_tokens(width: int, height: int, profile: str) -> int:
     vlm = vlmeval.CONFIGS["Qwen2.5-VL-7B-Instruct"]
     steps = {"lmms-eval": [(4 * 28 * 28, 16384 * 28 * 28), lmms_limits],  # fetch_image defaults
              "lmms-eval-simple": [lmms_limits, lmms_limits],
-             "vlmevalkit": [(vlm["min_pixels"], vlm["max_pixels"]), QWEN_CHECKPOINT]}[profile]
+             "vlmevalkit": [(vlm["min_pixels"], vlm["max_pixels"]),
+                            tuple(fixtures.QWEN_CHECKPOINT_PIXELS.values())]}[profile]
     for low, high in steps:
         height, width = resize(height, width, factor=28, min_pixels=low, max_pixels=high)
     return (height // 28) * (width // 28)

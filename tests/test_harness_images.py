@@ -17,21 +17,20 @@ import lmms_eval_runner as lmms
 import vendored_vlmevalkit as vlmeval
 from ingest.benchmarks import BenchmarkError, Item, decode_image
 from ingest.harness import expand_to_square, prepare, qwen_smart_resize, resolve
-from ingest.models import image_only_processor_class, load_model
+from ingest.models import image_only_processor_class
 
-CHECKPOINT_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}  # Qwen2.5-VL-7B-Instruct
 
 
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory):
-    lm = load_model("tiny:qwen2.5-vl", device="cpu")
+    lm = fixtures.tiny_model("tiny:qwen2.5-vl")
     folder = tmp_path_factory.mktemp("checkpoint")
-    saved = lm.processor.image_processor.size
-    lm.processor.image_processor.size = dict(CHECKPOINT_PIXELS)
-    lm.processor.save_pretrained(folder)
-    lm.processor.image_processor.size = saved
-    load = image_only_processor_class(type(lm.processor)).from_pretrained
-    return lm, folder, load
+    fixtures.checkpoint_processor(lm, folder)
+    return lm, folder, image_only_processor_class(type(lm.processor)).from_pretrained
+
+
+# lmms-eval's Qwen classes pass min/max_pixels to from_pretrained, which transformers now warns about
+pytestmark = pytest.mark.filterwarnings("ignore:Passing `min_pixels` and `max_pixels`:FutureWarning")
 
 
 def _tokens(processor, text, images, **kwargs) -> int:
@@ -106,7 +105,7 @@ def test_a_corrupt_picture_is_skipped_with_the_same_reason_every_time():
     item = Item(sample_id="9", benchmark="b", question="q", options={"A": "x"}, hint=None, answer=None,
                 category=None, images=[fixtures.CORRUPT], image_hash="h", circular_of=None,
                 prompt_style="mmbench-en", cells={"A": "x"})
-    lm = load_model("tiny:llava", device="cpu")
+    lm = fixtures.tiny_model("tiny:llava")
     reasons = set()
     for _ in range(3):
         with pytest.raises(BenchmarkError, match="^image 1 of item 9 cannot be decoded") as info:

@@ -22,26 +22,22 @@ import harness_fixtures as fixtures
 import lmms_eval_runner as lmms
 from ingest.benchmarks import BenchmarkError, open_benchmark
 from ingest.harness import LMMS_EVAL_VERSION, prepare, resolve
-from ingest.models import image_only_processor_class, load_model
+
+# lmms-eval's Qwen classes pass min/max_pixels to from_pretrained, which transformers now warns about
+pytestmark = pytest.mark.filterwarnings("ignore:Passing `min_pixels` and `max_pixels`:FutureWarning")
 
 # keygap model -> lmms-eval's --model name
 MODELS = {"tiny:llava": "llava_hf", "tiny:qwen2.5-vl": "qwen2_5_vl", "tiny:qwen2-vl": "qwen2_vl"}
 STYLES = ("mmbench-cn", "mmbench-en", "mmmu")
-# preprocessor_config.json of Qwen/Qwen2.5-VL-7B-Instruct and Qwen/Qwen2-VL-7B-Instruct
-QWEN_CHECKPOINT_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}
 
 
-@functools.lru_cache(maxsize=None)
-def _model(name):
-    return load_model(name, device="cpu")
+_model = fixtures.tiny_model
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("lmms")
-    for style in ("mmbench-cn", "mmbench-en"):
-        fixtures.write_mmbench_parquet(root / f"{style}.parquet", fixtures.mmbench_rows(style))
-    fixtures.write_mmmu_tree(root / "mmmu", fixtures.mmmu_rows())
+    fixtures.write_all(root)
     return root
 
 
@@ -82,22 +78,13 @@ class _Broken:
 
 @functools.lru_cache(maxsize=None)
 def _harness_processor(name, tmp):
-    """AutoProcessor.from_pretrained(checkpoint, max_pixels=, min_pixels=) as the lmms-eval Qwen classes
-    call it, on a checkpoint folder holding the published 7B preprocessor settings. (The image-only
-    subclass: the video processor needs torchvision, which is not installed; kwargs travel alike.)"""
-    lm = _model(name)
-    if lm.family == "llava":
-        return lm.processor  # LlavaHf: AutoProcessor.from_pretrained(pretrained), nothing changed
-    folder = f"{tmp}/{name.replace(':', '-')}"
-    saved = lm.processor.image_processor.size
-    lm.processor.image_processor.size = dict(QWEN_CHECKPOINT_PIXELS)
-    try:
-        lm.processor.save_pretrained(folder)
-    finally:
-        lm.processor.image_processor.size = saved
+    """lmms-eval's processor: AutoProcessor.from_pretrained(pretrained) for LLaVA, with max_pixels= and
+    min_pixels= (the class defaults) for the Qwen classes."""
+    if MODELS[name] == "llava_hf":
+        return _model(name).processor
     defaults = lmms.QWEN2_5_VL_DEFAULTS if MODELS[name] == "qwen2_5_vl" else lmms.QWEN2_VL_DEFAULTS
-    return image_only_processor_class(type(lm.processor)).from_pretrained(
-        folder, max_pixels=defaults["max_pixels"], min_pixels=defaults["min_pixels"])
+    return fixtures.checkpoint_processor(_model(name), f"{tmp}/{name.replace(':', '-')}",
+                                         max_pixels=defaults["max_pixels"], min_pixels=defaults["min_pixels"])
 
 
 def _harness(style, doc, name, simple, processor):
@@ -152,7 +139,6 @@ def _compare(files, style, name, profile, tmp):
     return outcome
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["lmms-eval", "lmms-eval-simple"])
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("style", STYLES)
@@ -167,13 +153,11 @@ def test_every_fixture_row_matches_lmms_eval(files, tmp_path_factory, style, nam
 def test_profiles_name_the_classes_lmms_eval_resolves():
     """registry_v2: --model llava_hf / qwen2_5_vl run the chat classes, --force_simple the simple ones."""
     for name, model_name in MODELS.items():
-        lm_type = _model(name).model_type
         for profile, force_simple in (("lmms-eval", False), ("lmms-eval-simple", True)):
-            config = resolve(profile, lm_type)
+            config = resolve(profile, _model(name).model_type)
             module, cls = lmms.resolve_class(model_name, force_simple).rsplit(".", 1)
             path = module.removeprefix("lmms_eval.").replace(".", "/") + ".py"
-            assert config.model_config.startswith(model_name) and f"{path.removeprefix('models/')}" in \
-                config.model_config.replace("models/", "") and cls in config.model_config
+            assert config.model_config.startswith(model_name) and f"({path} {cls})" in config.model_config
             assert config.version == LMMS_EVAL_VERSION == lmms.VERSION and config.verified
 
 

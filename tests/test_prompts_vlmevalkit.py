@@ -10,7 +10,6 @@ same images pixel for pixel in the same order, and the same input ids (Qwen) or 
 """
 from __future__ import annotations
 
-import functools
 from argparse import Namespace
 
 import numpy as np
@@ -22,49 +21,28 @@ import vendored_llava
 import vendored_vlmevalkit as vlmeval
 from ingest.benchmarks import BenchmarkError, open_benchmark
 from ingest.harness import VLMEVALKIT_COMMIT, prepare, resolve
-from ingest.models import image_only_processor_class, load_model
 from ingest.prompts import PANDAS_NA_STRINGS
 
 QWEN_VL_UTILS = lmms_eval_runner.QWEN_VL_UTILS
 CONFIG_OF = {"tiny:llava": "llava_v1.5_7b", "tiny:qwen2-vl": "Qwen2-VL-7B-Instruct",
              "tiny:qwen2.5-vl": "Qwen2.5-VL-7B-Instruct"}
 DATASETS = {"mmbench-cn": "MMBench_DEV_CN", "mmbench-en": "MMBench_DEV_EN", "mmmu": "MMMU_DEV_VAL"}
-QWEN_CHECKPOINT_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}  # the 7B checkpoints
 
 
-@functools.lru_cache(maxsize=None)
-def _model(name):
-    return load_model(name, device="cpu")
+_model = fixtures.tiny_model
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("vlmeval")
-    for style in ("mmbench-cn", "mmbench-en"):
-        fixtures.write_mmbench_tsv(root / f"{style}.tsv", fixtures.mmbench_rows(style))
-    fixtures.write_mmmu_tree(root / "mmmu", fixtures.mmmu_rows())
-    fixtures.write_mmmu_vlmevalkit_tsv(root / "mmmu.tsv", fixtures.mmmu_rows())
+    fixtures.write_all(root)
     return root
-
-
-def _harness_processor(name, folder):
-    """What Qwen2VLChat loads: AutoProcessor (Qwen2.5-VL) or Qwen2VLProcessor (Qwen2-VL) from the
-    checkpoint, whose preprocessor_config holds the published 7B pixel limits."""
-    lm = _model(name)
-    if lm.family == "llava":
-        return lm.processor
-    saved = lm.processor.image_processor.size
-    lm.processor.image_processor.size = dict(QWEN_CHECKPOINT_PIXELS)
-    try:
-        lm.processor.save_pretrained(folder)
-    finally:
-        lm.processor.image_processor.size = saved
-    return image_only_processor_class(type(lm.processor)).from_pretrained(folder)
 
 
 def _vlmevalkit_outputs(files, style, name, tmp):
     """{row id: (text, images, processor inputs) or the exception VLMEvalKit raises}."""
-    processor = _harness_processor(name, tmp / "checkpoint")
+    # Qwen2VLChat: AutoProcessor (Qwen2.5-VL) / Qwen2VLProcessor (Qwen2-VL).from_pretrained(checkpoint)
+    processor = fixtures.checkpoint_processor(_model(name), tmp / "checkpoint")
     data = vlmeval.load_tsv(files / ("mmmu.tsv" if style == "mmmu" else f"{style}.tsv"))
     dataset_cls = vlmeval.MMMUDataset if style == "mmmu" else vlmeval.ImageMCQDataset
     dataset = dataset_cls(data, str(tmp / "images"), dataset=DATASETS[style])
@@ -126,6 +104,7 @@ def _compare(files, style, name, tmp):
     return outcome
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIG_OF))
 @pytest.mark.parametrize("style", list(DATASETS))
 def test_every_fixture_row_matches_vlmevalkit(files, tmp_path, style, name):
