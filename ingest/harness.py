@@ -60,9 +60,9 @@ class HarnessConfig:
 
     def describe(self) -> dict:
         """What a run manifest records (and what the run id hashes)."""
+        images = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.images).items() if v}
         return {"profile": self.profile, "harness": self.harness, "version": self.version,
-                "model_config": self.model_config, "verified": self.verified,
-                "images": {k: v for k, v in asdict(self.images).items() if v}}
+                "model_config": self.model_config, "verified": self.verified, "images": images}
 
     def processor_kwargs(self) -> dict:
         """Keyword arguments for the processor call: the harness's pixel limits, where it sets them."""
