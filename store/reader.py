@@ -20,9 +20,11 @@ import pyarrow.parquet as pq
 from . import codec
 from .errors import StoreError
 from .inventory import Inventory, KeyFile, first_line, scan
+from .sampling import RAND, FileIndex, choose
 from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
 
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
+_FOOTER_CACHE = 4096  # parsed footers kept per KeyStore (a 1M-row file's is ~1.6 MB)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class KeyStore:
                 "re-ingest into a new store or use the keygap version that wrote it"
             )
         self.meta = meta
+        self._footers: dict[tuple, tuple] = {}  # (path, size, mtime_ns) -> (FileMetaData, FileIndex | None)
 
     # -- listing ----------------------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
@@ -180,72 +183,57 @@ class KeyStore:
         n: int | None = None,
         seed: int | None = None,
     ) -> KeySlice:
-        """Read one slice as float32.
+        """Read one slice as float32, touching only the row groups that hold the rows returned.
 
-        ``n`` rows are a uniform random sample. With ``seed=None`` the sample is the store's own random
-        order (the rows with the smallest stored ``rand``): the same tokens in every layer, and only the
-        leading row groups of each file are read. A ``seed`` draws a different uniform sample.
-        ``segments``/``samples`` restrict the rows before sampling.
+        ``n`` rows are a uniform random sample: a window of the store's random order that starts at 0
+        without a seed and at a seed-drawn point otherwise, so one seed takes the same (sample id,
+        position) tokens in every layer (store/sampling.py). ``segments``/``samples`` restrict the rows
+        before sampling. Rows come in sample order (the first k of n rows are the k-row sample).
         """
+        if n is not None and n < 0:
+            raise ValueError("n must be positive or None (all rows)")
         key = (model, benchmark, int(layer), rope, modality)
+        try:
+            return self._load(key, segments, samples, n, seed)
+        except FileNotFoundError:
+            # A compaction replaced the files this view of the store listed: look again, once.
+            self.refresh()
+            try:
+                return self._load(key, segments, samples, n, seed)
+            except FileNotFoundError as exc:
+                raise StoreError(
+                    f"a key file of {self._describe(key)} vanished while reading ({first_line(exc)}): "
+                    "is something deleting files in the store? Try again"
+                ) from None
+
+    def _load(self, key: tuple, segments, samples, n: int | None, seed: int | None) -> KeySlice:
         files = self._key_files.get(key)
         if not files:
             raise StoreError(f"no keys for {self._describe(key)}; {self._what_exists(key)}")
-        if n is not None and n < 0:
-            raise ValueError("n must be positive or None (all rows)")
-        pfs = [self._parquet(f.path) for f in files]
-        filtered = segments is not None or samples is not None
-        # 1. which rows of which file
-        picks: list[np.ndarray] = []
-        rands = []
-        for pf in pfs:
-            cols = ["rand"] + (["segment", "sample_id"] if filtered else [])
-            t = pf.read(columns=cols)
-            mask = np.ones(t.num_rows, dtype=bool)
-            if segments is not None:
-                mask &= pc.is_in(t["segment"].cast(pa.string()), pa.array(list(_as_list(segments)), pa.string())).to_numpy(
-                    zero_copy_only=False
-                )
-            if samples is not None:
-                mask &= pc.is_in(t["sample_id"].cast(pa.string()), pa.array([str(s) for s in _as_list(samples)], pa.string())).to_numpy(
-                    zero_copy_only=False
-                )
-            idx = np.flatnonzero(mask)
-            picks.append(idx)
-            rands.append(t["rand"].to_numpy()[idx])
-        total = int(sum(len(p) for p in picks))
-        if n is not None and n < total:
-            all_r = np.concatenate(rands)
-            owner = np.repeat(np.arange(len(pfs)), [len(p) for p in picks])
-            if seed is None:
-                chosen = np.argpartition(all_r, n - 1)[:n] if n else np.array([], dtype=np.int64)
-            else:
-                chosen = np.random.default_rng(seed).choice(total, size=n, replace=False)
-            chosen = np.sort(chosen)
-            offsets = np.concatenate([[0], np.cumsum([len(p) for p in picks])])
-            picks = [picks[i][chosen[owner[chosen] == i] - offsets[i]] for i in range(len(pfs))]
-        # 2. read only the row groups that hold picked rows
-        parts = []
-        dtype = None
-        for pf, rows in zip(pfs, picks):
-            if len(rows) == 0:
-                continue
-            t = _read_rows(pf, rows, _LABEL_COLUMNS + ["rand", "dtype", "key"])
-            parts.append(t)
+        pfs = [self._parquet(f) for f in files]
+        indexes = [self._index(f, pf) for f, pf in zip(files, pfs)]
+        masks = None
+        if segments is not None or samples is not None:
+            masks = [_filter_mask(pf, segments, samples) for pf in pfs]
+
+        def read_rand(i: int, groups: np.ndarray) -> np.ndarray:
+            return _read_groups(pfs[i], groups, [RAND])[RAND].to_numpy()
+
+        choice = choose(indexes, read_rand, n, seed, masks)
+        parts = [_read_rows(pf, rows, _LABEL_COLUMNS + ["dtype", "key"]) for pf, rows in zip(pfs, choice.rows) if len(rows)]
         if not parts:
             dim = files[0].dim
             return KeySlice(
                 np.zeros((0, dim), np.float32), np.array([], object), np.array([], np.int32), np.array([], np.int32),
-                np.array([], object), np.array([], np.int16), total, _identity(files),
+                np.array([], object), np.array([], np.int16), choice.total, _identity(files),
             )
         table = pa.concat_tables(parts, promote_options="default")
-        if len(parts) > 1:
-            table = table.take(pc.sort_indices(table["rand"]))
-        dtypes = set(table["dtype"].unique().to_pylist()) if table.num_rows else set()
+        if not np.array_equal(choice.order, np.arange(len(choice.order))):
+            table = table.take(pa.array(choice.order))
+        dtypes = set(table["dtype"].unique().to_pylist())
         if len(dtypes) > 1:
             raise StoreError(f"{self._describe(key)} mixes key dtypes {sorted(dtypes)}: ingest it into one dtype")
-        dtype = dtypes.pop()
-        x = codec.decode(table["key"], dtype)
+        x = codec.decode(table["key"], dtypes.pop())
         return KeySlice(
             x=x,
             sample_id=_np(table["sample_id"]),
@@ -253,7 +241,7 @@ class KeyStore:
             token_id=table["token_id"].to_numpy(),
             segment=_np(table["segment"]),
             image_index=table["image_index"].to_numpy(),
-            total=total,
+            total=choice.total,
             files=_identity(files),
         )
 
@@ -262,15 +250,33 @@ class KeyStore:
         return _identity(self._key_files.get((model, benchmark, int(layer), rope, modality), []))
 
     # -- helpers ----------------------------------------------------------------------------------------
-    def _parquet(self, path: str) -> pq.ParquetFile:
+    def _parquet(self, f: KeyFile) -> pq.ParquetFile:
+        """Open a key file, parsing its footer once per KeyStore (a sweep reads the same files again)."""
+        ident = (f.path, f.size, f.mtime_ns)
+        cached = self._footers.get(ident)
         try:
-            return pq.ParquetFile(self.fs.open_input_file(path))
+            pf = pq.ParquetFile(self.fs.open_input_file(f.path), metadata=cached[0] if cached else None)
+        except FileNotFoundError:
+            raise
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+            raise StoreError(f"{f.path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+        if cached is None:
+            if len(self._footers) >= _FOOTER_CACHE:
+                self._footers.pop(next(iter(self._footers)))
+            self._footers[ident] = (pf.metadata, None)
+        return pf
+
+    def _index(self, f: KeyFile, pf: pq.ParquetFile) -> FileIndex:
+        ident = (f.path, f.size, f.mtime_ns)
+        md, index = self._footers.get(ident, (pf.metadata, None))
+        if index is None:
+            index = FileIndex.of(pf)
+            self._footers[ident] = (md, index)
+        return index
 
     def _read(self, path: str, columns=None) -> pa.Table:
         try:
-            return self._parquet(path).read(columns=columns)
+            return pq.ParquetFile(self.fs.open_input_file(path)).read(columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
             raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
 
@@ -300,15 +306,35 @@ def _identity(files) -> tuple:
     return tuple((f.path, f.size, f.mtime_ns) for f in files)
 
 
+def _read_groups(pf: pq.ParquetFile, groups, columns: list[str]) -> pa.Table:
+    try:
+        return pf.read_row_groups([int(g) for g in groups], columns=columns)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"a key file is damaged ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+
+
+def _filter_mask(pf: pq.ParquetFile, segments, samples) -> np.ndarray:
+    """Per row of a file: does it pass the segment and sample filters (reads only those small columns)."""
+    cols = (["segment"] if segments is not None else []) + (["sample_id"] if samples is not None else [])
+    t = _read_groups(pf, range(pf.metadata.num_row_groups), cols)
+    mask = np.ones(t.num_rows, dtype=bool)
+    if segments is not None:
+        allowed = pa.array([str(s) for s in _as_list(segments)], pa.string())
+        mask &= pc.is_in(t["segment"].cast(pa.string()), allowed).to_numpy(zero_copy_only=False)
+    if samples is not None:
+        allowed = pa.array([str(s) for s in _as_list(samples)], pa.string())
+        mask &= pc.is_in(t["sample_id"].cast(pa.string()), allowed).to_numpy(zero_copy_only=False)
+    return mask
+
+
 def _read_rows(pf: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pa.Table:
     """Rows (sorted indices) of one file, reading only the row groups that contain them."""
     md = pf.metadata
     bounds = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
     groups = np.unique(np.searchsorted(bounds, rows, side="right") - 1)
-    try:
-        t = pf.read_row_groups(list(groups), columns=columns)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise StoreError(f"a key file is damaged ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+    t = _read_groups(pf, groups, columns)
     # row index inside the concatenation of the selected groups
     starts = bounds[groups]
     local = np.concatenate([[0], np.cumsum(bounds[groups + 1] - starts)])[:-1]

@@ -42,7 +42,17 @@ from .schema import (
     partition_dir,
 )
 
-ROW_GROUP_BYTES = 16 << 20
+#: Rows per row group. A sample reads whole row groups (store/sampling.py), so a 500-key sample from one
+#: file reads about 500 + ROW_GROUP_ROWS rows; smaller groups cost footer size (a 1M-row file at 512 rows
+#: has a 1.6 MB footer). BENCHMARKS.md ("Scale") has the measurements behind the choice.
+ROW_GROUP_ROWS = 512
+#: ... and at most this many bytes, for very wide keys.
+ROW_GROUP_BYTES = 8 << 20
+
+
+def row_group_rows(row_bytes: int) -> int:
+    """Rows per row group for rows of ``row_bytes`` bytes (see ROW_GROUP_ROWS)."""
+    return max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // max(1, int(row_bytes))))
 
 
 @dataclass
@@ -220,9 +230,8 @@ class KeyWriter:
             table = pa.concat_tables(buf.tables)
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
             table = table.take(pa.array(order))
-            row_bytes = max(1, table.nbytes // max(1, table.num_rows))
             path = partition_dir(self.root, *key) / name
-            self._write_parquet(table, path, row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
+            self._write_parquet(table, path, row_group_size=row_group_rows(table.nbytes // max(1, table.num_rows)))
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
             dim = (len(table["key"][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
             listed[path.relative_to(self.root).as_posix()] = {

@@ -201,7 +201,7 @@ def project(
     ks = open_store(store)
     steps = Steps(len(slices) + 1, progress, should_stop)
     question = {
-        "kind": "projection", "version": 1, "sides": [s.to_dict() for s in slices], "method": method,
+        "kind": "projection", "version": 2, "sides": [s.to_dict() for s in slices], "method": method,
         "n": n, "seed": int(seed), "pca_components": int(pca_components), "perplexity": float(perplexity),
         "iterations": [int(i) for i in iterations], "threads": int(n_jobs),
     }
