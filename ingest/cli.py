@@ -70,6 +70,11 @@ def register(subparsers) -> None:
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="one shard process per device on this machine, e.g. cuda:0,cuda:1 | all (every "
                         "GPU) | cpu,cpu; one progress bar, Ctrl-C stops all, rerun resumes")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the shards as Ray tasks: on the cluster at ADDRESS (e.g. auto, ray://head:10001) "
+                        "or, without one, a local Ray runtime; needs pip install 'keygap[ray]'")
+    p.add_argument("--shards", type=int, default=None, metavar="N",
+                   help="with --ray: how many shards (default: one per GPU of the cluster)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the token draw and the shard split (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -81,32 +86,45 @@ def register(subparsers) -> None:
 _PARSER: argparse.ArgumentParser | None = None
 
 
-def run_ingest(args) -> int:
-    from .shards import device_from_environment, parse_devices, shard_from_environment
+def ingest_options(args: argparse.Namespace) -> dict:
+    """The keyword options of ingest.run.ingest that a command line sets (model, benchmark, store apart)."""
+    return dict(layers=args.layers, keys=args.keys, tokens=args.tokens, segments=args.segments,
+                device=args.device, dtype=args.dtype, key_dtype=args.key_dtype, batch_size=args.batch_size,
+                limit=args.limit, shard=args.shard, seed=args.seed, harness=args.harness, split=args.split,
+                progress=not args.no_progress and sys.stderr.isatty())
 
+
+def run_ingest(args) -> int:
+    from .shards import ShardError, device_from_environment, parse_devices, shard_from_environment
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.shards is not None and not args.ray:
+        raise ShardError("--shards goes with --ray; for shards you start yourself use --shard I/N")
+    if args.ray or args.devices:
+        if args.shard != "0/1" or args.device != "auto" or (args.ray and args.devices):
+            raise ShardError("--devices and --ray start the shards themselves: use one of them, without "
+                             "--shard and --device")
+    if args.ray:
+        from .ray_launch import run_on_ray
+
+        if args.shards is not None and args.shards < 1:
+            raise ShardError(f"--shards must be at least 1, got {args.shards}")
+        options = {k: v for k, v in ingest_options(args).items() if k not in ("shard", "device", "progress")}
+        return run_on_ray(args.model, args.benchmark, args.store or default_store(reading=False), options,
+                          address=args.ray, shards=args.shards, progress=progress)
     if args.devices:
         from .launch import child_argv, run_on_devices
 
-        if args.shard != "0/1" or args.device != "auto":
-            from .shards import ShardError
-
-            raise ShardError("--devices starts one shard per device itself: leave out --shard and --device")
         assert _PARSER is not None
         devices = parse_devices(args.devices)
-        return run_on_devices(child_argv(_PARSER, args), devices,
-                              progress=not args.no_progress and sys.stderr.isatty())
+        return run_on_devices(child_argv(_PARSER, args), devices, progress=progress)
     if args.shard == "auto":
         i, n = shard_from_environment()
         args.shard = f"{i}/{n}"
         args.device = device_from_environment(args.device)
     from .run import ingest
 
-    summary = ingest(
-        args.model, args.benchmark, args.store or default_store(reading=False), layers=args.layers, keys=args.keys,
-        tokens=args.tokens, segments=args.segments, device=args.device, dtype=args.dtype,
-        key_dtype=args.key_dtype, batch_size=args.batch_size, limit=args.limit, shard=args.shard,
-        seed=args.seed, harness=args.harness, split=args.split, progress=not args.no_progress and sys.stderr.isatty(),
-    )
+    summary = ingest(args.model, args.benchmark, args.store or default_store(reading=False), **ingest_options(args))
     print(summary.line())
     for skip in summary.skipped[:10]:
         print(f"  skipped {skip['sample_id']}: {skip['reason']}")

@@ -21,17 +21,30 @@ import time
 from dataclasses import dataclass, field
 
 #: options of the parent that the launcher sets per child or handles itself
-_NOT_FORWARDED = {"devices", "shard", "device", "no_progress", "help", "func", "command"}
+_NOT_FORWARDED = {"devices", "ray", "shards", "shard", "device", "no_progress", "help", "func", "command"}
 
 
 @dataclass
-class _Child:
-    index: int
-    device: str
-    proc: subprocess.Popen
+class ShardProgress:
+    """What one shard reported: its pending samples, how many are done, keys written, whether it runs."""
+
     total: int | None = None
     done: int = 0
     keys: int = 0
+    running: bool = True
+
+    def apply(self, event: dict) -> None:
+        if "total" in event:
+            self.total = int(event["total"])
+        self.done += int(event.get("samples", 0))
+        self.keys += int(event.get("keys", 0))
+
+
+@dataclass
+class _Child(ShardProgress):
+    index: int = 0
+    device: str = ""
+    proc: subprocess.Popen | None = None
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
 
@@ -68,7 +81,7 @@ def run_on_devices(argv: list[str], devices: list[str], *, progress: bool) -> in
         proc = subprocess.Popen(cmd, env=env, pass_fds=(w,), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True, preexec_fn=_stop_with_parent)
         os.close(w)
-        child = _Child(i, device, proc)
+        child = _Child(index=i, device=device, proc=proc)
         children.append(child)
         readers += [
             threading.Thread(target=_read_progress, args=(child, r), daemon=True),
@@ -77,10 +90,12 @@ def run_on_devices(argv: list[str], devices: list[str], *, progress: bool) -> in
         ]
     for t in readers:
         t.start()
-    bar = _Bar(progress, n)
+    bar = ShardBar(progress, n)
     interrupted = False
     try:
         while any(c.proc.poll() is None for c in children):
+            for c in children:
+                c.running = c.proc.poll() is None
             bar.show(children)
             time.sleep(0.1)
     except KeyboardInterrupt:
@@ -93,6 +108,8 @@ def run_on_devices(argv: list[str], devices: list[str], *, progress: bool) -> in
             _wait(c.proc)
     for t in readers:
         t.join(timeout=5)
+    for c in children:
+        c.running = False
     bar.show(children)
     bar.stop()
     failed = 0
@@ -138,13 +155,9 @@ def _read_progress(child: _Child, fd: int) -> None:
     with os.fdopen(fd, "r") as f:
         for line in f:
             try:
-                event = json.loads(line)
-            except ValueError:
+                child.apply(json.loads(line))
+            except (ValueError, TypeError):
                 continue
-            if "total" in event:
-                child.total = int(event["total"])
-            child.done += int(event.get("samples", 0))
-            child.keys += int(event.get("keys", 0))
 
 
 def _read_lines(stream, sink: list[str]) -> None:
@@ -152,7 +165,7 @@ def _read_lines(stream, sink: list[str]) -> None:
         sink.append(line.rstrip("\n"))
 
 
-class _Bar:
+class ShardBar:
     """One bar over all shards: samples done of the sum of the shards' pending samples."""
 
     def __init__(self, enabled: bool, n: int):
@@ -168,15 +181,15 @@ class _Bar:
             self._task = self._bar.add_task("ingest", total=None, rate="")
             self._bar.start()
 
-    def show(self, children: list[_Child]) -> None:
+    def show(self, shards: list[ShardProgress]) -> None:
         if self._bar is None:
             return
-        totals = [c.total for c in children]
+        totals = [s.total for s in shards]
         total = sum(t for t in totals if t is not None) if all(t is not None for t in totals) else None
-        done = sum(c.done for c in children)
+        done = sum(s.done for s in shards)
         dt = max(time.time() - self.t0, 1e-9)
-        running = sum(c.proc.poll() is None for c in children)
-        rate = f"{done / dt:.2f} samples/s  {sum(c.keys for c in children) / dt:,.0f} keys/s  {running} running"
+        running = sum(s.running for s in shards)
+        rate = f"{done / dt:.2f} samples/s  {sum(s.keys for s in shards) / dt:,.0f} keys/s  {running} running"
         self._bar.update(self._task, total=total, completed=done, rate=rate)
 
     def stop(self) -> None:

@@ -74,6 +74,6 @@ def _progress_pipe() -> TextIO | None:
     if not fd:
         return None
     try:
-        return os.fdopen(int(fd), "w", buffering=1, closefd=True)
+        return os.fdopen(os.dup(int(fd)), "w", buffering=1)  # a copy: whoever made the pipe closes its own
     except (OSError, ValueError):
         return None

@@ -139,4 +139,30 @@ def test_devices_are_validated(monkeypatch, capsys, tmp_path):
     with pytest.raises(ShardError, match="found no GPU"):
         parse_devices("all")  # this machine has none
     code = keygap(["ingest", *ARGS, "--store", str(tmp_path / "s"), "--devices", "cpu,cpu", "--shard", "0/2"])
-    assert code == 2 and "leave out --shard" in capsys.readouterr().err
+    assert code == 2 and "without --shard and --device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_ray_shards_equal_one_run_and_ray_data_reads_the_store(tmp_path, plain):
+    root = tmp_path / "store"
+    r = _keygap("ingest", *ARGS, "--store", str(root), "--ray", "--shards", "2", env={"RAY_ADDRESS": ""})
+    assert r.returncode == 0, r.stderr
+    assert "shard 0/2 (ray): done" in r.stdout and "shard 1/2 (ray): done" in r.stdout
+    assert_same_rows(stored_rows(root), plain[0])
+    assert stored_samples(root) == plain[1]
+    r = _keygap("ingest", *ARGS, "--store", str(root), "--ray", "--shards", "2", env={"RAY_ADDRESS": ""})
+    assert r.returncode == 0 and r.stdout.count("done: 0 samples") == 2  # resumed: nothing left
+    # Ray Data reads the finished store as it is, partitions included
+    import ray
+    from ray.data.datasource import Partitioning
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        data = ray.data.read_parquet(str(root / "keys"), partitioning=Partitioning("hive"))
+        rows = data.filter(lambda row: row["layer"] == "1" and row["modality"] == "image").count()
+        total = data.count()
+    finally:
+        ray.shutdown()
+    want = stored_rows(root)
+    assert total == len(want)
+    assert rows == sum(1 for k in want if k[2] == 1 and k[4] == "image")
