@@ -15,6 +15,8 @@ BENCH: sample or sample-mmmu (bundled), or your copy of MMBench (a TSV, a Parque
 or MMMU (the folder of <Subject>/validation-*.parquet), optionally prefixed mmbench-cn:, mmbench-en:
 or mmmu:.
 Run the same command again to resume: finished samples are skipped, nothing is stored twice.
+One process writes a model and benchmark at a time (a lock in STORE/locks/): a second one is
+refused, or waits with --wait; the shards of one run (same settings) write side by side.
 MMBench CircularEval copies (rows >= 1,000,000) store text and special keys only: under causal
 attention their image keys equal the original item's. Samples whose images cannot be decoded are
 skipped, with the reason, in the run manifest (`keygap sql "SELECT * FROM runs"`).
@@ -77,6 +79,9 @@ def register(subparsers) -> None:
                    help="with --ray: how many shards (default: one per GPU of the cluster)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the token draw and the shard split (default: %(default)s)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another process is writing this model and benchmark into the store, wait for it "
+                        "to finish instead of refusing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_ingest)
     global _PARSER
@@ -91,7 +96,7 @@ def ingest_options(args: argparse.Namespace) -> dict:
     return dict(layers=args.layers, keys=args.keys, tokens=args.tokens, segments=args.segments,
                 device=args.device, dtype=args.dtype, key_dtype=args.key_dtype, batch_size=args.batch_size,
                 limit=args.limit, shard=args.shard, seed=args.seed, harness=args.harness, split=args.split,
-                progress=not args.no_progress and sys.stderr.isatty())
+                wait=args.wait, progress=not args.no_progress and sys.stderr.isatty())
 
 
 def run_ingest(args) -> int:

@@ -3,6 +3,10 @@
 It is written when a run starts (status "running") and rewritten when it ends, so `keygap sql "SELECT *
 FROM runs"` shows every attempt's settings, provenance and totals. A resumed run keeps the first start
 time, counts its attempts and carries the skipped samples of earlier attempts forward.
+
+Its totals (samples_done, samples_skipped, keys_written) are always counted from what the store has
+committed at that moment, never from what the run handed to its writer: a killed run's manifest, or one
+whose last flush failed on a full disk, claims no row a reader cannot see.
 """
 
 from __future__ import annotations
@@ -40,26 +44,29 @@ def start_manifest(plan: RunPlan) -> dict[str, Any]:
         manifest["started"] = previous.get("started", manifest["started"])
         manifest["attempts"] = previous.get("attempts", 1) + 1
         manifest["skipped"] = previous.get("skipped", [])
-        manifest["keys_written"] = previous.get("keys_written", 0)
+    manifest.update(committed_totals(plan))
     return manifest
 
 
-def finish_manifest(
-    manifest: dict[str, Any], plan: RunPlan, *, status: str, keys_written: int, skipped: list[dict[str, str]]
-) -> None:
+def finish_manifest(manifest: dict[str, Any], plan: RunPlan, *, status: str, skipped: list[dict[str, str]]) -> None:
     """Status, end time and the run's totals as the store holds them (every attempt's committed samples)."""
+    manifest.update(status=status, ended=utc_now())
+    manifest.update(committed_totals(plan))
+    manifest["skipped"] = (manifest.get("skipped", []) + skipped)[:MAX_SKIPS_IN_MANIFEST]
+    manifest["reader_skipped"] = [list(s) for s in plan.source.skipped][:MAX_SKIPS_IN_MANIFEST]
+
+
+def committed_totals(plan: RunPlan) -> dict[str, int]:
+    """samples_done, samples_skipped and keys_written of this run id (all attempts), as committed now."""
     from store.reader import KeyStore
 
-    manifest.update(status=status, ended=utc_now())
-    table = KeyStore(str(plan.store)).samples(["run_id", "status"])
+    ks = KeyStore(str(plan.store))
+    table = ks.samples(["run_id", "status"])
     statuses = [s for r, s in zip(table["run_id"].to_pylist(), table["status"].to_pylist(), strict=True)
                 if r == plan.run_id]
     done = sum(1 for s in statuses if s == "done")
-    manifest["samples_done"] = done
-    manifest["samples_skipped"] = len(statuses) - done
-    manifest["skipped"] = (manifest.get("skipped", []) + skipped)[:MAX_SKIPS_IN_MANIFEST]
-    manifest["reader_skipped"] = [list(s) for s in plan.source.skipped][:MAX_SKIPS_IN_MANIFEST]
-    manifest["keys_written"] = manifest.get("keys_written", 0) + keys_written
+    keys = sum(f.rows for f in ks.inventory.all_files() if f.run_id == plan.run_id)
+    return {"samples_done": done, "samples_skipped": len(statuses) - done, "keys_written": keys}
 
 
 def _previous_manifest(plan: RunPlan) -> dict[str, Any] | None:

@@ -7,6 +7,9 @@ re-running the same command finds its own committed samples and skips them. --li
 a trial with --limit 5 is extended by the full run (concurrent shards must share one --limit, since it
 decides the shard split). A store refuses a second ingest of the same model and benchmark with other
 settings, since mixing them in one partition would make the numbers ambiguous.
+
+Concurrency: the plan is made before the run takes its (model, benchmark) lock, so run.py checks the
+settings and the committed samples again once it holds the lock (another writer may have finished since).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class RunPlan:
     finished: frozenset[str]  # sample ids this configuration already committed
     progress: bool
     checkpoint_seconds: float  # committed samples are flushed at least this often
+    wait: bool = False  # wait for another writer of this model and benchmark instead of refusing
 
     @property
     def device(self) -> str:
@@ -115,6 +119,7 @@ def plan_run(
     split: str | None = None,
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
+    wait: bool = False,
 ) -> RunPlan:
     """Check the arguments (cheap checks first, the model load last) and resolve them into a RunPlan."""
     from ingest.benchmarks import open_benchmark
@@ -169,7 +174,7 @@ def plan_run(
         harness_config=harness_config, batch_size=int(batch_size),
         limit=None if limit is None else int(limit), shard=(shard_i, shard_n),
         finished=committed_samples(store_path, settings, digest), progress=bool(progress),
-        checkpoint_seconds=float(checkpoint_seconds),
+        checkpoint_seconds=float(checkpoint_seconds), wait=bool(wait),
     )
 
 

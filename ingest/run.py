@@ -13,7 +13,9 @@ was committed.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,10 +26,11 @@ import numpy as np
 
 from store.errors import first_line
 
-from .plan import IngestError, RunPlan, plan_run
+from .plan import IngestError, RunPlan, committed_samples, plan_run
 
 if TYPE_CHECKING:
-    from store.writer import KeyBatch
+    from store.lock import StoreLock
+    from store.writer import KeyBatch, KeyWriter
 
     from .capture import CapturedKeys
     from .models import LoadedModel
@@ -49,7 +52,7 @@ class RunSummary:
     samples_done: int  # committed by this attempt
     samples_skipped: int  # skipped by this attempt (reasons in `skipped`)
     samples_resumed: int  # already in the store, not redone
-    keys_written: int  # rows written by this attempt
+    keys_written: int  # rows committed by this attempt
     seconds: float
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"sample_id", "reason"} this run skipped
     reader_skipped: list[Any] = field(default_factory=list)  # (row or id, reason) the benchmark reader dropped
@@ -73,21 +76,55 @@ def ingest(model: str | LoadedModel, benchmark: str, store: str | Path, **option
 
 
 def run_plan(plan: RunPlan) -> RunSummary:
-    """Run a plan to the end, or until Ctrl-C (status "interrupted"); the manifest says how it went."""
-    import torch
-
+    """Run a plan to the end, or until Ctrl-C (status "interrupted"), holding the (model, benchmark) lock
+    throughout; the manifest says how it went."""
     from store.writer import KeyWriter, write_run
 
-    from .capture import KeyCapture
-    from .manifest import finish_manifest, start_manifest
-    from .prepare import PendingItems, Preparer
-    from .progress import ProgressBar
-    from .writer_thread import WriterThread
+    from .manifest import start_manifest
 
     started = time.time()
-    writer = KeyWriter(plan.store, plan.run_id)
-    manifest = start_manifest(plan)
-    write_run(plan.store, manifest)
+    lock = take_lock(plan)
+    try:
+        # under the lock: another writer of this model and benchmark may have committed samples (or
+        # written a manifest with other settings) since the plan was made
+        plan = dataclasses.replace(plan, finished=committed_samples(plan.store, plan.settings, plan.settings_hash))
+        writer = KeyWriter(plan.store, plan.run_id, lock=lock)
+        manifest = start_manifest(plan)
+        write_run(plan.store, manifest)
+        return _run_locked(plan, writer, manifest, started)
+    finally:
+        lock.release()
+
+
+def take_lock(plan: RunPlan) -> StoreLock:
+    """This run's lock: one per shard; shards of one run (same settings, shard count and --limit) share the
+    model and benchmark, anything else writing them is refused (or waited for, with --wait)."""
+    from store.lock import acquire
+    from store.writer import init_store
+
+    init_store(plan.store)
+    i, n = plan.shard
+
+    def waiting(holder: str) -> None:
+        print(f"keygap ingest: waiting for {holder} to finish", file=sys.stderr)
+
+    lock = acquire(plan.store, plan.lm.label, plan.source.name, part=f"shard-{i}of{n}",
+                   tag=f"{plan.settings_hash}:{n}:{plan.limit}", wait=None if plan.wait else 0, on_wait=waiting)
+    for note in lock.notes:
+        print(f"keygap ingest: {note}", file=sys.stderr)
+    return lock
+
+
+def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], started: float) -> RunSummary:
+    import torch
+
+    from store.writer import write_run
+
+    from .capture import KeyCapture
+    from .manifest import finish_manifest
+    from .prepare import PendingItems, Preparer
+    from .progress import ProgressBar
+    from .writer_thread import WriterThread, write_failure
 
     sink = WriterThread(writer, plan.checkpoint_seconds)
     sink.start()
@@ -133,21 +170,25 @@ def run_plan(plan: RunPlan) -> RunSummary:
         stop.set()
         bar.stop()
         sink.finish()
-        finish_manifest(manifest, plan, status=status if sink.error is None else "failed", keys_written=sink.rows,
-                        skipped=preparer.skipped)
-        write_run(plan.store, manifest)
-        if sink.rows:
-            # cached analysis answers that read these partitions are stale now: never served (their
-            # key includes the files read) but they would linger in the `results` table
-            from store.results import ResultsCache
+        failed = status == "failed" or sink.error is not None
+        finish_manifest(manifest, plan, status="failed" if failed else status, skipped=preparer.skipped)
+        try:
+            write_run(plan.store, manifest)
+            if writer.rows_written:
+                # cached analysis answers that read these partitions are stale now: never served (their
+                # key includes the files read) but they would linger in the `results` table
+                from store.results import ResultsCache
 
-            ResultsCache(plan.store).prune_stale()
+                ResultsCache(plan.store).prune_stale()
+        except OSError as exc:
+            if not failed:  # else the first error is the one to report; the manifest still says "running"
+                raise write_failure(exc, plan.store) from exc
         if sink.error is not None and status != "failed":
-            raise IngestError(f"writing to {plan.store} failed: {first_line(sink.error)}") from sink.error
+            raise write_failure(sink.error, plan.store) from sink.error
     return RunSummary(run_id=plan.run_id, store=str(plan.store), model=plan.lm.label,
                       benchmark=plan.source.name, status=status, layers=list(plan.layers),
                       samples_done=sink.samples_done, samples_skipped=sink.samples_skipped,
-                      samples_resumed=pending.resumed, keys_written=sink.rows, seconds=time.time() - started,
+                      samples_resumed=pending.resumed, keys_written=writer.rows_written, seconds=time.time() - started,
                       skipped=list(preparer.skipped), reader_skipped=list(plan.source.skipped))
 
 

@@ -8,12 +8,14 @@ failure it writes nothing more and keeps the error for the main thread to report
 
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from store.errors import first_line
+from store.errors import KeygapError, first_line
 from store.writer import KeyBatch, KeyWriter
 
 from .plan import IngestError
@@ -35,14 +37,14 @@ class WriterThread(threading.Thread):
 
     def put(self, batches: list[KeyBatch], rows: list[dict[str, Any]]) -> None:
         if self.error is not None:
-            raise IngestError(f"writing to the store failed: {first_line(self.error)}") from self.error
+            raise write_failure(self.error, self.writer.root) from self.error
         while True:
             try:
                 self.queue.put((batches, rows), timeout=0.5)
                 return
             except queue.Full:
                 if not self.is_alive():
-                    raise IngestError(f"the store writer stopped: {first_line(self.error)}") from self.error
+                    raise write_failure(self.error, self.writer.root) from self.error
 
     def run(self) -> None:
         while True:
@@ -75,3 +77,16 @@ class WriterThread(threading.Thread):
                 self.writer.close()
             except BaseException as exc:  # the main thread reports it as a failed write
                 self.error = exc
+
+
+def write_failure(exc: BaseException | None, store: str | Path) -> KeygapError:
+    """The one-line error of a failed write to the store, naming the cause and what to do."""
+    if isinstance(exc, KeygapError):  # a lock taken over, a damaged store: already says what to do
+        return exc
+    resume = "rerun the same command to resume (committed samples are kept)"
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or code == errno.EDQUOT:
+        return IngestError(f"the disk holding {store} is full ({first_line(exc)}): free space, then {resume}")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return IngestError(f"cannot write to {store} ({first_line(exc)}): use a writable --store, then {resume}")
+    return IngestError(f"writing to {store} failed ({first_line(exc) if exc else 'the writer stopped'}): {resume}")

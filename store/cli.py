@@ -183,6 +183,10 @@ def format_summary(s: dict) -> str:
                 f"{g['model']:<28} {g['benchmark']:<14} {g['layers']:<18} {g['rope']:<9} {g['modality']:<9} "
                 f"{g['dim']:>5} {g['rows']:>10,}"
             )
+    for h in s.get("writing", []):
+        part = f" ({h['part']})" if h.get("part") else ""
+        lines.append(f"being written now: {h['model']} on {h['benchmark']}{part} by `{h['command']}` "
+                     f"(pid {h['pid']} on host {h['host']})")
     lines.append(f"{s['samples']} samples committed; {len(s['runs'])} runs")
     for r in s["runs"]:
         lines.append(

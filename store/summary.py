@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
+from .lock import held_locks
 from .reader import KeyStore
 
 
@@ -30,6 +31,8 @@ def summarize(store: str | KeyStore) -> dict:
     rows_by_run: dict[str, int] = {}
     for f in ks.inventory.all_files():
         rows_by_run[f.run_id] = rows_by_run.get(f.run_id, 0) + f.rows
+    locks = held_locks(ks.uri) if "://" not in ks.uri else []
+    writing = {(h["model"], h["benchmark"], h["part"]) for h in locks}
     return {
         "store": ks.uri,
         "schema_version": ks.meta.get("schema_version"),
@@ -45,13 +48,26 @@ def summarize(store: str | KeyStore) -> dict:
         # may count samples whose keys never reached a commit marker.
         "runs": [
             {k: r.get(k) for k in ("run_id", "status", "model_id", "model", "benchmark", "started", "ended")}
-            | {"samples_done": done.get(r.get("run_id"), 0), "samples_skipped": skipped.get(r.get("run_id"), 0),
+            | {"status": _status(r, writing),
+               "samples_done": done.get(r.get("run_id"), 0), "samples_skipped": skipped.get(r.get("run_id"), 0),
                "rows": rows_by_run.get(r.get("run_id"), 0)}
             for r in runs
         ],
         "uncommitted_files": ks.inventory.uncommitted,
+        "writing": locks,
         "problems": list(ks.problems),
     }
+
+
+def _status(run: dict, writing: set[tuple]) -> str | None:
+    """A manifest says "running" from its start until its end; with no live lock the process is gone."""
+    status = run.get("status")
+    if status != "running":
+        return status
+    i, _, n = str(run.get("shard") or "0/1").partition("/")
+    if (run.get("model"), run.get("benchmark"), f"shard-{i}of{n}") in writing:
+        return status
+    return "stopped (killed or crashed; rerun its command to resume)"
 
 
 def _ranges(values: list[int]) -> str:

@@ -8,6 +8,8 @@ temporary name, then renamed) when they grow past ``flush_bytes`` or on ``flush`
 files of a flush are in place, a samples file for the same flush is written: it is the commit marker.
 Opening a writer for a run removes that run's key files that have no marker (a crash between the two), so
 re-running the same command never duplicates rows. A run id must therefore be stable across resumes.
+Only one process may write a (model, benchmark) at a time: the caller holds its lock (store/lock.py) and
+passes it in, so a writer whose lock was taken over stops before its next flush.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from . import codec
 from .errors import StoreError
 from .files import atomic_write_bytes, temp_path
 from .inventory import MARKER_FILES_KEY, PART_NAME, first_line
+from .lock import StoreLock
 from .schema import (
     KEY_DTYPES,
     KEYS_DIR,
@@ -87,6 +90,11 @@ def init_store(root: str | os.PathLike) -> Path:
     """Create an empty store (or check an existing one's schema version) and return its path."""
     root = Path(root)
     manifest = root / MANIFEST
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"--store {root} is a file, not a folder: give a folder (a new one is created)")
+    # Hidden names are temporary files of a shard creating the same store at this instant; anything else
+    # appears only after the manifest, so a second look at the manifest settles a concurrent creation.
+    foreign = root.exists() and any(not p.name.startswith(".") for p in root.iterdir())
     if manifest.exists():
         try:
             meta = json.loads(manifest.read_text())
@@ -101,8 +109,7 @@ def init_store(root: str | os.PathLike) -> Path:
                 "use a new --store directory"
             )
         return root
-    # Hidden names are temporary files of a shard creating the same store at this instant.
-    if root.exists() and any(not p.name.startswith(".") for p in root.iterdir()):
+    if foreign:
         raise StoreError(f"{root} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
     root.mkdir(parents=True, exist_ok=True)
     # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
@@ -158,6 +165,7 @@ class KeyWriter:
         flush_bytes: int = 256 << 20,
         compression: str = "zstd",
         compression_level: int | None = 1,
+        lock: StoreLock | None = None,
     ):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id or ""):
             raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-'")
@@ -166,6 +174,7 @@ class KeyWriter:
         self.flush_bytes = flush_bytes
         self.compression = compression
         self.compression_level = compression_level
+        self.lock = lock
         self._staged: list[tuple[tuple, pa.Table]] = []
         self._buffers: dict[tuple, _Buffer] = {}
         self._samples: list[dict] = []
@@ -223,9 +232,28 @@ class KeyWriter:
         """Write every buffered partition, then the samples marker of this flush."""
         if not self._buffers and not self._samples:
             return
+        if self.lock is not None:
+            self.lock.verify()
         flush_no = self._flush_no
         name = f"part-{self.run_id}-{flush_no:05d}.parquet"
         listed: dict[str, dict] = {}
+        try:
+            self._write_flush(name, listed)
+        except BaseException:
+            # a failed flush (a full disk) leaves no orphan behind: its key files go, the buffers stay
+            for rel in listed:
+                (self.root / rel).unlink(missing_ok=True)
+            raise
+        # counted only now: rows of a flush whose marker never got written are not the store's
+        self.rows_written += sum(entry["rows"] for entry in listed.values())
+        self.files_written += len(listed)
+        self._buffers.clear()
+        self._samples.clear()
+        self._buffered = 0
+        self._flush_no += 1
+
+    def _write_flush(self, name: str, listed: dict[str, dict]) -> None:
+        """The key files of one flush, then its marker; ``listed`` gains each key file once it is in place."""
         for key, buf in self._buffers.items():
             table = pa.concat_tables(buf.tables)
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
@@ -237,17 +265,11 @@ class KeyWriter:
             listed[path.relative_to(self.root).as_posix()] = {
                 "rows": table.num_rows, "bytes": path.stat().st_size, "dim": dim, "dtype": dtype,
             }
-            self.rows_written += table.num_rows
-            self.files_written += 1
         # The marker lists the files it commits, so readers learn a store's content without opening them.
         samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
             {MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode()}
         )
         self._write_parquet(samples, self.root / SAMPLES_DIR / name)
-        self._buffers.clear()
-        self._samples.clear()
-        self._buffered = 0
-        self._flush_no += 1
 
     def close(self) -> None:
         """Flush what was committed; drop what was only staged (an unfinished batch)."""
