@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from . import codec
 from .errors import StoreError
 from .inventory import Inventory, KeyFile, first_line, scan
+from .location import open_location
 from .sampling import RAND, FileIndex, choose
 from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
 
@@ -49,16 +50,12 @@ class KeyStore:
 
     def __init__(self, uri: str):
         self.uri = str(uri)
-        try:
-            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
-        except (pa.ArrowInvalid, ValueError):
-            self.fs, self.root = pafs.LocalFileSystem(), self.uri
-        if "://" not in self.uri:
-            self.fs, self.root = pafs.LocalFileSystem(), posixpath.abspath(self.uri)
+        self.location = open_location(self.uri)
+        self.fs, self.root = self.location.fs, self.location.root
         manifest = self._path(MANIFEST)
-        info = self.fs.get_file_info(manifest)
+        info = self.location.info(MANIFEST)
         if info.type == pafs.FileType.NotFound:
-            if self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
+            if not self.location.exists():
                 raise StoreError(
                     f"no store at {self.uri}: run `keygap ingest ...` first, or pass --store / set KEYGAP_STORE"
                 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
+import posixpath
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StoreError
+from .location import Location, open_location
 from .schema import RESULTS_DIR, utc_now
 
 RESULTS_SCHEMA = pa.schema(
@@ -72,28 +73,31 @@ def question_key(question: Mapping[str, Any], data_id: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def partition_fingerprint(directory: Path) -> str:
-    """Identity of one partition's key files: names, sizes and mtimes (ns). Empty/missing -> "missing"."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return "missing"
-    entries = []
-    for path in sorted(directory.glob("*.parquet")):
-        if path.name.startswith((".", "_")):
-            continue  # temp files of a writer, as the reader skips them
-        st = path.stat()
-        entries.append([path.name, st.st_size, st.st_mtime_ns])
+def partition_fingerprint(directory: str | os.PathLike, location: Location | None = None) -> str:
+    """Identity of one partition's key files: names, sizes and mtimes (ns). Empty/missing -> "missing".
+
+    ``directory`` is a local folder, or a folder relative to ``location`` (a store anywhere, S3 included)."""
+    if location is None:
+        location = open_location(os.fspath(directory))
+        directory = ""
+    entries = sorted(
+        [i.base_name, i.size, i.mtime_ns or 0] for i in location.list(str(directory))
+        if i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))  # not a writer's temp files
+    )
     if not entries:
         return "missing"
     return hashlib.sha256(canonical_json(entries).encode()).hexdigest()[:24]
 
 
 class ResultsCache:
-    """Answers keyed by :func:`question_key`; each answer is a list of row dicts (RESULTS_SCHEMA columns)."""
+    """Answers keyed by :func:`question_key`; each answer is a list of row dicts (RESULTS_SCHEMA columns).
 
-    def __init__(self, store_path: str | os.PathLike):
-        self.root = Path(store_path)
-        self.dir = self.root / RESULTS_DIR
+    It lives in the store, wherever the store lives (a folder, or S3 under the store's prefix): an object
+    store gets whole-object writes (store/location.py)."""
+
+    def __init__(self, store: str | os.PathLike | Location):
+        self.location = store if isinstance(store, Location) else open_location(store)
+        self.root = Path(self.location.root)
 
     # --- data identity -------------------------------------------------------------------------------
     def fingerprints(self, partition_dirs: Iterable[Path]) -> dict[str, str]:
@@ -105,7 +109,7 @@ class ResultsCache:
                 rel = directory.relative_to(self.root).as_posix()
             except ValueError:
                 rel = directory.as_posix()
-            out[rel] = partition_fingerprint(directory)
+            out[rel] = partition_fingerprint(rel, self.location)
         return dict(sorted(out.items()))
 
     @staticmethod
@@ -113,14 +117,15 @@ class ResultsCache:
         return hashlib.sha256(canonical_json(dict(fingerprints)).encode()).hexdigest()[:24]
 
     # --- read / write --------------------------------------------------------------------------------
-    def path(self, key: str) -> Path:
-        return self.dir / f"part-{key}.parquet"
+    def path(self, key: str) -> str:
+        """Where an answer is kept, relative to the store."""
+        return posixpath.join(RESULTS_DIR, f"part-{key}.parquet")
 
     def get(self, key: str) -> list[dict] | None:
         """The rows of an answer as put() received them (JSON columns decoded), in their original order, or
         None when it was never computed. Each row also carries the cache's own columns (key, row, created,
         data_id, depends)."""
-        table = _read_or_drop(self.path(key))
+        table = self._read_or_drop(self.path(key))
         if table is None:
             return None
         rows = table.to_pylist()
@@ -130,8 +135,9 @@ class ResultsCache:
                 row[name] = None if row[name] is None else json.loads(row[name])
         return rows
 
-    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> Path:
-        """Write an answer atomically (temp file, then rename), so a reader never sees half a file.
+    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> str:
+        """Write an answer whole (a temp file renamed, or one object upload), so a reader never sees half
+        of it; returns its path on the store's filesystem.
 
         ``rows`` are dicts over RESULTS_SCHEMA's columns (other keys are not stored); JSON_COLUMNS may hold
         any JSON-able value and are stored as canonical JSON text."""
@@ -151,42 +157,44 @@ class ResultsCache:
             if record["replicate"] is None:
                 record["replicate"] = -1
             records.append(record | own | {"row": i})
-        return _write_atomically(pa.Table.from_pylist(records, schema=RESULTS_SCHEMA), self.path(key))
+        return self._write(pa.Table.from_pylist(records, schema=RESULTS_SCHEMA), self.path(key))
 
     # --- array answers (projections) ------------------------------------------------------------------
     # They live one folder down (results/arrays/) so the ``results`` SQL view, which reads
     # results/*.parquet, keeps one schema. The dependencies ride in the file's schema metadata.
-    def array_path(self, key: str) -> Path:
-        return self.dir / ARRAYS_DIR / f"part-{key}.parquet"
+    def array_path(self, key: str) -> str:
+        return posixpath.join(RESULTS_DIR, ARRAYS_DIR, f"part-{key}.parquet")
 
-    def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> Path:
+    def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> str:
         """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
         meta = {b"keygap.depends": canonical_json(dict(depends)).encode(), b"keygap.info": canonical_json(dict(info)).encode()}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-        return _write_atomically(table, self.array_path(key))
+        return self._write(table, self.array_path(key))
 
     def get_table(self, key: str) -> tuple[pa.Table, dict] | None:
         """(table, info) stored by put_table, or None."""
-        table = _read_or_drop(self.array_path(key))
+        table = self._read_or_drop(self.array_path(key))
         if table is None:
             return None
         info = json.loads((table.schema.metadata or {}).get(b"keygap.info", b"{}"))
         return table, info
 
     # --- housekeeping --------------------------------------------------------------------------------
-    def entries(self) -> list[Path]:
-        """Every cached answer file: metric rows and array answers."""
-        if not self.dir.is_dir():
-            return []
-        return sorted(self.dir.glob("part-*.parquet")) + sorted((self.dir / ARRAYS_DIR).glob("part-*.parquet"))
+    def entries(self) -> list[str]:
+        """Every cached answer file (relative to the store): metric rows and array answers."""
+        found = []
+        for folder in (RESULTS_DIR, posixpath.join(RESULTS_DIR, ARRAYS_DIR)):
+            found += sorted(posixpath.join(folder, i.base_name) for i in self.location.list(folder)
+                            if i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
+        return found
 
-    @staticmethod
-    def _depends_of(path: Path) -> dict | None:
+    def _depends_of(self, rel: str) -> dict | None:
         try:
-            if path.parent.name == ARRAYS_DIR:
-                meta = pq.read_schema(path).metadata or {}
-                return json.loads(meta[b"keygap.depends"])
-            column = pq.read_table(path, columns=["depends"]).column("depends")
+            with self.location.fs.open_input_file(self.location.path(rel)) as f:
+                if posixpath.basename(posixpath.dirname(rel)) == ARRAYS_DIR:
+                    meta = pq.read_schema(f).metadata or {}
+                    return json.loads(meta[b"keygap.depends"])
+                column = pq.read_table(f, columns=["depends"]).column("depends")
             return json.loads(column[0].as_py()) if len(column) else {}
         except (OSError, pa.ArrowInvalid, ValueError, KeyError):
             return None  # unreadable: treat as stale
@@ -200,12 +208,12 @@ class ResultsCache:
             stale = depends is None
             for rel, fingerprint in (depends or {}).items():
                 if rel not in current:
-                    current[rel] = partition_fingerprint(self.root / rel)
+                    current[rel] = partition_fingerprint(rel, self.location)
                 if current[rel] != fingerprint:
                     stale = True
                     break
             if stale:
-                path.unlink(missing_ok=True)
+                self.location.delete(path)
                 removed += 1
         return removed
 
@@ -213,33 +221,27 @@ class ResultsCache:
         """Delete every cached answer (e.g. after changing a metric's implementation)."""
         paths = self.entries()
         for path in paths:
-            path.unlink(missing_ok=True)
+            self.location.delete(path)
         return len(paths)
 
+    def _read_or_drop(self, rel: str) -> pa.Table | None:
+        """A cached answer's table, or None when absent; a damaged cache file is not worth an error: it is
+        dropped and the answer recomputed."""
+        try:
+            with self.location.fs.open_input_file(self.location.path(rel)) as f:
+                return pq.read_table(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowInvalid):
+            if self.location.is_file(rel):
+                self.location.delete(rel)
+            return None
 
-def _read_or_drop(path: Path) -> pa.Table | None:
-    """A cached answer's table, or None when absent; a damaged cache file is not worth an error: it is
-    dropped and the answer recomputed."""
-    if not path.is_file():
-        return None
-    try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowInvalid):
-        path.unlink(missing_ok=True)
-        return None
-
-
-def _write_atomically(table: pa.Table, final: Path) -> Path:
-    """Temp file, then rename, so a reader never sees half an answer. The temp name does not end in
-    .parquet, so a reader globbing results/*.parquet never sees it either."""
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the results folder {final.parent}: {exc.strerror}") from None
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    def _write(self, table: pa.Table, rel: str) -> str:
+        """Write a whole answer file (store/location.py), so a reader never sees half of one."""
+        try:
+            self.location.write_parquet(rel, table, compression="zstd")
+        except OSError as exc:
+            raise StoreError(f"cannot write the results cache at {self.location.join(rel)} ({exc.strerror or exc}): "
+                             "make the store writable, or pass --no-cache") from None
+        return self.location.path(rel)

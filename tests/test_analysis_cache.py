@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_put_get_round_trip_is_exact_and_atomic(tmp_path):
         {"metric": "js", "value": float("nan"), "p_value": 0.01, "replicate": 2},
     ]
     key = question_key({"metric": "mmd", "n": 10}, cache.data_id(deps))
-    path = cache.put(key, rows, depends=deps)
+    path = Path(cache.put(key, rows, depends=deps))
     assert path.name == f"part-{key}.parquet"
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
     got = cache.get(key)

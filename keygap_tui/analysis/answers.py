@@ -13,7 +13,6 @@ A question's key hashes the question, CACHE_VERSION and the fingerprints of the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from store.results import ResultsCache, question_key
 
 from .progress import Steps
 from .rows import ComparisonRow
-from .sides import Side, depends, store_root
+from .sides import Side, depends
 
 #: Bump when a change in the analysis code changes what a cached number means.
 CACHE_VERSION = 3  # 3: a seeded sample is a window of the stored random order
@@ -33,13 +32,12 @@ Compute = Callable[[list[str]], Iterator[tuple[str, list[ComparisonRow]]]]
 class CachedQuestions:
     """The results cache as one analysis call sees it: the data identity of its sides, keys, get and put.
 
-    With ``use_cache=False`` (or a store that is not a local folder) nothing is read or written."""
+    With ``use_cache=False`` nothing is read or written. The cache lives in the store, local or on S3."""
 
     def __init__(self, ks: KeyStore, sides: Iterable[Side], use_cache: bool = True):
-        root = store_root(ks)
         self.depends = depends(ks, sides)
         self.data_id = ResultsCache.data_id(self.depends)
-        self.cache = ResultsCache(root) if use_cache and os.path.isdir(root) else None
+        self.cache = ResultsCache(ks.location) if use_cache else None
 
     def key(self, question: Mapping[str, Any]) -> str:
         return question_key(question, self.data_id)

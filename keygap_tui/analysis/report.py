@@ -143,10 +143,10 @@ def report(
     txt_mod, txt_segs = parse_what(text)
     cells = plan_cells(ks, models, benchmarks, layers)
     pruned = 0
-    if use_cache and os.path.isdir(ks.root):
+    if use_cache:
         from store.results import ResultsCache
 
-        pruned = ResultsCache(ks.root).prune_stale()  # answers about re-ingested slices would only pile up
+        pruned = ResultsCache(ks.location).prune_stale()  # answers about re-ingested slices would only pile up
     steps = Steps(3 * len(cells) + 1, progress, should_stop)
     seconds = {"compare": 0.0, "controls": 0.0, "projection": 0.0, "write": 0.0}
     main_rows: list[ComparisonRow] = []

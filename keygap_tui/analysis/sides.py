@@ -93,7 +93,7 @@ def partition_dirs(ks: KeyStore, sides: Iterable[Side]) -> list[Path]:
 
 def depends(ks: KeyStore, sides: Iterable[Side]) -> dict[str, str]:
     """Fingerprints of the partitions the sides read (the data part of a results-cache key)."""
-    return ResultsCache(store_root(ks)).fingerprints(partition_dirs(ks, sides))
+    return ResultsCache(ks.location).fingerprints(partition_dirs(ks, sides))
 
 
 def load_side(ks: KeyStore, side: Side, *, n: int | None, seed: int, samples=None):
