@@ -144,6 +144,11 @@ def plan_run(
     if harness not in HARNESSES:
         raise IngestError(f"--harness {harness!r}: use one of {', '.join(HARNESSES)}")
 
+    from store.location import is_remote
+
+    if is_remote(store):  # the writer is local-only until it writes whole objects (store/location.py)
+        raise IngestError(f"ingest writes to a local or shared folder only, not {store}: ingest into a folder, "
+                          "then copy it to object storage, where every reading command opens it")
     source = open_benchmark(benchmark, split=split)
     if Path(store).exists():
         init_store(store)  # a bad --store fails now, not after minutes of model loading
