@@ -4,29 +4,29 @@ Why: two processes writing the same partitions interleave (duplicate rows, one r
 other's in-flight files, mixed settings). Every command that writes or rewrites the keys of a (model,
 benchmark) takes this lock first: ``keygap ingest`` (one lock per shard) and compaction (the whole pair).
 
-Protocol. A lock is a small JSON file created with ``O_CREAT | O_EXCL`` (atomic on local and NFS file
-systems) named ``<model>@<benchmark>.lock`` for the whole pair, or ``<model>@<benchmark>@<part>.lock`` for
-a part (an ingest shard). After creating its file, a taker lists the pair's other lock files and backs off
+Protocol. A lock is a small JSON file created exclusively (``O_CREAT | O_EXCL`` on local and NFS file
+systems, a conditional PUT on S3: store/lockfiles.py has the primitives of both) named
+``<model>@<benchmark>.lock`` for the whole pair, or ``<model>@<benchmark>@<part>.lock`` for a part (an
+ingest shard). After creating its file, a taker lists the pair's other lock files and backs off
 if one of them conflicts; since every taker creates before it looks, two conflicting takers can never both
-succeed. Taking is also serialised by an advisory ``flock`` on ``locks/.guard`` (held for milliseconds,
-released by the kernel if the taker dies), so two takers starting together do not both back off: exactly
-one wins. Two locks of one pair conflict unless both are parts with the same ``tag`` (the ingest's
+succeed. On a folder, taking is also serialised by an advisory ``flock`` on ``locks/.guard`` (held for
+milliseconds, released by the kernel if the taker dies), so two takers starting together do not both back
+off: exactly one wins. Two locks of one pair conflict unless both are parts with the same ``tag`` (the ingest's
 settings, shard count and limit: the shards of one run).
 
 Stale locks. A lock whose holder is gone is taken over, with a warning:
 - same host: its pid is not running, or runs a process started at another time (a reused pid);
 - another host: its holder has not refreshed the file's modification time for ``STALE_SECONDS`` (the
-  holder touches it every ``HEARTBEAT_SECONDS``; the age is measured against a file written now, so
-  the clocks of the two hosts do not matter).
+  holder touches it, or rewrites the object, every ``HEARTBEAT_SECONDS``; the age is measured against a
+  file written now, so the clocks of the two hosts do not matter).
 Breaking a stale lock is serialised by a ``.breaking`` guard file, so two takers cannot both break it and
 then remove each other's fresh locks. A holder that finds its lock taken over (``verify``) stops writing.
 
-The standard library only (store/ must run on GPU servers without duckdb or textual).
+No duckdb or textual (store/ must run on GPU servers without them).
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
@@ -38,14 +38,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .lockfiles import LOCKS_DIR, LockFolder, lock_folder
 
-LOCKS_DIR = "locks"
 #: how often a holder refreshes its lock file's modification time
 HEARTBEAT_SECONDS = 30.0
 #: a lock of another host not refreshed for this long is stale (20 missed heartbeats)
@@ -67,15 +67,21 @@ class LockLost(StoreError):
 class StoreLock:
     """A held lock; release it with ``release()`` or by leaving its ``with`` block."""
 
-    path: Path
+    folder: LockFolder
+    name: str
     info: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # stale locks taken over while acquiring, one line each
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _beat: threading.Thread | None = field(default=None, repr=False)
 
+    @property
+    def path(self) -> Path | str:
+        """The lock file (a path, or the object's URI on S3)."""
+        return self.folder.where(self.name)
+
     def verify(self) -> None:
         """Raise LockLost unless the lock file is still this holder's (call before writing)."""
-        current = _read(self.path)
+        current = _read(self.folder, self.name)
         if current is None or current.get("token") != self.info["token"]:
             holder = describe(current) if current else "nobody (the lock file was deleted)"
             raise LockLost(
@@ -88,9 +94,10 @@ class StoreLock:
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
-        current = _read(self.path)
-        if current is not None and current.get("token") == self.info["token"]:
-            self.path.unlink(missing_ok=True)
+        try:
+            self.folder.remove_if(self.name, _holds(self.info["token"]))
+        except (OSError, StoreError):
+            pass  # left behind, it is judged stale and taken over by the next taker
 
     def __enter__(self) -> StoreLock:
         return self
@@ -99,23 +106,28 @@ class StoreLock:
         self.release()
 
     def _heartbeat(self, every: float) -> None:
+        data = _encode(self.info)
         while not self._stop.wait(every):
-            current = _read(self.path)
+            current = _read(self.folder, self.name)
             if current is None or current.get("token") != self.info["token"]:
                 return  # lost: verify() reports it before the next write
             try:
-                os.utime(self.path)
-            except OSError:
-                pass  # a transient file-system error: the next beat tries again
+                self.folder.touch(self.name, data)
+            except (OSError, StoreError):
+                pass  # a transient storage error: the next beat tries again
 
 
 def lock_path(root: str | os.PathLike, model: str, benchmark: str, part: str | None = None) -> Path:
-    """The lock file of (model, benchmark) or of one part of it."""
+    """The lock file of (model, benchmark) or of one part of it, in a local store."""
+    return Path(root) / LOCKS_DIR / lock_name(model, benchmark, part)
+
+
+def lock_name(model: str, benchmark: str, part: str | None = None) -> str:
+    """The file name of the lock of (model, benchmark) or of one part of it."""
     for name, value in (("model", model), ("benchmark", benchmark), ("part", part)):
         if value is not None and not _LABEL.fullmatch(value):
             raise ValueError(f"lock {name} {value!r} must be letters, digits, '.', '_' or '-'")
-    stem = "@".join(x for x in (model, benchmark, part) if x is not None)
-    return Path(root) / LOCKS_DIR / f"{stem}.lock"
+    return "@".join(x for x in (model, benchmark, part) if x is not None) + ".lock"
 
 
 def acquire(
@@ -132,15 +144,19 @@ def acquire(
 ) -> StoreLock:
     """Take the lock of (model, benchmark), or of one ``part`` of it (see the module docstring).
 
-    ``wait``: 0 refuses at once (LockHeld), ``None`` waits as long as it takes, a number waits that many
-    seconds. ``on_wait`` is called once with the holder's description when waiting starts. ``command``
-    (default: this process's command line) is shown to whoever finds the lock held.
+    ``root`` is the store: a folder or an ``s3://`` URI. ``wait``: 0 refuses at once (LockHeld), ``None``
+    waits as long as it takes, a number waits that many seconds. ``on_wait`` is called once with the
+    holder's description when waiting starts. ``command`` (default: this process's command line) is shown
+    to whoever finds the lock held.
     """
-    path = lock_path(root, model, benchmark, part)
+    folder = lock_folder(root)
+    name = lock_name(model, benchmark, part)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.ensure()
     except OSError as exc:
-        raise StoreError(f"cannot create {path.parent} ({exc.strerror or exc}): writing needs a writable --store") from None
+        raise StoreError(
+            f"cannot create {folder.where('')} ({exc.strerror or exc}): writing needs a writable --store"
+        ) from None
     info = {
         "model": model, "benchmark": benchmark, "part": part, "tag": tag,
         "command": (command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))[:500],
@@ -152,20 +168,20 @@ def acquire(
     told = False
     while True:
         try:
-            with _serialised(path.parent):
-                blocker = _try_take(path, info, notes)
+            with folder.serialised():
+                blocker = _try_take(folder, name, info, notes)
         except OSError as exc:
-            raise StoreError(f"cannot create the lock {path} ({exc.strerror or exc}): writing needs a writable "
-                             "--store with free space") from None
+            raise StoreError(f"cannot create the lock {folder.where(name)} ({exc.strerror or exc}): writing needs a "
+                             "writable --store with free space") from None
         if blocker is None:
-            lock = StoreLock(path, info, notes)
+            lock = StoreLock(folder, name, info, notes)
             if heartbeat > 0:
                 lock._beat = threading.Thread(target=lock._heartbeat, args=(heartbeat,), daemon=True,
                                               name="keygap-lock-heartbeat")
                 lock._beat.start()
             return lock
         if deadline is not None and time.monotonic() >= deadline:
-            raise LockHeld(_held_message(root, info, blocker))
+            raise LockHeld(_held_message(root, folder, info, blocker))
         if on_wait is not None and not told:
             on_wait(describe(blocker))
             told = True
@@ -175,15 +191,14 @@ def acquire(
 def held_locks(root: str | os.PathLike) -> list[dict[str, Any]]:
     """The live locks of a store (stale ones are left out), for `keygap info`; writes nothing (the other
     host's heartbeat is judged by this host's clock)."""
-    folder = Path(root) / LOCKS_DIR
-    if not folder.is_dir():
-        return []
+    folder = lock_folder(root)
     now = time.time()
     out = []
-    for p in sorted(folder.glob("*.lock")):
-        info = _read(p)
-        if info is not None and not _stale(p, info, now):
-            out.append({k: info.get(k) for k in ("model", "benchmark", "part", "command", "user", "host", "pid", "started")})
+    for name in folder.names():
+        info = _read(folder, name)
+        if info is not None and not _stale(folder, name, info, now):
+            fields = ("model", "benchmark", "part", "command", "user", "host", "pid", "started")
+            out.append({k: info.get(k) for k in fields})
     return out
 
 
@@ -196,79 +211,54 @@ def describe(info: dict[str, Any] | None) -> str:
 
 
 # -- internals ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _serialised(folder: Path) -> Iterator[None]:
-    """Hold the store's taking guard: one taker at a time looks and creates (see the module docstring)."""
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system: create-then-check alone still never admits two writers
-        yield
-        return
-    fd = os.open(folder / ".guard", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass  # a file system without advisory locks: as above
-        yield
-    finally:
-        os.close(fd)  # releases the flock
+def _encode(info: dict[str, Any]) -> bytes:
+    return json.dumps(info, indent=1).encode()
 
 
-def _try_take(path: Path, info: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+def _try_take(folder: LockFolder, name: str, info: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """Take the lock now; return None on success, else the holder's info (``{}`` if not yet readable)."""
-    data = json.dumps(info, indent=1).encode()
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        holder = _read(path)
+    where = str(folder.where(name))
+    if not folder.create(name, _encode(info)):
+        holder = _read(folder, name)
         if holder is None:
-            if _age(path) > _EMPTY_STALE_SECONDS:  # a taker killed between create and write
-                _break(path, None)
-            return {"_path": str(path)}
-        if _stale(path, holder, _now_on(path.parent)):
-            if _break(path, holder):
+            if _age(folder, name) > _EMPTY_STALE_SECONDS:  # a taker killed between create and write
+                _break(folder, name, None)
+            return {"_path": where}
+        if _stale(folder, name, holder, folder.now()):
+            if _break(folder, name, holder):
                 notes.append(f"took over the stale lock of {describe(holder)}")
-                return _try_take(path, info, notes)
-        return holder | {"_path": str(path)}
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    blocker = _conflict(path, info, notes)
+                return _try_take(folder, name, info, notes)
+        return holder | {"_path": where}
+    blocker = _conflict(folder, name, info, notes)
     if blocker is not None:
-        path.unlink(missing_ok=True)
+        folder.remove_if(name, _holds(info["token"]))
     return blocker
 
 
-def _conflict(mine: Path, info: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+def _conflict(folder: LockFolder, mine: str, info: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The holder of a live lock of the same pair that conflicts with ``info``, else None."""
     now = None
-    for other in sorted(mine.parent.glob("*.lock")):
-        parts = other.name[: -len(".lock")].split("@")
+    for other in folder.names():
+        parts = other[: -len(".lock")].split("@")
         if other == mine or parts[:2] != [info["model"], info["benchmark"]]:
             continue
-        holder = _read(other)
+        holder = _read(folder, other)
         if holder is None:
-            if _age(other) <= _EMPTY_STALE_SECONDS:
-                return {"_path": str(other)}  # being written right now: assume the worst
-            _break(other, None)
+            if _age(folder, other) <= _EMPTY_STALE_SECONDS:
+                return {"_path": str(folder.where(other))}  # being written right now: assume the worst
+            _break(folder, other, None)
             continue
-        now = _now_on(mine.parent) if now is None else now
-        if _stale(other, holder, now):
-            if _break(other, holder):
+        now = folder.now() if now is None else now
+        if _stale(folder, other, holder, now):
+            if _break(folder, other, holder):
                 notes.append(f"took over the stale lock of {describe(holder)}")
             continue
         if info["part"] is None or holder.get("part") is None or holder.get("tag") != info["tag"]:
-            return holder | {"_path": str(other)}
+            return holder | {"_path": str(folder.where(other))}
     return None
 
 
-def _stale(path: Path, info: dict[str, Any], now: float) -> bool:
+def _stale(folder: LockFolder, name: str, info: dict[str, Any], now: float) -> bool:
     if info.get("host") == socket.gethostname():
         pid = info.get("pid")
         if not isinstance(pid, int) or not _alive(pid):
@@ -276,65 +266,56 @@ def _stale(path: Path, info: dict[str, Any], now: float) -> bool:
         started = info.get("proc_start")
         return started is not None and _proc_start(pid) not in (None, started)
     try:
-        return now - path.stat().st_mtime > STALE_SECONDS
-    except FileNotFoundError:
+        return now - folder.mtime(name) > STALE_SECONDS
+    except (FileNotFoundError, StoreError):
         return False  # released meanwhile: the caller retries
 
 
-def _break(path: Path, judged: dict[str, Any] | None) -> bool:
+def _break(folder: LockFolder, name: str, judged: dict[str, Any] | None) -> bool:
     """Delete the stale lock ``judged`` (None: an empty one) unless it changed meanwhile; True if deleted."""
-    guard = path.with_name(path.name + ".breaking")
-    try:
-        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        if _age(guard) > _EMPTY_STALE_SECONDS:  # a breaker killed within these few lines
-            guard.unlink(missing_ok=True)
+    guard = name + ".breaking"
+    if not folder.create(guard, b""):
+        if _age(folder, guard) > _EMPTY_STALE_SECONDS:  # a breaker killed within these few lines
+            folder.delete(guard)
         return False
     try:
-        current = _read(path)
-        same = current is None and _age(path) > _EMPTY_STALE_SECONDS if judged is None else (
-            current is not None and current.get("token") == judged.get("token"))
-        if same:
-            path.unlink(missing_ok=True)
-        return same
+        if judged is None:
+            return folder.remove_if(name, lambda raw: _parse(raw) is None and _age(folder, name) > _EMPTY_STALE_SECONDS)
+        return folder.remove_if(name, _holds(judged.get("token")))
     finally:
-        os.close(fd)
-        guard.unlink(missing_ok=True)
+        folder.delete(guard)
 
 
-def _held_message(root: str | os.PathLike, mine: dict[str, Any], holder: dict[str, Any]) -> str:
-    where = holder.get("_path") or lock_path(root, mine["model"], mine["benchmark"], mine["part"])
+def _held_message(root: str | os.PathLike, folder: LockFolder, mine: dict[str, Any], holder: dict[str, Any]) -> str:
+    where = holder.get("_path") or folder.where(lock_name(mine["model"], mine["benchmark"], mine["part"]))
     clash = mine["part"] and holder.get("part") and holder.get("tag") != mine["tag"]
     what = "with other settings (or another --shard N or --limit) " if clash else ""
     return (f"{mine['model']} on {mine['benchmark']} in {root} is being written {what}by {describe(holder)}: "
             f"wait for it to finish (or pass --wait); if that process is gone for good, delete {where}")
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(folder: LockFolder, name: str) -> dict[str, Any] | None:
+    return _parse(folder.read(name))
+
+
+def _holds(token: Any) -> Callable[[bytes | None], bool]:
+    """A test of a lock file's content: does it still hold ``token``?"""
+    return lambda raw: (_parse(raw) or {}).get("token") == token
+
+
+def _parse(raw: bytes | None) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(raw) if raw else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
 
-def _age(path: Path) -> float:
+def _age(folder: LockFolder, name: str) -> float:
     try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
+        return time.time() - folder.mtime(name)
+    except (OSError, StoreError):
         return 0.0
-
-
-def _now_on(folder: Path) -> float:
-    """The current time by the clock of the file system holding ``folder`` (a file written now)."""
-    probe = folder / f".probe-{os.getpid()}-{time.monotonic_ns()}"
-    try:
-        probe.write_bytes(b"")
-        return probe.stat().st_mtime
-    except OSError:
-        return time.time()
-    finally:
-        probe.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -31,7 +31,7 @@ def summarize(store: str | KeyStore) -> dict:
     rows_by_run: dict[str, int] = {}
     for f in ks.inventory.all_files():
         rows_by_run[f.run_id] = rows_by_run.get(f.run_id, 0) + f.rows
-    locks = held_locks(ks.uri) if "://" not in ks.uri else []
+    locks = held_locks(ks.uri)
     writing = {(h["model"], h["benchmark"], h["part"]) for h in locks}
     return {
         "store": ks.uri,
