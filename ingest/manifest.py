@@ -11,10 +11,9 @@ whose last flush failed on a full disk, claims no row a reader cannot see.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from store.schema import RUNS_DIR, utc_now
+from store.schema import utc_now
 
 from .plan import RunPlan
 
@@ -60,7 +59,7 @@ def committed_totals(plan: RunPlan) -> dict[str, int]:
     """samples_done, samples_skipped and keys_written of this run id (all attempts), as committed now."""
     from store.reader import KeyStore
 
-    ks = KeyStore(str(plan.store))
+    ks = KeyStore(plan.store)
     table = ks.samples(["run_id", "status"])
     statuses = [s for r, s in zip(table["run_id"].to_pylist(), table["status"].to_pylist(), strict=True)
                 if r == plan.run_id]
@@ -70,11 +69,9 @@ def committed_totals(plan: RunPlan) -> dict[str, int]:
 
 
 def _previous_manifest(plan: RunPlan) -> dict[str, Any] | None:
-    path = plan.store / RUNS_DIR / f"{plan.run_id}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    from store.writer import read_run
+
+    return read_run(plan.store, plan.run_id)
 
 
 def _describe_source(source: Any) -> dict[str, Any]:

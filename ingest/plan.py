@@ -50,7 +50,7 @@ class RunPlan:
 
     lm: LoadedModel
     source: BenchmarkSource
-    store: Path
+    store: str  # a folder or an s3:// URI, as named
     run_id: str
     settings_hash: str
     settings: Mapping[str, Any]  # what decides the stored rows; hashed into run_id, kept in the manifest
@@ -146,12 +146,11 @@ def plan_run(
 
     from store.location import is_remote
 
-    if is_remote(store):  # the writer is local-only until it writes whole objects (store/location.py)
-        raise IngestError(f"ingest writes to a local or shared folder only, not {store}: ingest into a folder, "
-                          "then copy it to object storage, where every reading command opens it")
     source = open_benchmark(benchmark, split=split)
-    if Path(store).exists():
-        init_store(store)  # a bad --store fails now, not after minutes of model loading
+    remote = is_remote(store)
+    store_name = str(store) if remote else str(Path(store))
+    if remote or Path(store).exists():
+        init_store(store_name)  # a bad --store (or bucket, or credentials) fails now, not after the model loads
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
     try:
         layer_list = resolve_layers(layers, lm.num_layers)
@@ -171,23 +170,24 @@ def plan_run(
     if source.split is not None:  # the split actually read, so a default and its explicit name agree
         settings["split"] = source.split
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    store_path = Path(store)
     return RunPlan(
-        lm=lm, source=source, store=store_path, run_id=f"ingest-{digest}-{shard_i}of{shard_n}",
+        lm=lm, source=source, store=store_name, run_id=f"ingest-{digest}-{shard_i}of{shard_n}",
         settings_hash=digest, settings=MappingProxyType(settings), layers=tuple(layer_list), ropes=ropes,
         key_dtype=kdtype, policy=policy, seed=int(seed), harness=harness,
         harness_config=harness_config, batch_size=int(batch_size),
         limit=None if limit is None else int(limit), shard=(shard_i, shard_n),
-        finished=committed_samples(store_path, settings, digest), progress=bool(progress),
+        finished=committed_samples(store_name, settings, digest), progress=bool(progress),
         checkpoint_seconds=float(checkpoint_seconds), wait=bool(wait),
     )
 
 
-def committed_samples(root: Path, settings: Mapping[str, Any], digest: str) -> frozenset[str]:
+def committed_samples(root: str, settings: Mapping[str, Any], digest: str) -> frozenset[str]:
     """Sample ids this configuration already committed; refuse a clashing configuration."""
-    if not (root / MANIFEST).exists():
-        return frozenset()
+    from store.location import open_location
     from store.reader import KeyStore
+
+    if not open_location(root).is_file(MANIFEST):
+        return frozenset()
 
     ks = KeyStore(str(root))
     for run in ks.runs():

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from store.errors import first_line
+from store.errors import KeygapError, first_line
 
 from .plan import IngestError, RunPlan, committed_samples, plan_run
 
@@ -180,7 +180,7 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
                 from store.results import ResultsCache
 
                 ResultsCache(plan.store).prune_stale()
-        except OSError as exc:
+        except (OSError, KeygapError) as exc:
             if not failed:  # else the first error is the one to report; the manifest still says "running"
                 raise write_failure(exc, plan.store) from exc
         if sink.error is not None and status != "failed":

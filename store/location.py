@@ -109,6 +109,11 @@ class Location:
         sel = pafs.FileSelector(self.path(rel), recursive=recursive, allow_not_found=True)
         return [i for i in self._call(lambda: self.fs.get_file_info(sel), rel) if i.type == pafs.FileType.File]
 
+    def children(self, rel: str = "") -> tuple[str, ...]:
+        """The names of the files and folders directly under ``rel``; none when it does not exist."""
+        sel = pafs.FileSelector(self.path(rel), recursive=False, allow_not_found=True)
+        return tuple(i.base_name for i in self._call(lambda: self.fs.get_file_info(sel), rel))
+
     def read_bytes(self, rel: str) -> bytes:
         def read() -> bytes:
             with self.fs.open_input_stream(self.path(rel)) as f:

@@ -3,11 +3,13 @@
 Imports pyarrow and numpy only: this runs on GPU servers that may have neither duckdb nor textual.
 
 Protocol. ``add`` stages the keys of one batch; ``commit`` marks the batch's samples complete and moves its
-keys to a per-partition buffer; buffers are flushed (sorted by the random key, written under a hidden
-temporary name, then renamed) when they grow past ``flush_bytes`` or on ``flush``/``close``. After the key
-files of a flush are in place, a samples file for the same flush is written: it is the commit marker.
-Opening a writer for a run removes that run's key files that have no marker (a crash between the two), so
-re-running the same command never duplicates rows. A run id must therefore be stable across resumes.
+keys to a per-partition buffer; buffers are flushed (sorted by the random key, each file written whole:
+in a folder under a hidden temporary name, then renamed; on S3 made complete in memory, then uploaded in one
+request under its final name, see store/location.py) when they grow past ``flush_bytes`` or on
+``flush``/``close``. After the key files of a flush are in place, a samples file for the same flush is
+written: it is the commit marker. Opening a writer for a run removes that run's key files that have no
+marker (a crash between the two), so re-running the same command never duplicates rows. A run id must
+therefore be stable across resumes. The same protocol holds in a folder and under an ``s3://`` prefix.
 Only one process may write a (model, benchmark) at a time: the caller holds its lock (store/lock.py) and
 passes it in, so a writer whose lock was taken over stops before its next flush.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError
-from .files import atomic_write_bytes, temp_path
 from .inventory import MARKER_FILES_KEY, PART_NAME, first_line
+from .location import Location, open_location
 from .lock import StoreLock
 from .schema import (
     KEY_DTYPES,
@@ -86,51 +88,69 @@ class _Buffer:
     nbytes: int = 0
 
 
-def init_store(root: str | os.PathLike) -> Path:
-    """Create an empty store (or check an existing one's schema version) and return its path."""
-    root = Path(root)
-    manifest = root / MANIFEST
-    if root.exists() and not root.is_dir():
-        raise StoreError(f"--store {root} is a file, not a folder: give a folder (a new one is created)")
+def init_store(root: str | os.PathLike | Location) -> Location:
+    """Create an empty store (or check an existing one's schema version) in a folder or under an ``s3://``
+    prefix, and return its Location."""
+    loc = root if isinstance(root, Location) else open_location(root)
+    where = loc.uri if not loc.local else loc.root
+    if loc.local and os.path.exists(loc.root) and not os.path.isdir(loc.root):
+        raise StoreError(f"--store {where} is a file, not a folder: give a folder (a new one is created)")
     # Hidden names are temporary files of a shard creating the same store at this instant; anything else
     # appears only after the manifest, so a second look at the manifest settles a concurrent creation.
-    foreign = root.exists() and any(not p.name.startswith(".") for p in root.iterdir())
-    if manifest.exists():
+    foreign = any(not name.startswith(".") for name in loc.children())
+    try:
+        raw = loc.read_bytes(MANIFEST)
+    except FileNotFoundError:
+        raw = None
+    if raw is not None:
         try:
-            meta = json.loads(manifest.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{manifest} is unreadable ({first_line(exc)}); restore it or use another --store") from None
+            meta = json.loads(raw)
+        except ValueError as exc:
+            raise StoreError(
+                f"{loc.join(MANIFEST)} is unreadable ({first_line(exc)}); restore it or use another --store"
+            ) from None
         if not isinstance(meta, dict):
-            raise StoreError(f"{manifest} is not a JSON object: the store is damaged; restore that file or use another --store")
+            raise StoreError(f"{loc.join(MANIFEST)} is not a JSON object: the store is damaged; restore that file or "
+                             "use another --store")
         version = meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StoreError(
-                f"store {root} has schema version {version}, this keygap writes version {SCHEMA_VERSION}: "
+                f"store {where} has schema version {version}, this keygap writes version {SCHEMA_VERSION}: "
                 "use a new --store directory"
             )
-        return root
+        return loc
     if foreign:
-        raise StoreError(f"{root} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
-    root.mkdir(parents=True, exist_ok=True)
+        raise StoreError(f"{where} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
     # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
-    atomic_write_bytes(
-        manifest,
-        json.dumps({"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
+    loc.write_bytes(
+        MANIFEST,
+        json.dumps({"schema_version": SCHEMA_VERSION,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
     )
     for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    return root
+        loc.makedirs(sub)
+    return loc
 
 
-def write_run(root: str | os.PathLike, manifest: dict) -> Path:
-    """Write (or rewrite) a run's manifest atomically; ``manifest["run_id"]`` names the file."""
+def write_run(root: str | os.PathLike | Location, manifest: dict) -> str:
+    """Write (or rewrite) a run's manifest whole; ``manifest["run_id"]`` names the file. Returns its URI."""
     run_id = manifest.get("run_id")
     if not run_id:
         raise ValueError("a run manifest needs a run_id")
-    path = Path(root) / RUNS_DIR / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
-    return path
+    loc = root if isinstance(root, Location) else open_location(root)
+    rel = posixpath.join(RUNS_DIR, f"{run_id}.json")
+    loc.write_bytes(rel, json.dumps(manifest, indent=1, default=str).encode())
+    return loc.join(rel)
+
+
+def read_run(root: str | os.PathLike | Location, run_id: str) -> dict | None:
+    """A run's manifest, or None when there is none (or it is unreadable)."""
+    loc = root if isinstance(root, Location) else open_location(root)
+    try:
+        data = json.loads(loc.read_bytes(posixpath.join(RUNS_DIR, f"{run_id}.json")))
+    except (OSError, ValueError, StoreError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def row_rand(sample_id: np.ndarray, position: np.ndarray) -> np.ndarray:
@@ -159,7 +179,7 @@ class KeyWriter:
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike | Location,
         run_id: str,
         *,
         flush_bytes: int = 256 << 20,
@@ -169,7 +189,8 @@ class KeyWriter:
     ):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id or ""):
             raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-'")
-        self.root = init_store(root)
+        self.location = init_store(root)
+        self.root = self.location.uri  # what messages name
         self.run_id = run_id
         self.flush_bytes = flush_bytes
         self.compression = compression
@@ -185,21 +206,22 @@ class KeyWriter:
 
     # -- recovery ---------------------------------------------------------------------------------------
     def _recover(self) -> int:
-        """Delete this run's uncommitted files; return the next flush number."""
+        """Delete this run's uncommitted files (and, in a folder, its temporary files); return the next flush
+        number."""
+        loc, mine = self.location, f"part-{self.run_id}-"
         committed: set[int] = set()
-        for path in (self.root / SAMPLES_DIR).glob(f"part-{self.run_id}-*.parquet"):
-            m = PART_NAME.match(path.name)
+        for info in loc.list(SAMPLES_DIR):
+            m = PART_NAME.match(info.base_name)
             if m and m["run"] == self.run_id:
                 committed.add(int(m["flush"]))
-        for path in (self.root / KEYS_DIR).rglob(f"*{self.run_id}-*"):
-            m = PART_NAME.match(path.name)
+        for info in loc.list(KEYS_DIR, recursive=True) + loc.list(SAMPLES_DIR):
+            name = info.base_name
+            m = PART_NAME.match(name)
             if m and m["run"] == self.run_id:
                 if int(m["flush"]) not in committed:
-                    path.unlink()
-            elif path.name.startswith(f".part-{self.run_id}-") and ".tmp" in path.name:
-                path.unlink()
-        for path in (self.root / SAMPLES_DIR).glob(f".part-{self.run_id}-*.tmp*"):
-            path.unlink()
+                    loc.delete(loc.rel(info.path))
+            elif name.startswith("." + mine) and ".tmp" in name:
+                loc.delete(loc.rel(info.path))
         return max(committed, default=-1) + 1
 
     # -- public API -------------------------------------------------------------------------------------
@@ -242,7 +264,7 @@ class KeyWriter:
         except BaseException:
             # a failed flush (a full disk) leaves no orphan behind: its key files go, the buffers stay
             for rel in listed:
-                (self.root / rel).unlink(missing_ok=True)
+                self.location.delete(rel)
             raise
         # counted only now: rows of a flush whose marker never got written are not the store's
         self.rows_written += sum(entry["rows"] for entry in listed.values())
@@ -258,25 +280,24 @@ class KeyWriter:
             table = pa.concat_tables(buf.tables)
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
             table = table.take(pa.array(order))
-            path = partition_dir(self.root, *key) / name
-            self._write_parquet(table, path, row_group_size=row_group_rows(table.nbytes // max(1, table.num_rows)))
+            rel = (partition_dir(Path(), *key) / name).as_posix()
+            rows = row_group_rows(table.nbytes // max(1, table.num_rows))
+            size = self._write_parquet(table, rel, row_group_size=rows)
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
             dim = (len(table["key"][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
-            listed[path.relative_to(self.root).as_posix()] = {
-                "rows": table.num_rows, "bytes": path.stat().st_size, "dim": dim, "dtype": dtype,
-            }
+            listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype}
         # The marker lists the files it commits, so readers learn a store's content without opening them.
         samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
             {MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode()}
         )
-        self._write_parquet(samples, self.root / SAMPLES_DIR / name)
+        self._write_parquet(samples, posixpath.join(SAMPLES_DIR, name))
 
     def close(self) -> None:
         """Flush what was committed; drop what was only staged (an unfinished batch)."""
         self.discard_staged()
         self.flush()
 
-    def __enter__(self) -> "KeyWriter":
+    def __enter__(self) -> KeyWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -321,20 +342,14 @@ class KeyWriter:
             schema=KEYS_SCHEMA,
         )
 
-    def _write_parquet(self, table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(path)
-        try:
-            pq.write_table(
-                table,
-                tmp,
-                row_group_size=row_group_size,
-                compression=self.compression,
-                compression_level=self.compression_level,
-                use_dictionary=["sample_id", "segment", "run_id", "dtype"],
-                write_statistics=["rand", "position", "sample_id"],
-            )
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
+        """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
+        return self.location.write_parquet(
+            rel,
+            table,
+            row_group_size=row_group_size,
+            compression=self.compression,
+            compression_level=self.compression_level,
+            use_dictionary=["sample_id", "segment", "run_id", "dtype"],
+            write_statistics=["rand", "position", "sample_id"],
+        )

@@ -61,6 +61,13 @@ class S3Server:
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
 
+    def point_aws_at(self, monkeypatch) -> None:
+        """Make this process's AWS chain reach this server only (for the test's duration)."""
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in self.env().items():
+            monkeypatch.setenv(name, value)
+
     def make_bucket(self) -> str:
         """A new empty bucket (a name no other test uses), created with the AWS SDK as a user would."""
         import boto3
@@ -77,7 +84,8 @@ class S3Server:
 
         env = self.env()
         client = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                              aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+                              aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
         out = {}
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):

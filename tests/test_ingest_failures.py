@@ -102,7 +102,7 @@ def test_after_kill_9_the_manifest_and_info_claim_only_committed_rows(tmp_path, 
 def _full_disk_after(monkeypatch, writes: int, manifests_too: bool) -> None:
     """Every Parquet write after the first ``writes`` fails with ENOSPC, as on a disk that filled up; with
     ``manifests_too`` the run manifest cannot be rewritten either."""
-    import store.files
+    import store.location
     import store.writer as w
 
     real, calls = w.KeyWriter._write_parquet, [0]
@@ -115,14 +115,14 @@ def _full_disk_after(monkeypatch, writes: int, manifests_too: bool) -> None:
 
     monkeypatch.setattr(w.KeyWriter, "_write_parquet", write)
     if manifests_too:
-        real_atomic = store.files.atomic_write_bytes
+        real_atomic = store.location.atomic_write_bytes
 
         def atomic(final, data):
             if calls[0] > writes:
                 raise OSError(errno.ENOSPC, "No space left on device", str(final))
             return real_atomic(final, data)
 
-        monkeypatch.setattr(w, "atomic_write_bytes", atomic)
+        monkeypatch.setattr(store.location, "atomic_write_bytes", atomic)
 
 
 @pytest.mark.parametrize("manifests_too", [False, True], ids=["keys-only", "manifest-too"])

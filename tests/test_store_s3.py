@@ -27,10 +27,7 @@ def s3_server():
 
 @pytest.fixture
 def s3_env(s3_server, monkeypatch):
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
+    s3_server.point_aws_at(monkeypatch)
     return s3_server
 
 
