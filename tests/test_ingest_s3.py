@@ -29,13 +29,6 @@ COMMON = dict(layers="1,3", keys="both", tokens="6:6", batch_size=2, limit=8, pr
 PER_FLUSH = 2 * 2 * 2 + 1  # layers x ropes x (image, text) key files + the samples marker
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    server = S3Server(max_seconds=1800)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def s3(s3_server, monkeypatch):
     """(server, a fresh bucket's store URI, the bucket)."""

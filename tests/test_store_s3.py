@@ -9,20 +9,13 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
-from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+from s3_server import ACCESS_KEY, SECRET_KEY
 from store.catalog import SqlCatalog
 from store.errors import StoreError
 from store.location import open_location, scrub
 from store.reader import KeyStore
 from store.summary import summarize
 from store_helpers import write_synthetic_store
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    server = S3Server(max_seconds=1800)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
