@@ -63,8 +63,8 @@ else:
             super()._catalog_ready(catalog)
             marks["catalog"] = time.time() - t_spawn
             self.simulate_key("c")  # the user's first key, the moment the picker is filled
-        def _show_results(self, rows):
-            super()._show_results(rows)
+        def _matrix_part(self, table, part, p, rows):
+            super()._matrix_part(table, part, p, rows)
             if rows and "result" not in marks:
                 marks["result"] = time.time() - t_spawn
                 marks["cached"] = all(r["cached"] for r in rows)
@@ -145,7 +145,7 @@ async def stall(store: Path, settings) -> dict:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"the jobs did not finish: {app.status.message}")
                 busy = [w for w in app.workers if not w.is_finished]
-                if not busy and app.query_one("#scatter-pane").result is not None and app.query_one("#results").raw_rows:
+                if not busy and app.query_one("#scatter-pane").result is not None and app.query_one("#results").matrix.rows:
                     break
             await asyncio.sleep(0.3)
             work = list(gaps)
@@ -155,7 +155,7 @@ async def stall(store: Path, settings) -> dict:
                 for i in top:
                     print(f"  gap {work[i] * 1000:.0f} ms ending {at[i]:.2f} s after start; jobs then: {where[i]}")
             wall = time.perf_counter() - t0
-            ok = len(app.query_one("#results").raw_rows) == len(settings.metrics)
+            ok = all(len(r.measures) == len(settings.metrics) for r in app.query_one("#results").matrix.rows.values())
             timer.stop()
             if watching is not None:
                 watching.set()
@@ -235,7 +235,8 @@ def blocking_reference(store: Path, settings) -> dict:
     sel = Selection().fitted(read_catalog(store))
     ResultsCache(store).clear()
     t0 = time.perf_counter()
-    tasks.compare_slice(str(store), sel, settings)
+    tasks.matrix_rows(str(store), tasks.matrix_plan(read_catalog(store), sel, "slice"), settings, lambda *part: None,
+                      with_controls=False)
     t_mmd = time.perf_counter() - t0
     t0 = time.perf_counter()
     tasks.project_slice(str(store), sel, "tsne", settings)

@@ -30,7 +30,7 @@ async def test_readme_config_example_loads_and_its_keys_work(tmp_path):
         metrics=cfg.analysis.metrics, n=60, permutations=19, replicates=2, scatter_points=60))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        for key, action_done in (("n", lambda: app.selection.layer == 2), ("f9", lambda: len(app.query_one("#results").raw_rows) == 3)):
+        for key, action_done in (("n", lambda: app.selection.layer == 2), ("f9", lambda: len(app.query_one("#results").matrix.rows[("m", "b", 2, "post", "image", "text")].measures) == 3)):
             await pilot.press(key)  # with the default focus, as a user who just started the app
             await settle(app, pilot)
             assert action_done(), key

@@ -31,7 +31,7 @@ async def test_f_keys_and_escape_from_the_sql_editor_and_grid(store, tmp_path):
         editor.text = ""
         await pilot.press("c", "q", "r", "T", "question_mark", "1", "e")  # all global keys elsewhere
         assert editor.text == "cqrT?1e" and app.is_running and app.theme == "textual-dark"
-        assert app.selection.layer == 1 and not app.query_one("#results").raw_rows
+        assert app.selection.layer == 1 and not app.query_one("#results").matrix.rows
         for key, tab in (("f2", "scatter"), ("f5", "sql"), ("f3", "controls"), ("f5", "sql"), ("f4", "layers")):
             await pilot.press(key)
             await pilot.pause()

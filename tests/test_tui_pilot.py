@@ -11,7 +11,7 @@ from test_tui_support import SMALL, make_app, make_store, screen_text, settle, s
 from keygap_tui.analysis import Side, compare
 from keygap_tui.app.config import AnalysisSettings, load_state
 from keygap_tui.app.widgets.help_screen import HelpScreen
-from keygap_tui.app.widgets.results_table import ResultsTable
+from keygap_tui.app.widgets.matrix_table import MatrixTable
 
 
 @pytest.fixture
@@ -19,8 +19,10 @@ def store(tmp_path):
     return make_store(tmp_path / "store")
 
 
-def _results(app) -> list[dict]:
-    return app.query_one(ResultsTable).raw_rows
+def _results(app, layer: int = 1) -> list[dict]:
+    """The measures of the matrix row of the picker's sides at ``layer``, as rows of the analysis record."""
+    row = app.query_one(MatrixTable).matrix.rows.get(("m", "b", layer, "post", "image", "text"))
+    return [] if row is None else [row.measures[m] | {"measure": m} for m in row.measures]
 
 
 @sync
@@ -48,14 +50,14 @@ async def test_pick_slice_compute_change_layer_and_read_from_cache(store, tmp_pa
                          SMALL.seed, permutations=SMALL.permutations, use_cache=False)
         assert [r["measure"] for r in rows] == ["mmd", "js"]
         assert [r["value"] for r in rows] == pytest.approx([d.result.value for d in direct])
-        assert [r["p-value"] for r in rows] == pytest.approx([d.result.p_value for d in direct])
+        assert [r["p_value"] for r in rows] == pytest.approx([d.result.p_value for d in direct])
         assert [r["cached"] for r in rows] == [False, False]
-        await pilot.press("3")  # late layer clears the old numbers
-        assert app.selection.layer == 3 and _results(app) == []
+        await pilot.press("3")  # another layer: the matrix keeps its rows
+        assert app.selection.layer == 3 and len(_results(app)) == 2
         await pilot.press("1", "c")
         await settle(app, pilot)
         assert [r["cached"] for r in _results(app)] == [True, True]
-        assert "yes" in screen_text(app)
+        assert len(app.query_one(MatrixTable).matrix.rows) == 1  # the same slice again: the same row
 
 
 @sync
@@ -145,26 +147,28 @@ async def test_export_screenshot_copy_theme_and_help(store, tmp_path):
         assert "nothing to export" in app.status.message
         await pilot.press("c")
         await settle(app, pilot)
-        app.query_one(ResultsTable).focus()
+        app.query_one(MatrixTable).focus()
         await pilot.press("e", "E")
         await settle(app, pilot)
         exports = tmp_path / "exports"
-        rows = list(csv.DictReader((exports / "results-001.csv").open()))
-        assert [r["metric"] for r in rows] == ["mmd", "js"]
-        assert float(rows[0]["value"]) == pytest.approx(_results(app)[0]["value"])
-        assert json.loads((exports / "results-001.json").read_text())[1]["metric"] == "js"
-        assert "results-001.json" in app.status.message
+        rows = list(csv.DictReader((exports / "matrix-001.csv").open()))
+        assert len(rows) == 1 and rows[0]["layer"] == "1"
+        assert float(rows[0]["mmd"]) == pytest.approx(_results(app)[0]["value"])
+        assert float(rows[0]["js_corrected"]) == pytest.approx(_results(app)[1]["extra"]["bias_corrected"])
+        assert json.loads((exports / "matrix-001.json").read_text())[0]["model"] == "m"
+        assert "matrix-001.json" in app.status.message
         await pilot.press("ctrl+s")
         svg = exports / "screen-001.svg"
         assert svg.read_text().startswith("<svg") and str(svg) in app.status.message
-        # copy: the selected cell (row 0, column "value") goes to the clipboard (OSC 52)
-        await pilot.press("l", "y")
+        # copy: the selected cell (row 0, column "mmd") goes to the clipboard (OSC 52)
+        app.query_one(MatrixTable).move_cursor(row=0, column=6)
+        await pilot.press("y")
         assert app.clipboard == str(_results(app)[0]["value"])
         await pilot.press("T")
         assert app.theme == "textual-light"
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        assert "copy value (OSC 52)" in screen_text(app)
+        assert "matrix: every layer of every model" in screen_text(app)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("question_mark")
@@ -200,7 +204,7 @@ async def test_rebound_keys_and_remembered_state(store, tmp_path):
         assert _results(app) == []
         await pilot.press("z", "x")
         await settle(app, pilot)
-        assert app.selection.layer == 3 and len(_results(app)) == 2
+        assert app.selection.layer == 3 and len(_results(app, 3)) == 2
         await pilot.press("f3", "t")
     again = make_app(store, tmp_path)
     async with again.run_test(size=(100, 30)) as pilot:

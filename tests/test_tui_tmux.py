@@ -57,13 +57,13 @@ def test_keygap_tui_in_tmux(tmp_path):
         _tmux("set", "-s", "set-clipboard", "on")
         _wait_for("model(s)")
         _tmux("send-keys", "-t", "tui", "c")
-        screen = _wait_for("60+60")
-        assert "mmd" in screen and "js " in screen
-        _tmux("send-keys", "-t", "tui", "y")  # the selected cell ("mmd") to the clipboard via OSC 52
+        screen = _wait_for("≤0.05")  # the matrix row: MMD's p-value at its floor 1/(19+1)
+        assert "mmd" in screen and "js bc" in screen
+        _tmux("send-keys", "-t", "tui", "l", "y")  # the selected cell (layer "1") to the clipboard via OSC 52
         end = time.monotonic() + 20
-        while _tmux("show-buffer", check=False).strip() != "mmd" and time.monotonic() < end:
+        while _tmux("show-buffer", check=False).strip() != "1" and time.monotonic() < end:
             time.sleep(0.2)
-        assert _tmux("show-buffer", check=False).strip() == "mmd"
+        assert _tmux("show-buffer", check=False).strip() == "1"
         _tmux("send-keys", "-t", "tui", "F5")
         _tmux("send-keys", "-t", "tui", "C-r")
         screen = _wait_for("8 rows")

@@ -13,7 +13,6 @@ from keygap_tui.analysis import Side, compare
 from keygap_tui.app import plots, tasks
 from keygap_tui.app.config import ConfigError, State, check_config, load_config, load_state, save_state
 from keygap_tui.app.export import ExportError, export_rows
-from keygap_tui.app.formatting import display_cells
 from keygap_tui.app.selection import ALL_SEGMENTS, Selection, named_layer, read_catalog, step_layer
 
 
@@ -87,17 +86,71 @@ def test_catalog_and_selection_rules(store):
     assert [step_layer([0, 2, 4], 2, s) for s in (-5, -1, 1, 5)] == [0, 0, 4, 4]
 
 
-def test_compare_task_gives_the_analysis_numbers_and_uses_the_cache(store):
+def test_matrix_task_gives_the_analysis_numbers_controls_and_uses_the_cache(store):
+    from keygap_tui.analysis import controls
+    from keygap_tui.app.matrix import Matrix, p_text
+
     sel = Selection(model="m", benchmark="b", layer=1)
-    first = tasks.compare_slice(str(store), sel, SMALL)
-    again = tasks.compare_slice(str(store), sel, SMALL)
+    plan = tasks.matrix_plan(read_catalog(store), sel, "slice")
+    parts: list = []
+    assert tasks.matrix_rows(str(store), plan, SMALL, lambda *part: parts.append(part)) == 1
+    assert [kind for kind, _, _ in parts] == ["measures", "controls"]
     direct = compare(str(store), Side("m", "b", 1, "image"), Side("m", "b", 1, "text"), SMALL.metrics, SMALL.n,
                      SMALL.seed, permutations=SMALL.permutations)
-    assert [r["metric"] for r in first] == ["mmd", "js"]
-    assert [r["value"] for r in first] == [r.result.value for r in direct] == [r["value"] for r in again]
-    assert [r["cached"] for r in again] == [True, True]
-    assert first[0]["n"] == f"{direct[0].result.n_a}+{direct[0].result.n_b}"
-    assert display_cells(again[0])[-1] == "yes" and display_cells(again[0])[1] == f"{again[0]['value']:.4g}"
+    measures = parts[0][2]
+    assert [r["metric"] for r in measures] == ["mmd", "js"]
+    assert [r["value"] for r in measures] == [r.result.value for r in direct]
+    assert measures[0]["n"] == f"{direct[0].result.n_a}+{direct[0].result.n_b}"
+    again: list = []
+    tasks.matrix_rows(str(store), plan, SMALL, lambda *part: again.append(part))
+    assert all(r["cached"] for _, _, rows in again for r in rows)
+    m = Matrix(SMALL.metrics)
+    row = m.row_for("m", "b", 1, "post", "image", "text")
+    m.add_measures(row, measures)
+    m.add_controls(row, parts[1][2])
+    cols = {c.label: c for c in m.columns()}
+    # JS shows the bias-corrected value by default, the raw one on demand
+    assert m.value(row, cols["js bc"]) == direct[1].result.extra["bias_corrected"]
+    m.raw = True
+    assert m.value(row, {c.label: c for c in m.columns()}["js"]) == direct[1].result.value
+    m.raw = False
+    # the p-value floor 1/(B+1) is marked where the p-value sits on it (19 permutations: 0.05)
+    assert direct[0].result.p_value == pytest.approx(1 / 20) and p_text(measures[0]) == "≤0.05"
+    # the controls and the ratio, recomputed independently from analysis.controls and report's formula
+    ctl = controls(str(store), "m", "b", 1, ["mmd"], SMALL.n, SMALL.seed, replicates=SMALL.replicates)
+    mean = lambda g: np.mean([r.result.value for r in ctl if r.group == g])  # noqa: E731
+    assert m.value(row, cols["mmd I-I"]) == pytest.approx(mean("image-vs-image"))
+    assert m.value(row, cols["mmd T-T"]) == pytest.approx(mean("text-vs-text"))
+    intra = np.mean([mean("image-vs-image"), mean("text-vs-text")])
+    # report's Table rule: the ratio is undefined ('-') where the mean control is not positive
+    assert m.value(row, cols["mmd ratio"]) == (pytest.approx(mean("image-vs-text") / intra) if intra > 0 else None)
+
+
+def test_matrix_sort_pins_argmax_and_clear():
+    from keygap_tui.app.matrix import Matrix
+
+    m = Matrix(("mmd",))
+    for model, layer, v in [("x", 0, 0.1), ("x", 1, 0.5), ("x", 2, 0.3), ("y", 0, 0.2), ("y", 1, 0.05)]:
+        row = m.row_for(model, "b", layer, "post", "image", "text")
+        m.add_measures(row, [{"metric": "mmd", "value": v, "p_value": 0.01, "params": {"permutations": 99}}])
+    col = {c.label: c for c in m.columns()}["mmd"]
+    best = {key for key, label in m.argmax() if label == "mmd"}
+    assert best == {("x", "b", 1, "post", "image", "text"), ("y", "b", 0, "post", "image", "text")}  # per model
+    ctl = [{"metric": "mmd", "group": g, "value": v} for g, v in
+           [("image-vs-image", 0.1), ("image-vs-image", 0.3), ("text-vs-text", 0.2), ("image-vs-text", 0.8)]]
+    m.add_controls(m.rows[("x", "b", 0, "post", "image", "text")], ctl)
+    ratio = {c.label: c for c in m.columns()}["mmd ratio"]
+    assert m.value(m.rows[("x", "b", 0, "post", "image", "text")], ratio) == pytest.approx(0.8 / 0.2)
+    m.sort_on(col)
+    assert [r.layer for r in m.ordered()][:2] == [1, 2]  # descending first
+    m.sort_on(col)
+    assert [m.value(r, col) for r in m.ordered()][0] == 0.05
+    m.sort_on(col)
+    assert [(r.model, r.layer) for r in m.ordered()] == [("x", 0), ("x", 1), ("x", 2), ("y", 0), ("y", 1)]
+    m.toggle_pin(("y", "b", 1, "post", "image", "text"))
+    assert m.ordered()[0].model == "y"  # pinned rows first
+    m.clear()
+    assert list(m.rows) == [("y", "b", 1, "post", "image", "text")]  # the pin survives a clear
 
 
 def test_five_numbers_match_numpy_and_scatter_says_what_it_shows():

@@ -31,7 +31,7 @@ from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
 from .widgets.problems_bar import ProblemsBar
-from .widgets.results_table import ResultsTable
+from .widgets.matrix_table import MatrixTable
 from .widgets.scatter_pane import ScatterPane
 from .widgets.slice_picker import SlicePicker
 from .widgets.sql_pane import SqlPane
@@ -67,7 +67,11 @@ class KeygapApp(App):
         # F-keys and ctrl+p are priority bindings: they work from any focus, the SQL editor included
         Binding("f1", "help", "help", id="help", priority=True),
         Binding("question_mark", "help", "help", id="help_key", show=False),
-        Binding("c", "compute", "compute", id="compute"),
+        Binding("c", "compute('slice')", "compute", id="compute", tooltip="this slice: one matrix row"),
+        Binding("C", "compute('layers')", "matrix", id="compute_matrix", tooltip="every layer of every model on this benchmark"),
+        Binding("S", "compute('segments')", "segment sweep", id="compute_segments", show=False,
+                tooltip="side A against each segment of side B's modality, at this layer"),
+        Binding("m", "maximize", "maximise / restore the focused pane", id="maximize", show=False),
         Binding("r,ctrl+r", "run_tab", "run tab", id="run_tab"),
         Binding("escape", "cancel", "cancel", id="cancel"),
         Binding("1", "layer('early')", "early layer", id="layer_early", show=False),
@@ -142,7 +146,7 @@ class KeygapApp(App):
     def compose(self) -> ComposeResult:
         yield ProblemsBar(id="problems")
         yield SlicePicker(id="picker")
-        yield ResultsTable(id="results")
+        yield MatrixTable(tuple(self.settings.metrics), id="results")
         with TabbedContent(id="tabs", initial=self.state.tab if self.state.tab in TABS else "scatter"):
             with TabPane("Scatter F2", id="scatter"):
                 yield ScatterPane(max_points=self.settings.max_plot_points, id="scatter-pane")
@@ -200,7 +204,7 @@ class KeygapApp(App):
         if self.store_note:
             self.notify(self.store_note, title="store", markup=False)
         if self.focused is None or self.focused.id == "model":  # Textual's first focus, not the user's choice
-            self.query_one(ResultsTable).focus()
+            self.query_one(MatrixTable).focus()
         self._save_state()
         self._warm_up()
 
@@ -221,7 +225,7 @@ class KeygapApp(App):
     def all_bindings(self) -> list[Binding]:
         """Every rebindable action (app and widget level), for help, palette and keymap checks."""
         seen, out = set(), []
-        for b in list(self.BINDINGS) + list(SqlPane.BINDINGS):
+        for b in list(self.BINDINGS) + list(MatrixTable.BINDINGS) + list(SqlPane.BINDINGS):
             if isinstance(b, Binding) and b.id and b.id not in seen:
                 seen.add(b.id)
                 out.append(b)
@@ -239,7 +243,7 @@ class KeygapApp(App):
         return "?"
 
     def key_rows(self) -> list[tuple[str, str, str]]:
-        rows = [(self.key_of(b), b.description, b.id) for b in self.all_bindings()]
+        rows = [(self.key_of(b), b.description + (f": {b.tooltip}" if b.tooltip else ""), b.id) for b in self.all_bindings()]
         rows += [
             ("ctrl+p", "command palette (every action, searchable)", "-"),
             ("h/l, left/right", "change the focused picker field", "-"),
@@ -360,8 +364,7 @@ class KeygapApp(App):
 
     # --- picker ---------------------------------------------------------------------------------------
     def on_slice_picker_changed(self, event: SlicePicker.Changed) -> None:
-        self.selection = event.selection
-        self.query_one(ResultsTable).show_rows([])
+        self.selection = event.selection  # the matrix keeps every row: a picker change never clears it
         self.status.say(event.note or f"{self.selection.describe()}  ({self._key('compute')}: compute)")
         self._save_state()
 
@@ -378,20 +381,56 @@ class KeygapApp(App):
         return True
 
     # --- compute --------------------------------------------------------------------------------------
-    def action_compute(self) -> None:
+    def action_compute(self, scope: str = "slice") -> None:
+        """Fill matrix rows: this slice, every layer of every model, or a segment sweep (tasks.matrix_plan).
+
+        Each row appears as soon as its measures are done and again with its control groups; Escape
+        stops the job and keeps every finished row."""
         if not self._need_keys():
             return
         sel, settings = self.selection, self.settings
+        plan = _tasks().matrix_plan(self.catalog, sel, scope)
+        if not plan:
+            self.show_error(f"nothing to compute for {scope}: {sel.describe()}")
+            return
+        table = self.query_one(MatrixTable)
+
+        def emit(part, p, rows):
+            if not self.show_timings:
+                rows = [r | {"seconds": None} for r in rows]
+            self.call_from_thread(self._matrix_part, table, part, p, rows)
+
+        label = {"slice": f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
+                 "layers": f"matrix: {len(plan)} model x layer rows", "segments": f"segment sweep: {len(plan)} rows"}[scope]
         self.start_job(
-            "compute", f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
-            lambda progress, stop: _tasks().compare_slice(self.store, sel, settings, progress, stop),
-            self._show_results,
+            "compute", label,
+            lambda progress, stop: _tasks().matrix_rows(self.store, plan, settings, emit, progress, stop),
+            lambda done: self._matrix_done(done, len(plan)),
         )
 
-    def _show_results(self, rows: list[dict]) -> None:
-        if not self.show_timings:
-            rows = [r | {"seconds": None} for r in rows]
-        self.query_one(ResultsTable).show_rows(rows)
+    def _matrix_part(self, table: MatrixTable, part: str, p, rows: list[dict]) -> None:
+        m = table.matrix
+        row = m.row_for(p.model, p.benchmark, p.layer, p.rope, p.a, p.b)
+        (m.add_measures if part == "measures" else m.add_controls)(row, rows)
+        table.add(row)
+
+    def _matrix_done(self, done: int, planned: int) -> None:
+        if planned > 1:
+            self.status.say(f"{done} of {planned} matrix rows computed; s sorts, p pins, highlighted = largest per model")
+
+    def action_maximize(self) -> None:
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        elif self.focused is not None:
+            self.screen.maximize(self.focused)
+
+    def on_matrix_table_row_chosen(self, event: MatrixTable.RowChosen) -> None:
+        """Enter on a matrix row: the picker (and so every tab) goes to that slice."""
+        r = event.row
+        a_mod, _, a_seg = r.a.partition(":")
+        b_mod, _, b_seg = r.b.partition(":")
+        sel = Selection(r.model, r.benchmark, r.layer, a_mod, a_seg or "all", b_mod, b_seg or "all", r.rope)
+        self.query_one(SlicePicker).select(sel)
 
     def action_run_tab(self) -> None:
         tab = self.current_tab
@@ -491,16 +530,16 @@ class KeygapApp(App):
     # --- export, copy, screenshot, theme, help ----------------------------------------------------------
     def _export_source(self) -> tuple[str, Any]:
         focused = self.focused
-        results = self.query_one(ResultsTable)
+        results = self.query_one(MatrixTable)
         if focused is results or self.current_tab is None:
-            return "results", results.export_data
+            return "matrix", results.export_data
         tab = self.current_tab
         if tab == "sql":
             return "sql", self.query_one(SqlPane).export_table()
         pane = {"scatter": ScatterPane, "controls": ControlsPane, "layers": LayersPane}[tab]
         rows = self.query_one(pane).export_rows()
         if not rows and results.export_data:
-            return "results", results.export_data
+            return "matrix", results.export_data
         return tab, rows
 
     def action_export(self, fmt: str) -> None:

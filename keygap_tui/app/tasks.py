@@ -69,16 +69,6 @@ def result_row(row: ComparisonRow) -> dict:
     return row.to_dict() | {"a": row.side_a.what, "b": row.side_b.what, "n": f"{row.result.n_a}+{row.result.n_b}"}
 
 
-def compare_slice(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> list[dict]:
-    from keygap_tui.analysis import compare
-
-    rows = compare(
-        store, sel.side_a(), sel.side_b(), settings.metrics, settings.n, settings.seed,
-        permutations=settings.permutations, progress=progress, should_stop=should_stop,
-    )
-    return [result_row(r) for r in rows]
-
-
 @dataclass
 class ScatterResult:
     data: ScatterData
@@ -191,3 +181,77 @@ def sql_query(catalog, query: str, limit: int = 1000, on_cursor: Callable | None
     head = table.slice(0, limit).to_pylist()
     cells = [tuple(format_cell(v, 40) for v in row.values()) for row in head]
     return SqlResult(table.column_names, cells, table, table.num_rows, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class MatrixPlan:
+    """One matrix row to compute: a slice of one model and layer, sides as picker specs."""
+
+    model: str
+    benchmark: str
+    layer: int
+    rope: str
+    a: str
+    b: str
+
+
+def matrix_plan(cat, sel: Selection, scope: str) -> list[MatrixPlan]:
+    """The rows a matrix key asks for. ``scope``: "slice" (the picker's slice), "layers" (every stored layer
+    of every model that has the benchmark and both sides' modalities), "segments" (side A against each
+    segment of side B's modality, at the current layer)."""
+    if scope == "slice":
+        return [MatrixPlan(sel.model, sel.benchmark, sel.layer, sel.rope, sel.spec("a"), sel.spec("b"))]
+    if scope == "segments":
+        segs = [s for s in cat.segment_options(sel.model, sel.benchmark, sel.b_modality) if s != "all"]
+        return [MatrixPlan(sel.model, sel.benchmark, sel.layer, sel.rope, sel.spec("a"), f"{sel.b_modality}:{s}") for s in segs]
+    plan = []
+    for model in cat.models():
+        if sel.benchmark not in cat.benchmarks(model):
+            continue
+        mods = cat.modality_options(model, sel.benchmark)
+        if sel.a_modality not in mods or sel.b_modality not in mods:
+            continue
+        if sel.rope not in cat.ropes.get((model, sel.benchmark), []):
+            continue
+        a, b = sel.spec("a"), sel.spec("b")
+        if model != sel.model:  # a segment filter of this model may not exist in another: keep modalities only
+            segs_a = cat.segment_options(model, sel.benchmark, sel.a_modality)
+            segs_b = cat.segment_options(model, sel.benchmark, sel.b_modality)
+            a = a if sel.a_segment in segs_a else sel.a_modality
+            b = b if sel.b_segment in segs_b else sel.b_modality
+        plan += [MatrixPlan(model, sel.benchmark, layer, sel.rope, a, b) for layer in cat.layers(model, sel.benchmark)]
+    return plan
+
+
+def ci_kwargs(settings: AnalysisSettings) -> dict:
+    """Bootstrap intervals where the analysis offers them (settings.ci, a level such as 0.95)."""
+    level = getattr(settings, "ci", None)
+    return {"ci": level} if level else {}
+
+
+def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings, emit: Callable[[str, MatrixPlan, list[dict]], None],
+                progress: Progress = None, should_stop: Stop = None, with_controls: bool = True) -> int:
+    """Compute each planned row (measures, then the control groups) and hand every part to ``emit`` as soon
+    as it is done, so the matrix fills progressively and a cancel keeps what was finished. Returns the
+    number of rows completed."""
+    from keygap_tui.analysis import Side, compare, controls, parse_what
+
+    steps = Steps(len(plan) * (2 if with_controls else 1), progress, should_stop)
+    done = 0
+    for p in plan:
+        side_a = Side(p.model, p.benchmark, p.layer, *parse_what(p.a), rope=p.rope)
+        side_b = Side(p.model, p.benchmark, p.layer, *parse_what(p.b), rope=p.rope)
+        steps.report(f"{p.model} L{p.layer}: {p.a} vs {p.b}")
+        rows = compare(store, side_a, side_b, settings.metrics, settings.n, settings.seed,
+                       permutations=settings.permutations, progress=steps.child(), should_stop=should_stop,
+                       **ci_kwargs(settings))
+        emit("measures", p, [result_row(r) for r in rows])
+        steps.advance(f"{p.model} L{p.layer} measured")
+        if with_controls:
+            got = controls(store, p.model, p.benchmark, p.layer, settings.metrics, settings.n, settings.seed,
+                           replicates=settings.replicates, rope=p.rope, image=p.a, text=p.b,
+                           progress=steps.child(), should_stop=should_stop)
+            emit("controls", p, [result_row(r) for r in got])
+            steps.advance(f"{p.model} L{p.layer} controls")
+        done += 1
+    return done
