@@ -129,3 +129,11 @@ def _image_of(a: int, b: int, image_spans: list) -> int:
         if s <= a and b <= e:
             return int(idx)
     raise LabelError(f"an image placeholder at characters {a}-{b} lies in no image span of the prompt")
+
+
+def token_texts(tokenizer, token_ids) -> dict[str, str]:
+    """Each distinct id's text as the run's own tokenizer decodes it alone (e.g. " the", "<image>"), keyed by
+    the id as a string (a JSON object's keys are strings). Stored with every sample, so the keys of a
+    store can be read as words without the tokenizer at hand."""
+    ids = sorted({int(i) for i in token_ids})
+    return {str(i): tokenizer.decode([i]) for i in ids}

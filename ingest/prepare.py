@@ -120,7 +120,7 @@ class Preparer:
         return self._process(ready, skipped_rows)
 
     def _process(self, ready: list[tuple[Any, Any, list[Any]]], skipped_rows: list[dict[str, Any]]) -> PreparedBatch:
-        from .labels import TokenKinds, label_sample
+        from .labels import TokenKinds, label_sample, token_texts
         from .selection import select_positions
 
         try:
@@ -162,7 +162,8 @@ class Preparer:
                 cols["modality"].append(toks.modality[pos])
                 cols["segment"].append(toks.segment[pos])
                 cols["image_index"].append(toks.image_index[pos])
-                rows.append(self._done_row(item, prompt, toks))
+                rows.append(self._done_row(item, prompt, toks) | {
+                    "token_text": json.dumps(token_texts(lm.tokenizer, toks.token_id[pos]), ensure_ascii=False)})
             if not lm.mrope:
                 # Left padding shifts every position unless position_ids count real tokens only
                 # (docs/MODELS.md, "Padding"); M-RoPE models compute their own 3-D positions.

@@ -22,7 +22,7 @@ from .reader import KeyStore
 from .results import RESULTS_SCHEMA
 from .schema import KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
 
-VIEWS = ("keys", "samples", "runs", "results")
+VIEWS = ("keys", "samples", "runs", "results", "tokens")
 
 
 def decode_vectors(key: pa.Array, dtype: pa.Array) -> pa.Array:
@@ -72,6 +72,7 @@ class SqlCatalog:
         self.keys = _dataset([f.path for f in ks.inventory.all_files()], KEYS_SCHEMA, ks.fs,
                              [_partition_expression(f.partition) for f in ks.inventory.all_files()], PARTITION_FIELDS)
         self.samples = _dataset([m.path for m in ks.inventory.markers], SAMPLES_SCHEMA, ks.fs)
+        self.tokens = _tokens_table(self.samples)
         self.runs = _runs_table(ks.runs())
         self.results, results_problems = _results_table(ks)
         self.problems = list(ks.problems) + results_problems
@@ -144,6 +145,26 @@ def _dataset(paths: list[str], schema: pa.Schema, fs, partitions=None, partition
     return pads.FileSystemDataset.from_paths(
         paths, schema=full, format=pads.ParquetFileFormat(), filesystem=fs, partitions=partitions,
     )
+
+
+def _tokens_table(samples: pads.Dataset) -> pa.Table:
+    """The ``tokens`` view: (model, token_id, text) for every token id a committed sample kept, its text as
+    the run's tokenizer decoded it (samples.token_text); empty for stores written before it was recorded."""
+    models, ids, texts, seen = [], [], [], set()
+    table = samples.to_table(columns=["model", "token_text"], filter=pads.field("token_text").is_valid())
+    for model, text in zip(table["model"].to_pylist(), table["token_text"].to_pylist()):
+        try:
+            pairs = json.loads(text)
+        except ValueError:
+            continue
+        for k, v in pairs.items():
+            if (model, k) not in seen:
+                seen.add((model, k))
+                models.append(model)
+                ids.append(int(k))
+                texts.append(str(v))
+    return pa.table({"model": pa.array(models, pa.string()), "token_id": pa.array(ids, pa.int32()),
+                     "text": pa.array(texts, pa.string())})
 
 
 def _runs_table(runs: list[dict]) -> pa.Table:

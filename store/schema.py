@@ -59,6 +59,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("n_tokens", pa.int32()),
         ("n_image_tokens", pa.int32()),
         ("segment_tokens", pa.string()),  # JSON object: segment -> token count
+        ("token_text", pa.string()),  # JSON object: token id -> its text (the run's tokenizer), for the kept tokens
         ("status", pa.string()),  # "done" or "skipped: <reason>"
     ]
 )

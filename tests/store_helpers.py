@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from store.writer import KeyBatch, KeyWriter, write_run
@@ -58,7 +60,10 @@ def write_synthetic_store(
                         )
                     )
                 written.setdefault((layer, modality), []).append((np.repeat(ids, tokens), x))
-        w.commit([{"model": model, "benchmark": benchmark, "sample_id": s, "status": "done"} for s in ids])
+        # token text as an ingest records it: id -> text (here a made-up word per id, "w<id>")
+        texts = {str(t): f"w{t}" for t in range(100)}
+        w.commit([{"model": model, "benchmark": benchmark, "sample_id": s, "status": "done",
+                   "token_text": json.dumps(texts)} for s in ids])
         w.flush()
     w.close()
     write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "benchmark": benchmark, "num_layers": max(layers) + 1})

@@ -55,6 +55,8 @@ class Projection:
     sample_id: np.ndarray  # object [N]
     segment: np.ndarray  # object [N]
     params: dict
+    position: np.ndarray | None = None  # int32 [N]: token position in its prompt
+    token_id: np.ndarray | None = None  # int32 [N]
     seconds: dict = field(default_factory=dict)
     cached: bool = False  # answered from the results cache (``seconds`` are the original run's)
 
@@ -219,6 +221,8 @@ def project(
             sides=list(slices),
             sample_id=np.asarray(table["sample_id"].to_pylist(), dtype=object),
             segment=np.asarray(table["segment"].to_pylist(), dtype=object),
+            position=table["position"].to_numpy().astype(np.int32),
+            token_id=table["token_id"].to_numpy().astype(np.int32),
             params=info["params"],
             seconds=info["seconds"],
             cached=True,
@@ -261,6 +265,8 @@ def project(
         segment=np.concatenate([s.segment for s in loaded]),
         params=params,
         seconds=seconds,
+        position=np.concatenate([s.position for s in loaded]).astype(np.int32),
+        token_id=np.concatenate([s.token_id for s in loaded]).astype(np.int32),
     )
     if cache is not None:
         table = pa.table(
@@ -270,6 +276,8 @@ def project(
                 "slice_index": pa.array(result.slice_index, pa.int32()),
                 "sample_id": pa.array([str(v) for v in result.sample_id], pa.string()),
                 "segment": pa.array([str(v) for v in result.segment], pa.string()),
+                "position": pa.array(result.position, pa.int32()),
+                "token_id": pa.array(result.token_id, pa.int32()),
             }
         )
         cache.put_table(key, table, depends=cached.depends, info={"params": params, "seconds": seconds})

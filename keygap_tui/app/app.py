@@ -32,14 +32,14 @@ from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
 from .widgets.problems_bar import ProblemsBar
 from .widgets.matrix_table import MatrixTable
-from .widgets.scatter_pane import ScatterPane
+from .widgets.scatter_pane import ScatterPane, ScatterPlot
 from .widgets.slice_picker import SlicePicker
 from .widgets.sql_pane import SqlPane
 from .widgets.status_line import StatusLine
 from .widgets.vim_table import VimTable
 
 TABS = ("scatter", "controls", "layers", "sql")
-TAB_FOCUS = {"sql": "#sql-editor"}  # where focus goes when a tab opens (None: it stays where it is)
+TAB_FOCUS = {"sql": "#sql-editor", "scatter": "#scatter-plot"}  # where focus goes when a tab opens
 TEXT_ENTRY = ("TextArea", "Input")  # widgets that take typed letters: Esc leaves them
 QUIET_GROUPS = {"warmup"}  # background chores: no "done" message over the user's last one
 UNCANCELLABLE = {"catalog", "warmup"}  # Esc is for the user's work; without these nothing else can run
@@ -72,6 +72,7 @@ class KeygapApp(App):
         Binding("S", "compute('segments')", "segment sweep", id="compute_segments", show=False,
                 tooltip="side A against each segment of side B's modality, at this layer"),
         Binding("m", "maximize", "maximise / restore the focused pane", id="maximize", show=False),
+        Binding("b", "beside", "side by side: pin this slice (plot + matrix row); b again unpins", id="beside", show=False),
         Binding("r,ctrl+r", "run_tab", "run tab", id="run_tab"),
         Binding("escape", "cancel", "cancel", id="cancel"),
         Binding("1", "layer('early')", "early layer", id="layer_early", show=False),
@@ -84,6 +85,7 @@ class KeygapApp(App):
         Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False, priority=True),
         Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False, priority=True),
         Binding("t", "toggle_projection", "PCA / t-SNE", id="projection", show=False),
+        Binding("a", "run_tab(True)", "Controls at every stored layer (r: the report's early, middle, late)", id="controls_all", show=False),
         Binding("e", "export('csv')", "export CSV", id="export_csv"),
         Binding("E", "export('json')", "export JSON", id="export_json", show=False),
         Binding("ctrl+s", "screenshot", "save screen as SVG", id="screenshot", show=False),
@@ -225,7 +227,7 @@ class KeygapApp(App):
     def all_bindings(self) -> list[Binding]:
         """Every rebindable action (app and widget level), for help, palette and keymap checks."""
         seen, out = set(), []
-        for b in list(self.BINDINGS) + list(MatrixTable.BINDINGS) + list(SqlPane.BINDINGS):
+        for b in list(self.BINDINGS) + list(MatrixTable.BINDINGS) + list(ScatterPlot.BINDINGS) + list(SqlPane.BINDINGS):
             if isinstance(b, Binding) and b.id and b.id not in seen:
                 seen.add(b.id)
                 out.append(b)
@@ -365,6 +367,8 @@ class KeygapApp(App):
     # --- picker ---------------------------------------------------------------------------------------
     def on_slice_picker_changed(self, event: SlicePicker.Changed) -> None:
         self.selection = event.selection  # the matrix keeps every row: a picker change never clears it
+        self.query_one(ScatterPane).mark_stale(self.selection)
+        self.query_one(ControlsPane).mark_stale(self.selection)
         self.status.say(event.note or f"{self.selection.describe()}  ({self._key('compute')}: compute)")
         self._save_state()
 
@@ -418,6 +422,38 @@ class KeygapApp(App):
         if planned > 1:
             self.status.say(f"{done} of {planned} matrix rows computed; s sorts, p pins, highlighted = largest per model")
 
+    def on_scatter_plot_nearest(self, event: ScatterPlot.Nearest) -> None:
+        """n / N on the scatter: the text tokens nearest (in key space) to A's centroid or to the cursor."""
+        pane = self.query_one(ScatterPane)
+        sel = pane.result.selection or self.selection
+        what = "A's centroid" if event.point is None else "the selected point"
+        self.start_job(
+            "nearest", f"text tokens nearest to {what}",
+            lambda progress, stop: _tasks().nearest_tokens(self.store, sel, self.settings, event.point,
+                                                           progress=progress, should_stop=stop),
+            pane.show_nearest,
+        )
+
+    def action_beside(self) -> None:
+        """Pin the scatter's slice on the left and its matrix row on top; the next r draws the picker's slice
+        beside it (change the model: the layer keeps its relative depth; or the RoPE stage)."""
+        pane = self.query_one(ScatterPane)
+        if pane.result is None and pane.pinned is None:
+            self.show_error("nothing to pin yet: run the Scatter (F2, r) first")
+            return
+        pinned = pane.toggle_pin()
+        table = self.query_one(MatrixTable)
+        if pinned is None:
+            self.status.say("unpinned: one plot again")
+            return
+        sel = pinned.selection
+        key = (sel.model, sel.benchmark, sel.layer, sel.rope, sel.spec("a"), sel.spec("b"))
+        if key in table.matrix.rows and not table.matrix.rows[key].pinned:
+            table.matrix.toggle_pin(key)
+            table.redraw(focus_key=key)
+        self.status.say("pinned on the left; choose a second slice (another model keeps the relative depth, or "
+                        f"the other RoPE stage) and press {self._key('run_tab')}")
+
     def action_maximize(self) -> None:
         if self.screen.maximized is not None:
             self.screen.minimize()
@@ -432,7 +468,7 @@ class KeygapApp(App):
         sel = Selection(r.model, r.benchmark, r.layer, a_mod, a_seg or "all", b_mod, b_seg or "all", r.rope)
         self.query_one(SlicePicker).select(sel)
 
-    def action_run_tab(self) -> None:
+    def action_run_tab(self, every_layer: bool = False) -> None:
         tab = self.current_tab
         if tab == "sql":
             self.run_sql()
@@ -448,10 +484,10 @@ class KeygapApp(App):
                 lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop), pane.show,
             )
         elif tab == "controls":
-            layers = self.catalog.layers(sel.model, sel.benchmark)
+            layers = self.catalog.layers(sel.model, sel.benchmark) if every_layer else _tasks().report_layers(self.catalog, sel)
             pane = self.query_one(ControlsPane)
             self.start_job(
-                "controls", f"control groups over {len(layers)} layers",
+                "controls", f"control groups at layers {','.join(map(str, layers))}",
                 lambda progress, stop: _tasks().control_groups(self.store, sel, layers, settings, progress, stop),
                 lambda result: pane.show(result, f"{sel.model} / {sel.benchmark}"),
             )

@@ -15,7 +15,7 @@ import numpy as np
 
 SERIES_COLORS = ("blue", "orange", "green", "magenta", "cyan", "red", "yellow")
 MARKERS = ("dot", "x", "+", "*", "o")
-GROUP_ORDER = ("image-vs-text", "image-vs-image", "text-vs-text")
+GROUP_ORDER = ("image-vs-text", "image-vs-image", "text-vs-text")  # A vs B first, then the two controls
 
 
 def _figure(width: int, height: int):
@@ -51,7 +51,9 @@ def shown_caption(data: ScatterData, limit: int, seed: int = 0) -> tuple[np.ndar
     return idx, f"{len(idx):,} of {len(data.coords):,} shown"
 
 
-def scatter(data: ScatterData, width: int, height: int, limit: int = 20000, seed: int = 0) -> str:
+def scatter(data: ScatterData, width: int, height: int, limit: int = 20000, seed: int = 0,
+            highlight: int | None = None) -> str:
+    """The points of each series; ``highlight`` (a point index) is drawn last as a large red cross."""
     plt = _figure(width, height)
     idx, caption = shown_caption(data, limit, seed)
     coords, series = data.coords[idx], data.series[idx]
@@ -62,6 +64,9 @@ def scatter(data: ScatterData, width: int, height: int, limit: int = 20000, seed
                 pts[:, 0].tolist(), pts[:, 1].tolist(), label=label,
                 color=SERIES_COLORS[i % len(SERIES_COLORS)], marker=MARKERS[0],
             )
+    if highlight is not None:
+        x, y = data.coords[highlight]
+        plt.scatter([float(x)], [float(y)], marker="X", color="red", label="cursor")
     plt.title(f"{data.title}  ({caption})" if data.title else caption)
     return plt.build()
 
@@ -75,10 +80,12 @@ def five_numbers(values: Sequence[float]) -> list[float]:
     return [float(v.max()), float(q3), float(med), float(q1), float(v.min())]
 
 
-def control_boxes(values: dict[str, dict[str, list[float]]], width: int, height: int, title: str = "") -> str:
-    """Figure 2 live: one panel per metric, one box per group (Image-vs-Text first, then the controls).
+def control_boxes(values: dict[str, dict[int, dict[str, list[float]]]], labels: dict[str, str], width: int, height: int,
+                  title: str = "") -> str:
+    """Figure 2 live, per layer: one panel per metric; for each layer the A-vs-B box, then the two controls.
 
-    ``values`` = {metric: {group: [value per layer and replicate]}}. Whiskers go to min/max.
+    ``values`` = {metric: {layer: {group: [value per replicate]}}}; ``labels`` name the groups after the
+    actual sides. Whiskers go to min/max.
     """
     plt = _figure(width, height)
     metrics = list(values)
@@ -86,21 +93,26 @@ def control_boxes(values: dict[str, dict[str, list[float]]], width: int, height:
         plt.title("no control groups computed yet")
         return plt.build()
     plt.subplots(1, len(metrics))
+    order = [g for g in GROUP_ORDER]
     for col, metric in enumerate(metrics, start=1):
         sub = plt.subplot(1, col)
-        groups = [g for g in GROUP_ORDER if g in values[metric]] + sorted(set(values[metric]) - set(GROUP_ORDER))
-        boxes = [(i + 1, five_numbers(values[metric][g])) for i, g in enumerate(groups)]
-        boxes = [(x, q) for x, q in boxes if q]
-        if boxes:
-            sub.box([x for x, _ in boxes], [q for _, q in boxes], quintuples=True, width=0.6)
-        sub.xticks(list(range(1, len(groups) + 1)), [_short_group(g) for g in groups])
-        sub.xlim(0.5, len(groups) + 0.5)
-        sub.title(f"{metric.upper()}{'  ' + title if title and col == 1 else ''}")
+        layers = sorted(values[metric])
+        xs, quints, ticks, names = [], [], [], []
+        for i, layer in enumerate(layers):
+            for j, group in enumerate(order):
+                x = i * (len(order) + 1) + j + 1
+                q = five_numbers(values[metric][layer].get(group, []))
+                ticks.append(x)
+                names.append(f"{layer}:{labels.get(group, group)}" if j == 0 else labels.get(group, group))
+                if q:
+                    xs.append(x)
+                    quints.append(q)
+        if xs:
+            sub.box(xs, quints, quintuples=True, width=0.6)
+        sub.xticks(ticks, names)
+        sub.xlim(0.5, max(ticks) + 0.5)
+        sub.title(f"{metric.upper()} by layer{'  ' + title if title and col == 1 else ''}")
     return plt.build()
-
-
-def _short_group(group: str) -> str:
-    return {"image-vs-text": "I-T", "image-vs-image": "I-I", "text-vs-text": "T-T"}.get(group, group)
 
 
 def depth_lines(series: dict[str, list[tuple[float, float]]], width: int, height: int, ylabel: str) -> str:

@@ -201,3 +201,22 @@ def step_layer(stored: list[int], current: int, step: int) -> int:
         current = nearest(stored, current)
     i = stored.index(current) + step
     return stored[max(0, min(len(stored) - 1, i))]
+
+
+def relative_depth_of(cat: Catalog, model: str, layer: int) -> float | None:
+    """layer / (L - 1) from the model's recorded depth, or from its stored layers when none is recorded."""
+    depth = cat.depth.get(model)
+    if depth and depth > 1:
+        return layer / (depth - 1)
+    stored = sorted({v for b in cat.tree.get(model, {}).values() for v in b})
+    return None if len(stored) < 2 else (layer - stored[0]) / (stored[-1] - stored[0])
+
+
+def layer_at_depth(cat: Catalog, model: str, benchmark: str, depth: float | None, fallback: int) -> int:
+    """The stored layer of ``model`` nearest to relative ``depth`` (``fallback``'s nearest without a depth)."""
+    stored = cat.layers(model, benchmark) or [v for b in cat.tree.get(model, {}).values() for v in b]
+    if not stored:
+        return fallback
+    if depth is None:
+        return nearest(stored, fallback)
+    return min(stored, key=lambda v: (abs((relative_depth_of(cat, model, v) or 0.0) - depth), v))

@@ -75,56 +75,140 @@ class ScatterResult:
     method: str
     params: dict
     seconds: dict
-    rows: list[dict] = field(default_factory=list)  # one per point, for export
+    rows: list[dict] = field(default_factory=list)  # one per point: for the cursor and for export
+    selection: Selection | None = None  # the slice it shows (a plot whose slice left the picker is stale)
+    has_text: bool = False  # the store recorded token text (older stores did not)
+
+
+def slice_title(sel: Selection, what: str) -> str:
+    """What a plot shows, in its title: model, benchmark, layer, sides and RoPE stage."""
+    return f"{what} {sel.model} / {sel.benchmark} / L{sel.layer} / {sel.rope}-RoPE: A {sel.spec('a')} vs B {sel.spec('b')}"
 
 
 def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> ScatterResult:
-    """Both sides projected jointly (shared axes), coloured by side; labels say side and modality."""
+    """Both sides projected jointly (shared axes), coloured by side; every point keeps its sample, position,
+    segment, token id and token text (for the cursor and exports)."""
     from keygap_tui.analysis import project
+    from keygap_tui.analysis.sides import open_store
+    from keygap_tui.analysis.tokens import token_texts
 
+    ks = open_store(store)
     sides = [sel.side_a(), sel.side_b()]
-    proj = project(store, sides, method=method, n=settings.scatter_points or None, seed=settings.seed,
+    proj = project(ks, sides, method=method, n=settings.scatter_points or None, seed=settings.seed,
                    progress=progress, should_stop=should_stop)
+    texts = token_texts(ks, sel.model)
     labels = [f"A {sel.spec('a')}", f"B {sel.spec('b')}"]
-    title = f"{'t-SNE' if method == 'tsne' else 'PCA'} L{sel.layer}"
-    data = ScatterData(coords=np.asarray(proj.coords, dtype=np.float32), series=proj.slice_index, labels=labels, title=title)
+    name = "t-SNE" if method == "tsne" else "PCA"
+    data = ScatterData(coords=np.asarray(proj.coords, dtype=np.float32), series=proj.slice_index, labels=labels,
+                       title=slice_title(sel, name))
     rows = [
-        {"x": float(x), "y": float(y), "side": labels[s], "sample_id": str(sid), "segment": str(seg)}
-        for (x, y), s, sid, seg in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id, proj.segment, strict=True)
+        {"model": sel.model, "benchmark": sel.benchmark, "layer": sel.layer, "rope": sel.rope, "method": method,
+         "side": labels[s], "x": float(x), "y": float(y), "sample_id": str(sid), "position": int(pos),
+         "segment": str(seg), "token_id": int(tid), "token_text": texts.get(int(tid))}
+        for (x, y), s, sid, pos, seg, tid in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id,
+                                                 proj.position, proj.segment, proj.token_id, strict=True)
     ]
-    return ScatterResult(data=data, method=method, params=proj.params, seconds=proj.seconds, rows=rows)
+    return ScatterResult(data=data, method=method, params=proj.params, seconds=proj.seconds, rows=rows,
+                         selection=sel, has_text=bool(texts))
+
+
+def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: int | None = None, k: int = 20,
+                   progress: Progress = None, should_stop: Stop = None) -> list[dict]:
+    """The ``k`` keys of side B (the text side) nearest, in key space (Euclidean), to the centroid of side A's
+    keys (``anchor`` None) or to the key of scatter point ``anchor`` (an index into the projected points:
+    side A's rows, then side B's, as project_slice loaded them). Each with its distance and token text."""
+    from keygap_tui.analysis.sides import load_side, open_store
+    from keygap_tui.analysis.tokens import token_texts
+
+    ks = open_store(store)
+    steps = Steps(2, progress, should_stop)
+    steps.report("loading keys")
+    n = settings.scatter_points or None
+    a = load_side(ks, sel.side_a(), n=n, seed=settings.seed)  # the same draw as the scatter's projection
+    b = load_side(ks, sel.side_b(), n=n, seed=settings.seed)
+    steps.advance("distances")
+    if anchor is None:
+        target, what = a.x.astype(np.float64).mean(axis=0), f"centroid of A ({sel.spec('a')})"
+    else:
+        pooled = np.vstack([a.x, b.x])
+        target, what = pooled[int(anchor)].astype(np.float64), "the selected point"
+    dist = np.sqrt(((b.x.astype(np.float64) - target) ** 2).sum(axis=1))
+    if anchor is not None and int(anchor) >= len(a.x):
+        dist[int(anchor) - len(a.x)] = np.inf  # not the point itself
+    order = np.argsort(dist, kind="stable")[:k]
+    texts = token_texts(ks, sel.model)
+    steps.advance("done")
+    return [
+        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer, "rope": sel.rope,
+         "side": f"B {sel.spec('b')}", "sample_id": str(b.sample_id[j]), "position": int(b.position[j]),
+         "segment": str(b.segment[j]), "token_id": int(b.token_id[j]), "token_text": texts.get(int(b.token_id[j]))}
+        for i, j in enumerate(order) if np.isfinite(dist[j])
+    ]
 
 
 @dataclass
 class ControlsResult:
-    values: dict[str, dict[str, list[float]]]  # metric -> group -> values over layers x replicates
+    values: dict[str, dict[int, dict[str, list[float]]]]  # metric -> layer -> group -> values over replicates
     rows: list[dict]
     layers: list[int]
+    labels: dict[str, str]  # group -> label from the actual sides (I-T / I-I / T-T, or A-B / A-A / B-B)
+    table: list[dict]  # per metric and layer: the three means and the inter/intra ratio (report's Table)
+    selection: Selection | None = None
+
+
+def group_labels(sel: Selection) -> dict[str, str]:
+    """Labels of the three groups from the actual sides: I-T, I-I, T-T only when A is image and B text."""
+    if sel.a_modality == "image" and sel.b_modality == "text" and sel.a_segment == sel.b_segment == "all":
+        return {"image-vs-text": "I-T", "image-vs-image": "I-I", "text-vs-text": "T-T"}
+    return {"image-vs-text": "A-B", "image-vs-image": "A-A", "text-vs-text": "B-B"}
+
+
+def report_layers(cat, sel: Selection) -> list[int]:
+    """The layers of `keygap report`'s Figure 2 by default: early, middle, late of the model's depth."""
+    from .selection import named_layer
+
+    stored = cat.layers(sel.model, sel.benchmark)
+    return sorted({named_layer(stored, cat.depth.get(sel.model), name)[0] for name in ("early", "middle", "late")})
 
 
 def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> ControlsResult:
-    """Figure 2 for one model and benchmark: the three groups at every stored layer, R replicates each.
+    """Figure 2 for one model and benchmark, per layer: the three groups, R replicates each, their means
+    and the inter/intra ratio (the matrix's numbers, app/matrix.py).
 
     Side A plays "image" and side B "text" (their segment filters too), so the controls can also ask e.g.
     whether question tokens alone sit apart from image tokens.
     """
     from keygap_tui.analysis import controls
 
+    from .matrix import Matrix
+
     steps = Steps(len(layers), progress, should_stop)
     rows: list[dict] = []
+    m = Matrix(tuple(settings.metrics))
     for layer in layers:
         steps.report(f"controls at layer {layer}")
-        got = controls(
+        got = [result_row(r) for r in controls(
             store, sel.model, sel.benchmark, layer, settings.metrics, settings.n, settings.seed,
             replicates=settings.replicates, rope=sel.rope, image=sel.spec("a"), text=sel.spec("b"),
             progress=steps.child(), should_stop=should_stop,
-        )
-        rows += [result_row(r) for r in got]
+        )]
+        rows += got
+        m.add_controls(m.row_for(sel.model, sel.benchmark, layer, sel.rope, sel.spec("a"), sel.spec("b")), got)
         steps.advance(f"layer {layer} done")
-    values: dict[str, dict[str, list[float]]] = {}
+    values: dict[str, dict[int, dict[str, list[float]]]] = {}
     for r in rows:
-        values.setdefault(r["metric"], {}).setdefault(r["group"], []).append(r["value"])
-    return ControlsResult(values=values, rows=rows, layers=list(layers))
+        values.setdefault(r["metric"], {}).setdefault(r["layer"], {}).setdefault(r["group"], []).append(r["value"])
+    labels = group_labels(sel)
+    from .matrix import control_means
+
+    table = []
+    for metric in settings.metrics:
+        for row in m.ordered():
+            means = control_means(row, metric, raw=True)  # the raw values the boxes show
+            table.append({"metric": metric, "layer": row.layer, labels["image-vs-text"]: means["image-vs-text"],
+                          labels["image-vs-image"]: means["image-vs-image"], labels["text-vs-text"]: means["text-vs-text"],
+                          "ratio": means["ratio"]})
+    return ControlsResult(values=values, rows=rows, layers=list(layers), labels=labels, table=table, selection=sel)
 
 
 @dataclass

@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Label
 
-from ..selection import Catalog, Selection, named_layer, step_layer
+from ..selection import Catalog, Selection, layer_at_depth, named_layer, relative_depth_of, step_layer
 from .choice import ChoiceField
 
-FIELDS = ("model", "benchmark", "layer", "a_modality", "a_segment", "b_modality", "b_segment")
+FIELDS = ("model", "benchmark", "layer", "rope", "a_modality", "a_segment", "b_modality", "b_segment")
 
 
 class SlicePicker(Vertical):
@@ -22,6 +22,7 @@ class SlicePicker(Vertical):
     SlicePicker { height: 2; width: 1fr; }
     SlicePicker > Horizontal { height: 1; width: 1fr; }
     SlicePicker Label.side { width: auto; padding: 0 1 0 0; text-style: bold; }
+    SlicePicker Label.depth { width: auto; padding: 0 1 0 0; color: $text-muted; }
     """
 
     class Changed(Message):
@@ -40,6 +41,8 @@ class SlicePicker(Vertical):
             yield ChoiceField("model", id="model", tooltip="left/right (h/l) to change")
             yield ChoiceField("bench", id="benchmark")
             yield ChoiceField("layer", id="layer", tooltip="1/2/3 early/middle/late, [ and ] previous/next")
+            yield Label("", id="depth", classes="depth")
+            yield ChoiceField("rope", id="rope", tooltip="keys after RoPE (what attention uses) or before it")
         with Horizontal():
             yield Label("A", classes="side")
             yield ChoiceField("", id="a_modality")
@@ -61,6 +64,9 @@ class SlicePicker(Vertical):
         self.field("model").set_options(cat.models(), sel.model)
         self.field("benchmark").set_options(cat.benchmarks(sel.model), sel.benchmark)
         self.field("layer").set_options([str(v) for v in cat.layers(sel.model, sel.benchmark)], str(sel.layer))
+        depth = relative_depth_of(cat, sel.model, sel.layer)
+        self.query_one("#depth", Label).update("" if depth is None else f"depth {depth:.2f}")
+        self.field("rope").set_options(cat.ropes.get((sel.model, sel.benchmark), ["post"]), sel.rope)
         mods = cat.modality_options(sel.model, sel.benchmark)
         self.field("a_modality").set_options(mods, sel.a_modality)
         self.field("b_modality").set_options(mods, sel.b_modality)
@@ -72,6 +78,10 @@ class SlicePicker(Vertical):
         name = event.field.id
         data = self.selection.to_dict()
         data[name] = int(event.value) if name == "layer" else event.value
+        if name == "model":  # another model: the same relative depth, so two depths compare like for like
+            data["layer"] = layer_at_depth(self.catalog, event.value, self.selection.benchmark,
+                                           relative_depth_of(self.catalog, self.selection.model, self.selection.layer),
+                                           self.selection.layer)
         self.select(Selection.from_dict(data))
 
     def select(self, sel: Selection, note: str = "") -> None:
