@@ -115,7 +115,7 @@ async def test_sql_good_bad_cancel_and_history(store, tmp_path):
         await pilot.press("ctrl+r")
         await settle(app, pilot)
         grid = app.query_one("#sql-grid")
-        assert [grid.get_row_at(i) for i in range(grid.row_count)] == [["image", "72"], ["text", "72"]]
+        assert [[str(c) for c in grid.get_row_at(i)] for i in range(grid.row_count)] == [["image", "72"], ["text", "72"]]
         editor.text = "DELETE FROM keys"
         await pilot.press("ctrl+r")
         await settle(app, pilot)

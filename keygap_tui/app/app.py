@@ -31,6 +31,7 @@ from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
 from .widgets.problems_bar import ProblemsBar
+from .widgets.row_viewer import RowViewer
 from .widgets.matrix_table import MatrixTable
 from .widgets.scatter_pane import ScatterPane, ScatterPlot
 from .widgets.slice_picker import SlicePicker
@@ -41,7 +42,7 @@ from .widgets.vim_table import VimTable
 TABS = ("scatter", "controls", "layers", "sql")
 TAB_FOCUS = {"sql": "#sql-editor", "scatter": "#scatter-plot"}  # where focus goes when a tab opens
 TEXT_ENTRY = ("TextArea", "Input")  # widgets that take typed letters: Esc leaves them
-QUIET_GROUPS = {"warmup"}  # background chores: no "done" message over the user's last one
+QUIET_GROUPS = {"warmup", "schema"}  # background chores: no "done" message over the user's last one
 UNCANCELLABLE = {"catalog", "warmup"}  # Esc is for the user's work; without these nothing else can run
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
 
@@ -88,6 +89,7 @@ class KeygapApp(App):
         Binding("a", "run_tab(True)", "Controls at every stored layer (r: the report's early, middle, late)", id="controls_all", show=False),
         Binding("e", "export('csv')", "export CSV", id="export_csv"),
         Binding("E", "export('json')", "export JSON", id="export_json", show=False),
+        Binding("ctrl+e", "export('parquet')", "export Parquet (binary columns kept as bytes)", id="export_parquet", show=False),
         Binding("ctrl+s", "screenshot", "save screen as SVG", id="screenshot", show=False),
         Binding("y", "copy", "copy value (OSC 52)", id="copy", show=False),
         Binding("T", "toggle_theme", "light / dark theme", id="theme", show=False),
@@ -128,6 +130,8 @@ class KeygapApp(App):
         self._last_progress: dict[str, float] = {}
         self._sql_con = None  # store.catalog.SqlCatalog, made on the first query
         self._sql_cursor = None
+        self._sql_lock = threading.Lock()  # the schema and the first query may both build the catalog
+        self._schema_asked = False
         # Set once the warm-up has loaded the libraries and capped their thread pools. Computations wait for
         # it: changing OpenBLAS's thread count while another thread is inside a BLAS call can deadlock.
         self.libraries_ready = threading.Event()
@@ -458,7 +462,7 @@ class KeygapApp(App):
         if self.screen.maximized is not None:
             self.screen.minimize()
         elif self.focused is not None:
-            self.screen.maximize(self.focused)
+            self.screen.maximize(self.focused, container=False)
 
     def on_matrix_table_row_chosen(self, event: MatrixTable.RowChosen) -> None:
         """Enter on a matrix row: the picker (and so every tab) goes to that slice."""
@@ -517,13 +521,10 @@ class KeygapApp(App):
         pane.info("running ... (Esc cancels)")
 
         def work(progress, stop):
-            if self._sql_con is None:
-                from store.catalog import SqlCatalog
-
-                self._sql_con = SqlCatalog(self.store)  # the store's tables, built once per session
+            catalog = self._sql_catalog()
             if stop():
                 return None
-            return _tasks().sql_query(self._sql_con, query, on_cursor=lambda con: setattr(self, "_sql_cursor", con))
+            return _tasks().sql_query(catalog, query, on_cursor=lambda con: setattr(self, "_sql_cursor", con))
 
         def done(result):
             self._sql_cursor = None
@@ -562,6 +563,22 @@ class KeygapApp(App):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.state.tab = event.pane.id or "scatter"
         self._save_state()
+        if self.state.tab == "sql" and not self._schema_asked:
+            self._schema_asked = True
+            self.start_job("schema", "reading the SQL schema", lambda progress, stop: _tasks().sql_schema(self._sql_catalog()),
+                           self.query_one(SqlPane).set_schema, needs_libraries=False)
+
+    def _sql_catalog(self):
+        """The store's SQL tables, built once per session (store.catalog.SqlCatalog)."""
+        with self._sql_lock:
+            if self._sql_con is None:
+                from store.catalog import SqlCatalog
+
+                self._sql_con = SqlCatalog(self.store)
+            return self._sql_con
+
+    def on_sql_pane_row_opened(self, event: SqlPane.RowOpened) -> None:
+        self.push_screen(RowViewer(event.row, "result row: Esc closes; the field under the cursor shows in full below"))
 
     # --- export, copy, screenshot, theme, help ----------------------------------------------------------
     def _export_source(self) -> tuple[str, Any]:

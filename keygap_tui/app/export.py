@@ -1,4 +1,7 @@
-"""Write what a view shows to CSV or JSON, next to each other under one export folder.
+"""Write what a view shows to CSV, JSON or Parquet, next to each other under one export folder.
+
+Binary columns (the raw `key`) become base64 text in a column named `<name>_base64` in CSV and JSON (the
+name says the encoding); Parquet keeps them as bytes.
 
 Rows are serialised by store.sql.render, the same writer as `keygap sql --format`, so a table exported
 from the TUI reads exactly like one exported from the command line. Names count up instead of carrying a
@@ -16,7 +19,7 @@ import pyarrow as pa
 
 from store.errors import KeygapError
 
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "json", "parquet")
 
 
 class ExportError(KeygapError):

@@ -339,3 +339,14 @@ def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings, emit:
             steps.advance(f"{p.model} L{p.layer} controls")
         done += 1
     return done
+
+
+def sql_schema(catalog):
+    """The catalog's views, columns and functions, for the SQL tab's sidebar and completion."""
+    from .sql_complete import read_schema
+
+    con = catalog.connect()
+    try:
+        return read_schema(con)
+    finally:
+        con.close()
