@@ -34,6 +34,9 @@ def _steps(*keys, focus: str | None = None):
         if focus:
             app.query_one(focus).focus()
         await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.3)  # the last layout pass after a table's columns change (Controls' numbers)
+        await settle(app, pilot)
 
     return run_before
 

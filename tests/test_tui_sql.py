@@ -98,10 +98,10 @@ async def test_result_rows_at_80x24_at_least_as_visidata(store, tmp_path):
         assert shown >= VISIDATA_ROWS_80x24
         await pilot.press("m")
         assert app.screen.maximized is None
-        # F6: the editor to the whole pane and back (F-keys work from the editor)
+        # F8: the editor to the whole pane and back (F-keys work from the editor)
         app.query_one("#sql-editor").focus()
         for _ in range(2):
-            await pilot.press("f6")
+            await pilot.press("f8")
         assert app.query_one("#sql-grid").display is False
-        await pilot.press("f6")
+        await pilot.press("f8")
         assert app.query_one("#sql-grid").display is True

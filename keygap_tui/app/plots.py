@@ -102,16 +102,17 @@ def control_boxes(values: dict[str, dict[int, dict[str, list[float]]]], labels: 
             for j, group in enumerate(order):
                 x = i * (len(order) + 1) + j + 1
                 q = five_numbers(values[metric][layer].get(group, []))
-                ticks.append(x)
-                names.append(f"{layer}:{labels.get(group, group)}" if j == 0 else labels.get(group, group))
                 if q:
                     xs.append(x)
                     quints.append(q)
+            ticks.append(i * (len(order) + 1) + 2)  # one label per layer, under its middle box: labels that
+            names.append(f"L{layer}")  # overlap would be dropped by plotext in an order that varies by run
         if xs:
             sub.box(xs, quints, quintuples=True, width=0.6)
         sub.xticks(ticks, names)
-        sub.xlim(0.5, max(ticks) + 0.5)
-        sub.title(f"{metric.upper()} by layer{'  ' + title if title and col == 1 else ''}")
+        sub.xlim(0.5, len(layers) * (len(order) + 1) - 0.5)
+        groups = " ".join(labels.get(g, g) for g in order)
+        sub.title(f"{metric.upper()}: {groups} per layer{'  ' + title if title and col == 1 else ''}")
     return plt.build()
 
 

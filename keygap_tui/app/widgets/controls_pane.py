@@ -30,7 +30,7 @@ class ControlsPane(Vertical):
     DEFAULT_CSS = """
     ControlsPane > Static { height: 1; color: $text-muted; }
     ControlsPane > Horizontal { height: 1fr; }
-    ControlsPane VimTable { width: 54; height: 1fr; }
+    ControlsPane VimTable { width: 54; height: 1fr; scrollbar-gutter: stable; }
     """
 
     def __init__(self, **kwargs) -> None:

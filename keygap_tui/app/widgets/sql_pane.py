@@ -1,7 +1,7 @@
 """SQL tab, after Harlequin: a schema sidebar, a highlighted editor with completion, a result grid, a row viewer.
 
 - Editor: Textual's TextArea with tree-sitter SQL highlighting (tree-sitter-sql from the package registry),
-  its height cycled with F6 up to the whole pane; Tab completes tables, columns and the catalog's
+  its height cycled with F8 up to the whole pane; Tab completes tables, columns and the catalog's
   functions and macros (sql_complete.py), Esc leaves it (the app's rule), ctrl+r runs.
 - Schema: the catalog's views and their columns with types; Enter inserts the name at the cursor.
 - Grid: the result (1,000 rows shown, all exported); Enter opens the row viewer (vec summarised, every
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..tasks import SqlResult
 
 EXAMPLE = "SELECT layer, modality, count(*) AS keys FROM keys GROUP BY ALL ORDER BY ALL"
-EDITOR_HEIGHTS = (6, 12, 0)  # rows; 0 = the whole pane (F6 cycles)
+EDITOR_HEIGHTS = (6, 12, 0)  # rows; 0 = the whole pane (F8 cycles; F6 is left for a further tab)
 
 
 class SqlEditor(TextArea):
@@ -97,7 +97,7 @@ class SqlPane(Vertical):
     BINDINGS = [
         Binding("ctrl+up,alt+up", "history(-1)", "older query", id="sql_history_back"),
         Binding("ctrl+down,alt+down", "history(1)", "newer query", id="sql_history_forward"),
-        Binding("f6", "editor_height", "SQL editor: taller / full / short", id="sql_editor_height", priority=True, show=False),
+        Binding("f8", "editor_height", "SQL editor: taller / full / short", id="sql_editor_height", priority=True, show=False),
         Binding("f7", "toggle_schema", "SQL schema sidebar: hide / show", id="sql_schema", priority=True, show=False),
     ]
 
@@ -120,7 +120,7 @@ class SqlPane(Vertical):
             yield tree
             with Vertical(id="sql-main"):
                 yield SqlEditor(self.history[-1] if self.history else EXAMPLE, id="sql-editor")
-                yield Static("ctrl+r: run  tab: complete  F6: editor size  F7: schema  Esc: leave the editor", id="sql-info")
+                yield Static("ctrl+r: run  tab: complete  F8: editor size  F7: schema  Esc: leave the editor", id="sql-info")
                 yield VimTable(id="sql-grid")
 
     @property
@@ -155,7 +155,7 @@ class SqlPane(Vertical):
         editor = self.query_one(SqlEditor)
         editor.styles.height = "1fr" if rows == 0 else rows
         self.query_one(VimTable).display = rows != 0
-        self.info(f"editor: {'the whole pane' if rows == 0 else f'{rows} rows'} (F6 changes)")
+        self.info(f"editor: {'the whole pane' if rows == 0 else f'{rows} rows'} (F8 changes)")
 
     def action_toggle_schema(self) -> None:
         self.query_one(Tree).toggle_class("-hidden")
