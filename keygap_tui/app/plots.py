@@ -109,7 +109,9 @@ def control_boxes(values: dict[str, dict[int, dict[str, list[float]]]], labels: 
             names.append(f"L{layer}")  # overlap would be dropped by plotext in an order that varies by run
         if xs:
             sub.box(xs, quints, quintuples=True, width=0.6)
-        sub.xticks(ticks, names)
+        fit = max(1, (width // len(metrics) - 10) // 6)  # labels that fit the panel without touching
+        keep = sorted({round(k * (len(ticks) - 1) / max(1, fit - 1)) for k in range(min(fit, len(ticks)))})
+        sub.xticks([ticks[k] for k in keep], [names[k] for k in keep])
         sub.xlim(0.5, len(layers) * (len(order) + 1) - 0.5)
         groups = " ".join(labels.get(g, g) for g in order)
         sub.title(f"{metric.upper()}: {groups} per layer{'  ' + title if title and col == 1 else ''}")
