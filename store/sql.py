@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import threading
 from collections.abc import Iterator
@@ -155,11 +156,16 @@ def interrupt_on_sigint(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Ev
 
     def watch() -> None:
         while True:
-            data = os.read(r, 64)
-            if not data or data == b"\xff":
-                return
-            if signal.SIGINT in data:
-                interrupted.set()
+            # once interrupted, interrupt again every 50 ms: an interrupt that lands before DuckDB has
+            # started the query is lost, and the query would then run to its end
+            ready, _, _ = select.select([r], [], [], 0.05 if interrupted.is_set() else None)
+            if ready:
+                data = os.read(r, 64)
+                if not data or b"\xff" in data:
+                    return
+                if signal.SIGINT in data:
+                    interrupted.set()
+            if interrupted.is_set():
                 con.interrupt()
 
     watcher = threading.Thread(target=watch, name="keygap-sigint", daemon=True)

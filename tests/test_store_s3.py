@@ -180,13 +180,14 @@ def test_tui_on_an_s3_store_compares_and_queries(uploaded, tmp_path):
             await settle(app, pilot)
             await pilot.press("c")
             await settle(app, pilot)
-            rows = app.query_one("ResultsTable").raw_rows
+            (row,) = app.query_one("#results").matrix.rows.values()
+            rows = [row.measures[m] for m in SMALL.metrics]
             await pilot.press("f5")
             app.query_one("#sql-editor").text = "SELECT modality, count(*) AS n FROM keys WHERE layer = 2 GROUP BY 1 ORDER BY 1"
             await pilot.press("ctrl+r")
             await settle(app, pilot)
             grid = app.query_one("#sql-grid")
-            return app.selection.layer, rows, [grid.get_row_at(i) for i in range(grid.row_count)]
+            return app.selection.layer, rows, [[str(c) for c in grid.get_row_at(i)] for i in range(grid.row_count)]
 
     layer, rows, sql_rows = drive()
     direct = compare(str(local), Side("m", "b", layer, "image"), Side("m", "b", layer, "text"), SMALL.metrics, SMALL.n,
