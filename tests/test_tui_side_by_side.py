@@ -33,8 +33,8 @@ async def test_task4_two_models_at_the_same_relative_depth_side_by_side(two_dept
         await pilot.press("b")  # pin the slice: plot on the left, its matrix row on top
         assert pane.pinned is not None and pane.pinned.selection.model == "m"
         assert app.query_one(MatrixTable).matrix.rows[("m", "b", 2, "post", "image", "text")].pinned
-        app.query_one("#model").focus()
-        await pilot.press("l")  # next model: n, 7 layers; the layer keeps the relative depth 2/3 -> 4
+        await pilot.press("M")  # next model: n, 7 layers; the layer keeps the relative depth 2/3 -> 4
+        assert app.focused is app.query_one("#scatter-plot")  # without leaving the plot
         assert (app.selection.model, app.selection.layer) == ("n", 4)
         assert "depth 0.67" in screen_text(app)
         assert "STALE" in screen_text(app)  # the drawn scatter is m's, the picker now says n
@@ -54,8 +54,7 @@ async def test_rope_choice_and_controls_labelled_after_the_sides(two_depths, tmp
     app = make_app(two_depths, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
-        app.query_one("#rope").focus()
-        await pilot.press("l")
+        await pilot.press("R")
         assert app.selection.rope == "pre"
         # both sides text: question tokens against options tokens
         app.query_one("#a_modality").focus()

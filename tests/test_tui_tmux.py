@@ -42,6 +42,14 @@ def _wait_for(text: str, deadline_s: float = 60.0) -> str:
     raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
 
 
+def _wait_until_gone(text: str, deadline_s: float = 60.0) -> None:
+    end = time.monotonic() + deadline_s
+    while text in _screen():
+        if time.monotonic() > end:
+            raise AssertionError(f"{text!r} stayed on screen:\n{_screen()}")
+        time.sleep(0.2)
+
+
 def test_keygap_tui_in_tmux(tmp_path):
     store = make_store(tmp_path / "store")
     config = tmp_path / "config" / "keygap"
@@ -68,14 +76,20 @@ def test_keygap_tui_in_tmux(tmp_path):
         _tmux("send-keys", "-t", "tui", "C-r")
         screen = _wait_for("8 rows")
         assert "modality" in screen
-        # focus rules: letters type into the editor (q does not quit), F-keys and Esc work from it
-        _tmux("send-keys", "-t", "tui", "End", " -- cqT")
-        _wait_for("-- cqT")
-        _tmux("send-keys", "-t", "tui", "F2")
-        _wait_for("t: switch PCA / t-SNE")
+        # focus rules: letters type into the editor (r does not run, q does not quit), F-keys and Esc leave it
+        _tmux("send-keys", "-t", "tui", "End", " -- rcqT")
+        _wait_for("-- rcqT")
+        assert "8 rows" in _screen()  # r stayed text: no second run of the query, no new status
+        for key, shown in (("F2", "t: switch PCA / t-SNE"), ("F3", "Controls"), ("F4", "Layers")):
+            _tmux("send-keys", "-t", "tui", "F5")
+            _wait_for("older query")  # the SQL tab's keys in the footer: back in the editor
+            time.sleep(0.3)  # keys sent in one burst can merge into one escape sequence
+            _tmux("send-keys", "-t", "tui", key)
+            _wait_for(shown)
+            _wait_until_gone("older query")  # the editor has let go of the focus: its footer keys left
         _tmux("send-keys", "-t", "tui", "F5")
-        _wait_for("older query")  # the SQL tab's keys in the footer: back in the editor
-        time.sleep(0.3)  # keys sent in one burst can merge into one escape sequence
+        _wait_for("older query")
+        time.sleep(0.3)
         _tmux("send-keys", "-t", "tui", "Escape")
         _wait_for("left the editor")
         time.sleep(0.3)

@@ -79,6 +79,8 @@ class KeygapApp(App):
         Binding("1", "layer('early')", "early layer", id="layer_early", show=False),
         Binding("2", "layer('middle')", "middle layer", id="layer_middle", show=False),
         Binding("3", "layer('late')", "late layer", id="layer_late", show=False),
+        Binding("M", "cycle_field('model')", "next model (the layer keeps its relative depth)", id="model_next", show=False),
+        Binding("R", "cycle_field('rope')", "other RoPE stage (pre / post)", id="rope_next", show=False),
         Binding("left_square_bracket", "step_layer(-1)", "previous layer", id="layer_previous", show=False),
         Binding("right_square_bracket", "step_layer(1)", "next layer", id="layer_next", show=False),
         Binding("f2", "tab('scatter')", "scatter tab", id="tab_scatter", show=False, priority=True),
@@ -379,6 +381,14 @@ class KeygapApp(App):
     def action_layer(self, name: str) -> None:
         self.query_one(SlicePicker).jump_layer(name)
 
+    def action_cycle_field(self, name: str) -> None:
+        """M / R: the next model or RoPE stage without moving the focus to the picker (side by side)."""
+        field = self.query_one(SlicePicker).field(name)
+        if len(field.options) < 2:
+            self.status.say(f"only one {name} in this store: {field.value or '-'}")
+            return
+        field.action_cycle(1)
+
     def action_step_layer(self, step: int) -> None:
         self.query_one(SlicePicker).step_layer(step)
 
@@ -455,8 +465,8 @@ class KeygapApp(App):
         if key in table.matrix.rows and not table.matrix.rows[key].pinned:
             table.matrix.toggle_pin(key)
             table.redraw(focus_key=key)
-        self.status.say("pinned on the left; choose a second slice (another model keeps the relative depth, or "
-                        f"the other RoPE stage) and press {self._key('run_tab')}")
+        self.status.say(f"pinned on the left; {self._key('model_next')}: next model (same relative depth), "
+                        f"{self._key('rope_next')}: other RoPE stage, then {self._key('run_tab')}")
 
     def action_maximize(self) -> None:
         if self.screen.maximized is not None:
@@ -562,6 +572,7 @@ class KeygapApp(App):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.state.tab = event.pane.id or "scatter"
+        self.query_one(MatrixTable).set_class(self.state.tab == "sql", "-compact")
         self._save_state()
         if self.state.tab == "sql" and not self._schema_asked:
             self._schema_asked = True

@@ -15,6 +15,7 @@ import numpy as np
 
 SERIES_COLORS = ("blue", "orange", "green", "magenta", "cyan", "red", "yellow")
 MARKERS = ("dot", "x", "+", "*", "o")
+TITLE_MARGIN = 9  # plotext drops a title wider than the plot area, which the y tick labels narrow (up to 8 columns)
 GROUP_ORDER = ("image-vs-text", "image-vs-image", "text-vs-text")  # A vs B first, then the two controls
 
 
@@ -67,7 +68,7 @@ def scatter(data: ScatterData, width: int, height: int, limit: int = 20000, seed
     if highlight is not None:
         x, y = data.coords[highlight]
         plt.scatter([float(x)], [float(y)], marker="X", color="red", label="cursor")
-    plt.title(f"{data.title}  ({caption})" if data.title else caption)
+    plt.title(_fitted(data.title, f"  ({caption})", width - TITLE_MARGIN) if data.title else caption)
     return plt.build()
 
 
@@ -114,8 +115,19 @@ def control_boxes(values: dict[str, dict[int, dict[str, list[float]]]], labels: 
         sub.xticks([ticks[k] for k in keep], [names[k] for k in keep])
         sub.xlim(0.5, len(layers) * (len(order) + 1) - 0.5)
         groups = " ".join(labels.get(g, g) for g in order)
-        sub.title(f"{metric.upper()}: {groups} per layer{'  ' + title if title and col == 1 else ''}")
+        sub.title(_fitted(f"{metric.upper()}: {groups} per layer", f"  {title}" if title and col == 1 else "",
+                          width // len(metrics) - TITLE_MARGIN - 1))
     return plt.build()
+
+
+def _fitted(text: str, extra: str, room: int) -> str:
+    """A title that fits its plot (plotext drops a wider one altogether): ``extra`` goes first, then the
+    spaces of the slice ("PCA m/b/L2/post-RoPE image|text"), then the end of the line."""
+    if len(text) + len(extra) <= room:
+        return text + extra
+    if len(text) > room:
+        text = text.replace(" / ", "/").replace(": A ", " ").replace(" vs B ", "|").replace("PINNED ", "PIN ")
+    return text if len(text) <= room else text[: max(1, room - 1)] + "…"
 
 
 def depth_lines(series: dict[str, list[tuple[float, float]]], width: int, height: int, ylabel: str) -> str:

@@ -86,6 +86,7 @@ class ScatterPane(Vertical):
         self.crosshair: tuple[float, float] | None = None
         self.selected: int | None = None
         self.nearest_rows: list[dict] = []
+        self.nearest_of: Selection | None = None  # the slice the nearest-token list was computed on
         self.pinned: ScatterResult | None = None  # side by side: this slice stays on the left
 
     def compose(self) -> ComposeResult:
@@ -126,6 +127,8 @@ class ScatterPane(Vertical):
         self.result = result
         self.stale = False
         self.selected = None
+        if self.nearest_rows and result.selection != self.nearest_of:
+            self.hide_nearest()  # the list belonged to the slice drawn before: never beside another slice's plot
         coords = result.data.coords
         if len(coords):
             self.crosshair = (float(coords[:, 0].mean()), float(coords[:, 1].mean()))
@@ -171,8 +174,13 @@ class ScatterPane(Vertical):
     def selected_row(self) -> dict | None:
         return None if self.result is None or self.selected is None else self.result.rows[self.selected]
 
+    def hide_nearest(self) -> None:
+        self.nearest_rows, self.nearest_of = [], None
+        self.query_one("#scatter-nearest", VimTable).remove_class("-shown")
+
     def show_nearest(self, rows: list[dict]) -> None:
         self.nearest_rows = rows
+        self.nearest_of = self.result.selection if self.result is not None else None
         table = self.query_one("#scatter-nearest", VimTable)
         table.clear(columns=True)
         table.add_columns(*NEAREST_COLUMNS)
