@@ -30,6 +30,7 @@ def test_token_text_is_the_tokenizers_own_decoding_and_sql_visible(tmp_path):
         assert all(v == tok.decode([k]) for k, v in pairs.items())
     rows = query_store(str(store), "SELECT k.token_id, t.text FROM keys k JOIN tokens t USING (model, token_id) "
                                    "WHERE k.modality = 'text'")
-    assert rows.num_rows > 0 and all(t == tok.decode([i]) for i, t in zip(rows["token_id"].to_pylist(), rows["text"].to_pylist()))
+    pairs = zip(rows["token_id"].to_pylist(), rows["text"].to_pylist(), strict=True)
+    assert rows.num_rows > 0 and all(t == tok.decode([i]) for i, t in pairs)
     lookup = token_texts(open_store(str(store)), "tiny:llava")
     assert lookup and all(v == tok.decode([k]) for k, v in lookup.items())

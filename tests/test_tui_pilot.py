@@ -74,10 +74,12 @@ async def test_tabs_scatter_controls_layers(store, tmp_path):
         await settle(app, pilot)
         controls = app.query_one("#controls-pane").result
         assert controls.layers == [1, 2, 3]  # keygap report's Figure 2 layers: early, middle, late
-        assert {g: len(v) for g, v in controls.values["mmd"][2].items()} == {"image-vs-image": 2, "text-vs-text": 2, "image-vs-text": 2}
+        counts = {g: len(v) for g, v in controls.values["mmd"][2].items()}
+        assert counts == {"image-vs-image": 2, "text-vs-text": 2, "image-vs-text": 2}
         # shifted image keys: Image-vs-Text sits above both controls in every layer and replicate
         for layer in (1, 2, 3):
-            assert min(controls.values["mmd"][layer]["image-vs-text"]) > max(controls.values["mmd"][layer]["text-vs-text"])
+            groups = controls.values["mmd"][layer]
+            assert min(groups["image-vs-text"]) > max(groups["text-vs-text"])
         assert "I-T" in screen_text(app) and "ratio" in screen_text(app)
         await pilot.press("f4", "r")
         await settle(app, pilot)
@@ -115,7 +117,8 @@ async def test_sql_good_bad_cancel_and_history(store, tmp_path):
         await pilot.press("ctrl+r")
         await settle(app, pilot)
         grid = app.query_one("#sql-grid")
-        assert [[str(c) for c in grid.get_row_at(i)] for i in range(grid.row_count)] == [["image", "72"], ["text", "72"]]
+        shown = [[str(c) for c in grid.get_row_at(i)] for i in range(grid.row_count)]
+        assert shown == [["image", "72"], ["text", "72"]]
         editor.text = "DELETE FROM keys"
         await pilot.press("ctrl+r")
         await settle(app, pilot)

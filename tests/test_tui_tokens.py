@@ -47,7 +47,8 @@ async def test_task3_nearest_text_tokens_with_their_text(store, tmp_path):
         d = np.linalg.norm(b.x.astype(np.float64) - a.x.astype(np.float64).mean(axis=0), axis=1)
         want = np.argsort(d, kind="stable")[:len(got)]
         assert [r["distance"] for r in got] == pytest.approx(d[want].tolist())
-        assert [(r["sample_id"], r["position"]) for r in got] == [(str(b.sample_id[j]), int(b.position[j])) for j in want]
+        expected = [(str(b.sample_id[j]), int(b.position[j])) for j in want]
+        assert [(r["sample_id"], r["position"]) for r in got] == expected
         assert all(r["token_text"] == f"w{r['token_id']}" for r in got)
         assert repr(got[0]["token_text"]) in screen_text(app)
         # to this point: the text tokens nearest to the selected point's key (never the point itself)

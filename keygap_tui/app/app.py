@@ -69,17 +69,20 @@ class KeygapApp(App):
         Binding("f1", "help", "help", id="help", priority=True),
         Binding("question_mark", "help", "help", id="help_key", show=False),
         Binding("c", "compute('slice')", "compute", id="compute", tooltip="this slice: one matrix row"),
-        Binding("C", "compute('layers')", "matrix", id="compute_matrix", tooltip="every layer of every model on this benchmark"),
+        Binding("C", "compute('layers')", "matrix", id="compute_matrix",
+                tooltip="every layer of every model on this benchmark"),
         Binding("S", "compute('segments')", "segment sweep", id="compute_segments", show=False,
                 tooltip="side A against each segment of side B's modality, at this layer"),
         Binding("m", "maximize", "maximise / restore the focused pane", id="maximize", show=False),
-        Binding("b", "beside", "side by side: pin this slice (plot + matrix row); b again unpins", id="beside", show=False),
+        Binding("b", "beside", "side by side: pin this slice (plot + matrix row); b again unpins", id="beside",
+                show=False),
         Binding("r,ctrl+r", "run_tab", "run tab", id="run_tab"),
         Binding("escape", "cancel", "cancel", id="cancel"),
         Binding("1", "layer('early')", "early layer", id="layer_early", show=False),
         Binding("2", "layer('middle')", "middle layer", id="layer_middle", show=False),
         Binding("3", "layer('late')", "late layer", id="layer_late", show=False),
-        Binding("M", "cycle_field('model')", "next model (the layer keeps its relative depth)", id="model_next", show=False),
+        Binding("M", "cycle_field('model')", "next model (the layer keeps its relative depth)", id="model_next",
+                show=False),
         Binding("R", "cycle_field('rope')", "other RoPE stage (pre / post)", id="rope_next", show=False),
         Binding("left_square_bracket", "step_layer(-1)", "previous layer", id="layer_previous", show=False),
         Binding("right_square_bracket", "step_layer(1)", "next layer", id="layer_next", show=False),
@@ -88,10 +91,12 @@ class KeygapApp(App):
         Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False, priority=True),
         Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False, priority=True),
         Binding("t", "toggle_projection", "PCA / t-SNE", id="projection", show=False),
-        Binding("a", "run_tab(True)", "Controls at every stored layer (r: the report's early, middle, late)", id="controls_all", show=False),
+        Binding("a", "run_tab(True)", "Controls at every stored layer (r: the report's early, middle, late)",
+                id="controls_all", show=False),
         Binding("e", "export('csv')", "export CSV", id="export_csv"),
         Binding("E", "export('json')", "export JSON", id="export_json", show=False),
-        Binding("ctrl+e", "export('parquet')", "export Parquet (binary columns kept as bytes)", id="export_parquet", show=False),
+        Binding("ctrl+e", "export('parquet')", "export Parquet (binary columns kept as bytes)", id="export_parquet",
+                show=False),
         Binding("ctrl+s", "screenshot", "save screen as SVG", id="screenshot", show=False),
         Binding("y", "copy", "copy value (OSC 52)", id="copy", show=False),
         Binding("T", "toggle_theme", "light / dark theme", id="theme", show=False),
@@ -251,7 +256,8 @@ class KeygapApp(App):
         return "?"
 
     def key_rows(self) -> list[tuple[str, str, str]]:
-        rows = [(self.key_of(b), b.description + (f": {b.tooltip}" if b.tooltip else ""), b.id) for b in self.all_bindings()]
+        rows = [(self.key_of(b), b.description + (f": {b.tooltip}" if b.tooltip else ""), b.id)
+                for b in self.all_bindings()]
         rows += [
             ("ctrl+p", "command palette (every action, searchable)", "-"),
             ("h/l, left/right", "change the focused picker field", "-"),
@@ -419,7 +425,8 @@ class KeygapApp(App):
             self.call_from_thread(self._matrix_part, table, part, p, rows)
 
         label = {"slice": f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
-                 "layers": f"matrix: {len(plan)} model x layer rows", "segments": f"segment sweep: {len(plan)} rows"}[scope]
+                 "layers": f"matrix: {len(plan)} model x layer rows",
+                 "segments": f"segment sweep: {len(plan)} rows"}[scope]
         self.start_job(
             "compute", label,
             lambda progress, stop: _tasks().matrix_rows(self.store, plan, settings, emit, progress, stop),
@@ -434,7 +441,8 @@ class KeygapApp(App):
 
     def _matrix_done(self, done: int, planned: int) -> None:
         if planned > 1:
-            self.status.say(f"{done} of {planned} matrix rows computed; s sorts, p pins, highlighted = largest per model")
+            self.status.say(
+                f"{done} of {planned} matrix rows computed; s sorts, p pins, highlighted = largest per model")
 
     def on_scatter_plot_nearest(self, event: ScatterPlot.Nearest) -> None:
         """n / N on the scatter: the text tokens nearest (in key space) to A's centroid or to the cursor."""
@@ -498,7 +506,8 @@ class KeygapApp(App):
                 lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop), pane.show,
             )
         elif tab == "controls":
-            layers = self.catalog.layers(sel.model, sel.benchmark) if every_layer else _tasks().report_layers(self.catalog, sel)
+            layers = (self.catalog.layers(sel.model, sel.benchmark) if every_layer
+                      else _tasks().report_layers(self.catalog, sel))
             pane = self.query_one(ControlsPane)
             self.start_job(
                 "controls", f"control groups at layers {','.join(map(str, layers))}",
@@ -576,7 +585,8 @@ class KeygapApp(App):
         self._save_state()
         if self.state.tab == "sql" and not self._schema_asked:
             self._schema_asked = True
-            self.start_job("schema", "reading the SQL schema", lambda progress, stop: _tasks().sql_schema(self._sql_catalog()),
+            self.start_job("schema", "reading the SQL schema",
+                           lambda progress, stop: _tasks().sql_schema(self._sql_catalog()),
                            self.query_one(SqlPane).set_schema, needs_libraries=False)
 
     def _sql_catalog(self):

@@ -160,7 +160,8 @@ class Matrix:
                 cols.append(Column(f"{m} CI", "ci", m))
             cols.append(Column(f"{m} p", "p", m))
         for m in self.metrics:
-            cols += [Column(f"{m} {aa}", "control", m, "image-vs-image"), Column(f"{m} {bb}", "control", m, "text-vs-text"),
+            cols += [Column(f"{m} {aa}", "control", m, "image-vs-image"),
+                     Column(f"{m} {bb}", "control", m, "text-vs-text"),
                      Column(f"{m} ratio", "control", m, "ratio")]
         return cols
 

@@ -94,7 +94,7 @@ def control_boxes(values: dict[str, dict[int, dict[str, list[float]]]], labels: 
         plt.title("no control groups computed yet")
         return plt.build()
     plt.subplots(1, len(metrics))
-    order = [g for g in GROUP_ORDER]
+    order = list(GROUP_ORDER)
     for col, metric in enumerate(metrics, start=1):
         sub = plt.subplot(1, col)
         layers = sorted(values[metric])

@@ -58,7 +58,8 @@ def read_schema(con) -> Schema:
     schema = Schema()
     rows = con.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name NOT LIKE '\\_keygap\\_%' ESCAPE '\\' ORDER BY table_name, ordinal_position"
+        "WHERE table_schema = 'main' AND table_name NOT LIKE '\\_keygap\\_%' ESCAPE '\\' "
+        "ORDER BY table_name, ordinal_position"
     ).fetchall()
     for table, column, kind in rows:
         schema.tables.setdefault(table, []).append((column, kind))

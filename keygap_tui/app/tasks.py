@@ -82,10 +82,12 @@ class ScatterResult:
 
 def slice_title(sel: Selection, what: str) -> str:
     """What a plot shows, in its title: model, benchmark, layer, sides and RoPE stage."""
-    return f"{what} {sel.model} / {sel.benchmark} / L{sel.layer} / {sel.rope}-RoPE: A {sel.spec('a')} vs B {sel.spec('b')}"
+    return (f"{what} {sel.model} / {sel.benchmark} / L{sel.layer} / {sel.rope}-RoPE: "
+            f"A {sel.spec('a')} vs B {sel.spec('b')}")
 
 
-def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> ScatterResult:
+def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings, progress: Progress = None,
+                  should_stop: Stop = None) -> ScatterResult:
     """Both sides projected jointly (shared axes), coloured by side; every point keeps its sample, position,
     segment, token id and token text (for the cursor and exports)."""
     from keygap_tui.analysis import project
@@ -139,7 +141,8 @@ def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: in
     texts = token_texts(ks, sel.model)
     steps.advance("done")
     return [
-        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer, "rope": sel.rope,
+        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer,
+         "rope": sel.rope,
          "side": f"B {sel.spec('b')}", "sample_id": str(b.sample_id[j]), "position": int(b.position[j]),
          "segment": str(b.segment[j]), "token_id": int(b.token_id[j]), "token_text": texts.get(int(b.token_id[j]))}
         for i, j in enumerate(order) if np.isfinite(dist[j])
@@ -171,7 +174,8 @@ def report_layers(cat, sel: Selection) -> list[int]:
     return sorted({named_layer(stored, cat.depth.get(sel.model), name)[0] for name in ("early", "middle", "late")})
 
 
-def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> ControlsResult:
+def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisSettings, progress: Progress = None,
+                   should_stop: Stop = None) -> ControlsResult:
     """Figure 2 for one model and benchmark, per layer: the three groups, R replicates each, their means
     and the inter/intra ratio (the matrix's numbers, app/matrix.py).
 
@@ -206,7 +210,8 @@ def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisS
         for row in m.ordered():
             means = control_means(row, metric, raw=True)  # the raw values the boxes show
             table.append({"metric": metric, "layer": row.layer, labels["image-vs-text"]: means["image-vs-text"],
-                          labels["image-vs-image"]: means["image-vs-image"], labels["text-vs-text"]: means["text-vs-text"],
+                          labels["image-vs-image"]: means["image-vs-image"],
+                          labels["text-vs-text"]: means["text-vs-text"],
                           "ratio": means["ratio"]})
     return ControlsResult(values=values, rows=rows, layers=list(layers), labels=labels, table=table, selection=sel)
 
@@ -287,7 +292,8 @@ def matrix_plan(cat, sel: Selection, scope: str) -> list[MatrixPlan]:
         return [MatrixPlan(sel.model, sel.benchmark, sel.layer, sel.rope, sel.spec("a"), sel.spec("b"))]
     if scope == "segments":
         segs = [s for s in cat.segment_options(sel.model, sel.benchmark, sel.b_modality) if s != "all"]
-        return [MatrixPlan(sel.model, sel.benchmark, sel.layer, sel.rope, sel.spec("a"), f"{sel.b_modality}:{s}") for s in segs]
+        return [MatrixPlan(sel.model, sel.benchmark, sel.layer, sel.rope, sel.spec("a"), f"{sel.b_modality}:{s}")
+                for s in segs]
     plan = []
     for model in cat.models():
         if sel.benchmark not in cat.benchmarks(model):
@@ -313,7 +319,8 @@ def ci_kwargs(settings: AnalysisSettings) -> dict:
     return {"ci": level} if level else {}
 
 
-def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings, emit: Callable[[str, MatrixPlan, list[dict]], None],
+def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings,
+                emit: Callable[[str, MatrixPlan, list[dict]], None],
                 progress: Progress = None, should_stop: Stop = None, with_controls: bool = True) -> int:
     """Compute each planned row (measures, then the control groups) and hand every part to ``emit`` as soon
     as it is done, so the matrix fills progressively and a cancel keeps what was finished. Returns the

@@ -21,7 +21,8 @@ class MatrixTable(VimTable):
     MatrixTable { height: auto; }
     """
     BINDINGS = [
-        Binding("s", "sort", "sort by this column (again: ascending, again: by model and layer)", id="matrix_sort", show=False),
+        Binding("s", "sort", "sort by this column (again: ascending, again: by model and layer)", id="matrix_sort",
+                show=False),
         Binding("p", "pin", "pin / unpin the row", id="matrix_pin", show=False),
         Binding("X", "clear", "clear the matrix (pinned rows stay)", id="matrix_clear", show=False),
         Binding("v", "raw", "JS: bias-corrected / raw values", id="matrix_raw", show=False),

@@ -169,7 +169,8 @@ class ScatterPane(Vertical):
         token = r["token_text"]
         shown = repr(token) if token is not None else "(no token text: re-ingest to record it)"
         self.query_one("#scatter-point", Static).update(Text(
-            f"▶ {r['side']}  sample {r['sample_id']}  pos {r['position']}  {r['segment']}  token {r['token_id']} {shown}"))
+            f"▶ {r['side']}  sample {r['sample_id']}  pos {r['position']}  {r['segment']}  "
+            f"token {r['token_id']} {shown}"))
 
     def selected_row(self) -> dict | None:
         return None if self.result is None or self.selected is None else self.result.rows[self.selected]
@@ -190,10 +191,12 @@ class ScatterPane(Vertical):
             table.add_row(str(r["rank"]), f"{r['distance']:.4g}", Text(text), str(r["token_id"]), r["segment"],
                           str(r["position"]), r["sample_id"])
             table.raw_rows.append({"#": r["rank"], "distance": r["distance"], "token": r["token_text"],
-                                   "id": r["token_id"], "segment": r["segment"], "pos": r["position"], "sample": r["sample_id"]})
+                                   "id": r["token_id"], "segment": r["segment"], "pos": r["position"],
+                                   "sample": r["sample_id"]})
         table.add_class("-shown")
         if rows:
-            self.query_one("#scatter-info", Static).update(Text(f"nearest text tokens to {rows[0]['to']} (e exports it when focused)"))
+            self.query_one("#scatter-info", Static).update(
+                Text(f"nearest text tokens to {rows[0]['to']} (e exports it when focused)"))
 
     def toggle_pin(self) -> ScatterResult | None:
         """Side by side: keep the current plot on the left (its own title says its slice); again: unpin."""

@@ -97,7 +97,8 @@ class SqlPane(Vertical):
     BINDINGS = [
         Binding("ctrl+up,alt+up", "history(-1)", "older query", id="sql_history_back"),
         Binding("ctrl+down,alt+down", "history(1)", "newer query", id="sql_history_forward"),
-        Binding("f8", "editor_height", "SQL editor: taller / full / short", id="sql_editor_height", priority=True, show=False),
+        Binding("f8", "editor_height", "SQL editor: taller / full / short", id="sql_editor_height", priority=True,
+                show=False),
         Binding("f7", "toggle_schema", "SQL schema sidebar: hide / show", id="sql_schema", priority=True, show=False),
     ]
 
@@ -120,7 +121,8 @@ class SqlPane(Vertical):
             yield tree
             with Vertical(id="sql-main"):
                 yield SqlEditor(self.history[-1] if self.history else EXAMPLE, id="sql-editor")
-                yield Static("ctrl+r: run  tab: complete  F8: editor size  F7: schema  Esc: leave the editor", id="sql-info")
+                yield Static("ctrl+r: run  tab: complete  F8: editor size  F7: schema  Esc: leave the editor",
+                             id="sql-info")
                 yield VimTable(id="sql-grid")
 
     @property
