@@ -32,6 +32,10 @@ EDITOR_HEIGHTS = (6, 12, 0)  # rows; 0 = the whole pane (F8 cycles; F6 is left f
 class SqlEditor(TextArea):
     """The editor: SQL highlighting where tree-sitter is installed, Tab completes (then moves focus)."""
 
+    # TextArea selects all with F7, which the schema sidebar holds here; ctrl+a as in Harlequin (home
+    # still goes to the start of the line)
+    BINDINGS = [Binding("ctrl+a", "select_all", "select all", show=False)]
+
     class Complete(Message):
         pass
 
