@@ -7,6 +7,7 @@ the SVGs under tests/__snapshots__/ before committing them.
 from __future__ import annotations
 
 import pytest
+from store_helpers import write_synthetic_store
 from test_tui_support import make_app, make_store, settle
 
 SIZES = [(80, 24), (120, 40)]
@@ -24,11 +25,24 @@ def app_in(tmp_path, monkeypatch):
     return build
 
 
-def _steps(*keys, focus: str | None = None):
+@pytest.fixture
+def two_models_in(tmp_path, monkeypatch):
+    """As app_in, with a second model of another depth (7 layers) for the matrix and side by side."""
+    monkeypatch.chdir(tmp_path)
+    make_store(tmp_path / "store")
+    write_synthetic_store(tmp_path / "store", model="n", benchmark="b", layers=(0, 1, 2, 3, 4, 5, 6), samples=12,
+                          tokens=6, dim=8, shift=0.4, run_id="r2", seed=1)
+    return lambda: make_app("store", tmp_path, show_timings=False)
+
+
+def _steps(*keys, focus: str | None = None, sql: str | None = None):
     async def run_before(pilot):
         app = pilot.app
         await settle(app, pilot)
         for key in keys:
+            if key == "<sql>":
+                app.query_one("#sql-editor").text = sql
+                continue
             await pilot.press(key)
             await settle(app, pilot)
         if focus:
@@ -63,3 +77,30 @@ def test_sql(snap_compare, app_in, size):
 
 def test_help_light_theme(snap_compare, app_in):
     assert snap_compare(app_in(), terminal_size=(80, 24), run_before=_steps("T", "f1"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_matrix_every_layer_of_two_models(snap_compare, two_models_in, size):
+    """Task 1: C fills the matrix; each model's largest value per column is highlighted."""
+    assert snap_compare(two_models_in(), terminal_size=size, run_before=_steps("C", focus="#results"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_scatter_cursor_and_nearest_tokens(snap_compare, app_in, size):
+    """Task 3: the cursor's point with its token text, and the text tokens nearest to A's centroid."""
+    assert snap_compare(app_in(), terminal_size=size, run_before=_steps("f2", "r", "l", "l", "k", "n"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_side_by_side_two_models_same_depth(snap_compare, two_models_in, size):
+    """Task 4: m's middle layer pinned on the left, n at the same relative depth beside it, rows on top."""
+    assert snap_compare(two_models_in(), terminal_size=size,
+                        run_before=_steps("2", "c", "f2", "r", "b", "M", "c", "r"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_sql_row_viewer_on_a_wide_row(snap_compare, app_in, size):
+    """Task 5's tool: SELECT * and the row viewer (key as its size, vec summarised and in full below)."""
+    query = "SELECT * FROM keys WHERE layer = 1 ORDER BY sample_id, position LIMIT 5"
+    steps = _steps("f5", "<sql>", "ctrl+r", "tab", "G", "enter", "G", sql=query)
+    assert snap_compare(app_in(), terminal_size=size, run_before=steps)
