@@ -68,6 +68,9 @@ class SqlCatalog:
         self.store = store if isinstance(store, KeyStore) else KeyStore(store)
         self.memory_limit = memory_limit
         self.threads = threads
+        self._build()
+
+    def _build(self) -> None:
         ks = self.store
         self.keys = _dataset([f.path for f in ks.inventory.all_files()], KEYS_SCHEMA, ks.fs,
                              [_partition_expression(f.partition) for f in ks.inventory.all_files()], PARTITION_FIELDS)
@@ -77,8 +80,18 @@ class SqlCatalog:
         self.results, results_problems = _results_table(ks)
         self.problems = list(ks.problems) + results_problems
 
+    def refresh(self) -> None:
+        """Take a new look at the store (its committed files may have changed: an ingest, a compaction)."""
+        self.store.refresh()
+        self._build()
+
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory connection with views keys / samples / runs / results and no file access."""
+        """A new in-memory connection with views keys / samples / runs / results and no file access.
+
+        The tables are rebuilt first when commit markers came or went since they were built (one listing of
+        samples/), so a long session sees what an ingest committed and never files a compaction deleted."""
+        if self.store.changed():
+            self.refresh()
         config = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,

@@ -9,6 +9,12 @@ written before markers carried the list) or describes differently (size changed)
 the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
 :attr:`Inventory.problems`, so one damaged file cannot break every query.
 
+Compaction (store/compact.py) merges flushes into one: it writes the new key files, then one marker whose
+metadata ``keygap.replaces`` names the markers it supersedes, then deletes the old files. From the instant
+that marker exists, the flushes it replaces are invisible, so a reader sees either the old files or the
+new ones, never both and never neither. A scan is a consistent snapshot: it lists the markers again at
+the end and starts over when one vanished or a replacing marker appeared meanwhile (a compaction ran).
+
 pyarrow only: GPU servers and the analysis code use it without duckdb.
 """
 
@@ -17,16 +23,22 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .errors import StoreError
 from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
 
 #: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
 MARKER_FILES_KEY = b"keygap.files"
+#: ... and of a compaction's marker: JSON list of the marker file names whose flushes it replaces.
+MARKER_REPLACES_KEY = b"keygap.replaces"
+#: how many times a scan starts over while compactions keep changing the store under it
+SCAN_ATTEMPTS = 8
 PART_NAME = re.compile(r"^part-(?P<run>.+)-(?P<flush>\d{5})\.parquet$")
 
 
@@ -54,6 +66,7 @@ class Marker:
     run_id: str
     flush: int
     rows: int
+    replaces: tuple[str, ...] = ()  # marker file names of the flushes a compaction merged into this one
 
 
 @dataclass
@@ -64,6 +77,9 @@ class Inventory:
     markers: list[Marker] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     uncommitted: int = 0  # key files without a marker: a running ingest, or a crashed one until its rerun
+    replaced: list[str] = field(default_factory=list)  # markers (relative paths) a compaction superseded, not yet deleted
+    hidden: list[str] = field(default_factory=list)  # key files (relative paths) of those flushes, not yet deleted
+    marker_names: frozenset[str] = frozenset()  # the samples/ listing this snapshot was built from
 
     def all_files(self) -> list[KeyFile]:
         return [f for files in self.files.values() for f in files]
@@ -71,45 +87,103 @@ class Inventory:
 
 def scan(fs: pafs.FileSystem, root: str) -> Inventory:
     """Build the inventory of the store at ``root`` on ``fs`` (see the module docstring)."""
+    for attempt in range(SCAN_ATTEMPTS):
+        try:
+            inv, seen = _scan_once(fs, root)
+        except FileNotFoundError:
+            inv, seen = None, set()  # a marker or key file went away while we read it: a compaction
+        if inv is not None and _still_consistent(fs, root, seen):
+            inv.marker_names = frozenset(seen)
+            return inv
+        time.sleep(0.05 * (attempt + 1))
+    raise StoreError(
+        f"{root} kept changing while it was read (a compaction or another writer is replacing files): try again"
+    )
+
+
+def marker_listing(fs: pafs.FileSystem, root: str) -> frozenset[str]:
+    """The names in samples/ now: when they differ from an inventory's ``marker_names``, the store changed."""
+    return frozenset(i.base_name for i in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False))
+
+
+def _still_consistent(fs: pafs.FileSystem, root: str, seen: set[str]) -> bool:
+    """True unless, since the scan listed the markers, one vanished or a replacing one appeared."""
+    now = {i.base_name: i for i in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False)}
+    if not seen <= set(now):
+        return False
+    for name in set(now) - seen:  # a new flush of a writer is harmless; a compaction's marker is not
+        try:
+            meta = pq.read_metadata(fs.open_input_file(now[name].path)).metadata or {}
+        except FileNotFoundError:
+            return False
+        except (OSError, pa.ArrowInvalid):
+            continue
+        if meta.get(MARKER_REPLACES_KEY):
+            return False
+    return True
+
+
+def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
     inv = Inventory()
     described: dict[str, dict] = {}
     committed: set[tuple[str, int]] = set()
-    for info in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False):
+    markers: list[Marker] = []
+    listed = list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False)
+    for info in listed:
         m = PART_NAME.match(info.base_name)
         if not m:
             continue  # not a marker of ours: ignore it, as SQL and the writer do
         try:
             meta = pq.read_metadata(fs.open_input_file(info.path))
+        except FileNotFoundError:
+            raise
         except (OSError, pa.ArrowInvalid) as exc:
             inv.problems.append(
                 f"{_rel(root, info.path)} is damaged ({first_line(exc)}) and was left out with the keys of its "
                 "flush: delete it and re-run the ingest that wrote it"
             )
             continue
-        committed.add((m["run"], int(m["flush"])))
-        inv.markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows))
-        listed = (meta.metadata or {}).get(MARKER_FILES_KEY)
-        if listed:
+        kv = meta.metadata or {}
+        markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows, tuple(_json_list(kv.get(MARKER_REPLACES_KEY)))))
+        files = kv.get(MARKER_FILES_KEY)
+        if files:
             try:
-                described.update(json.loads(listed))
-            except ValueError:
+                described.update({rel: entry | {"_marker": info.base_name} for rel, entry in json.loads(files).items()})
+            except (ValueError, TypeError, AttributeError):
                 pass  # a marker whose list is unreadable: fall back to the files' own footers
+    replaced = {name for mk in markers for name in mk.replaces}
+    for mk in markers:
+        name = posixpath.basename(mk.path)
+        if name in replaced:
+            inv.replaced.append(_rel(root, mk.path))
+        else:
+            inv.markers.append(mk)
+            committed.add((mk.run_id, mk.flush))
+    hidden = {(mk.run_id, mk.flush) for mk in markers if posixpath.basename(mk.path) in replaced}
     keys_root = posixpath.join(root, KEYS_DIR)
+    present: set[str] = set()
     for info in list_parquet(fs, keys_root, recursive=True):
         m = PART_NAME.match(info.base_name)
         partition = _partition(posixpath.relpath(posixpath.dirname(info.path), keys_root))
         if not m or partition is None:
             continue  # a stray file: not part of the store
-        if (m["run"], int(m["flush"])) not in committed:
+        rel = _rel(root, info.path)
+        present.add(rel)
+        flush = (m["run"], int(m["flush"]))
+        if flush in hidden:
+            inv.hidden.append(rel)  # merged into a compaction's files, waiting to be deleted
+            continue
+        if flush not in committed:
             inv.uncommitted += 1
             continue
-        rel = _rel(root, info.path)
         entry = described.get(rel)
         if entry is not None and entry.get("bytes") == info.size:
             rows, dim, dtype = int(entry["rows"]), int(entry["dim"]), str(entry["dtype"])
         else:
             try:
                 rows, dim, dtype = read_file_shape(fs, info.path)
+            except FileNotFoundError:
+                raise
             except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
                 inv.problems.append(
                     f"{rel} is damaged ({first_line(exc)}) and was left out: delete it and re-run the ingest that wrote it"
@@ -119,12 +193,20 @@ def scan(fs: pafs.FileSystem, root: str) -> Inventory:
             KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype)
         )
     for rel, entry in described.items():
-        if not _exists(fs, posixpath.join(root, rel)):
+        if rel not in present and entry["_marker"] not in replaced:
             inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
     for files in inv.files.values():
         files.sort(key=lambda f: f.path)
     inv.markers.sort(key=lambda mk: mk.path)
-    return inv
+    return inv, {i.base_name for i in listed}
+
+
+def _json_list(raw: bytes | None) -> list[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
@@ -167,7 +249,3 @@ def _partition(rel_dir: str) -> tuple | None:
 
 def _rel(root: str, path: str) -> str:
     return posixpath.relpath(path, root)
-
-
-def _exists(fs: pafs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(path).type == pafs.FileType.File

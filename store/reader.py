@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError
-from .inventory import Inventory, KeyFile, first_line, scan
+from .inventory import Inventory, KeyFile, first_line, marker_listing, scan
 from .location import open_location
 from .sampling import RAND, FileIndex, choose
 from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
@@ -153,9 +153,17 @@ class KeyStore:
             out.append(run)
         return sorted(out, key=lambda r: str(r.get("started", "")))
 
+    def changed(self) -> bool:
+        """Whether commit markers came or went since the inventory was taken (an ingest or a compaction)."""
+        return "inventory" in self.__dict__ and marker_listing(self.fs, self.root) != self.inventory.marker_names
+
     def samples(self, columns: list[str] | None = None) -> pa.Table:
         """The samples table: one row per committed (model, benchmark, sample), read from the commit markers."""
-        tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
+        try:
+            tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
+        except FileNotFoundError:  # a compaction replaced a marker since the inventory was taken
+            self.refresh()
+            tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
         if not tables:
             return SAMPLES_SCHEMA.empty_table() if columns is None else SAMPLES_SCHEMA.empty_table().select(columns)
         return pa.concat_tables(tables, promote_options="default")
@@ -274,6 +282,8 @@ class KeyStore:
     def _read(self, path: str, columns=None) -> pa.Table:
         try:
             return pq.ParquetFile(self.fs.open_input_file(path)).read(columns=columns)
+        except FileNotFoundError:
+            raise
         except (pa.ArrowInvalid, OSError) as exc:
             raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
 

@@ -107,10 +107,20 @@ def run_query(con: duckdb.DuckDBPyConnection, query: str, *, timeout: float | No
             raise SqlError(f"the query ran past --timeout {timeout:g} s and was stopped: narrow it (WHERE layer = ..., LIMIT) or raise --timeout") from None
         if isinstance(exc, duckdb.OutOfMemoryException):
             raise SqlError(f"the query needs more than the memory limit: narrow it or raise --memory-limit ({one_line(exc)})") from None
+        if _VANISHED.search(str(exc)):
+            raise StoreChanged("a file of the store was replaced while the query read it (a compaction): run the "
+                               "query again") from None
         raise SqlError(one_line(exc)) from None
     finally:
         if timer is not None:
             timer.cancel()
+
+
+class StoreChanged(SqlError):
+    """A file the query was reading went away (a compaction replaced it); the same query again sees the new files."""
+
+
+_VANISHED = re.compile(r"Failed to open local file .*No such file or directory", re.S)
 
 
 def query_store(
@@ -119,6 +129,14 @@ def query_store(
     """Run one query on a fresh read-only connection; Ctrl-C stops it at once (KeyboardInterrupt)."""
     check_read_only(query)
     catalog = store if isinstance(store, SqlCatalog) else SqlCatalog(store, memory_limit=memory_limit or default_memory_limit())
+    try:
+        return _query_once(catalog, query, timeout)
+    except StoreChanged:
+        catalog.refresh()
+        return _query_once(catalog, query, timeout)
+
+
+def _query_once(catalog: SqlCatalog, query: str, timeout: float | None) -> pa.Table:
     con = catalog.connect()
     try:
         with interrupt_on_sigint(con) as interrupted:

@@ -174,6 +174,39 @@ def row_rand(sample_id: np.ndarray, position: np.ndarray) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def parquet_options(compression: str = "zstd", compression_level: int | None = 1) -> dict:
+    """How every key and marker file is written (the writer's and compaction's files must not drift apart):
+    small columns dictionary-encoded, ``rand`` statistics per row group for sampled reads (store/sampling.py)."""
+    return {
+        "compression": compression,
+        "compression_level": compression_level,
+        "use_dictionary": ["sample_id", "segment", "run_id", "dtype"],
+        "write_statistics": ["rand", "position", "sample_id"],
+    }
+
+
+def remove_uncommitted(store: str | os.PathLike | Location, run_id: str) -> int:
+    """Delete a run's files that no marker commits (a flush or compaction killed before its marker) and, in a
+    folder, its temporary files; return the run's next flush number. Only the holder of the run's lock may
+    call this."""
+    loc = store if isinstance(store, Location) else open_location(store)
+    mine = f"part-{run_id}-"
+    committed: set[int] = set()
+    for info in loc.list(SAMPLES_DIR):
+        m = PART_NAME.match(info.base_name)
+        if m and m["run"] == run_id:
+            committed.add(int(m["flush"]))
+    for info in loc.list(KEYS_DIR, recursive=True) + loc.list(SAMPLES_DIR):
+        name = info.base_name
+        m = PART_NAME.match(name)
+        if m and m["run"] == run_id:
+            if int(m["flush"]) not in committed:
+                loc.delete(loc.rel(info.path))
+        elif name.startswith("." + mine) and ".tmp" in name:
+            loc.delete(loc.rel(info.path))
+    return max(committed, default=-1) + 1
+
+
 class KeyWriter:
     """Buffered, crash-safe writer of one run's keys (see the module docstring for the protocol)."""
 
@@ -208,21 +241,7 @@ class KeyWriter:
     def _recover(self) -> int:
         """Delete this run's uncommitted files (and, in a folder, its temporary files); return the next flush
         number."""
-        loc, mine = self.location, f"part-{self.run_id}-"
-        committed: set[int] = set()
-        for info in loc.list(SAMPLES_DIR):
-            m = PART_NAME.match(info.base_name)
-            if m and m["run"] == self.run_id:
-                committed.add(int(m["flush"]))
-        for info in loc.list(KEYS_DIR, recursive=True) + loc.list(SAMPLES_DIR):
-            name = info.base_name
-            m = PART_NAME.match(name)
-            if m and m["run"] == self.run_id:
-                if int(m["flush"]) not in committed:
-                    loc.delete(loc.rel(info.path))
-            elif name.startswith("." + mine) and ".tmp" in name:
-                loc.delete(loc.rel(info.path))
-        return max(committed, default=-1) + 1
+        return remove_uncommitted(self.location, self.run_id)
 
     # -- public API -------------------------------------------------------------------------------------
     def add(self, batch: KeyBatch) -> None:
@@ -344,12 +363,5 @@ class KeyWriter:
 
     def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
         """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
-        return self.location.write_parquet(
-            rel,
-            table,
-            row_group_size=row_group_size,
-            compression=self.compression,
-            compression_level=self.compression_level,
-            use_dictionary=["sample_id", "segment", "run_id", "dtype"],
-            write_statistics=["rand", "position", "sample_id"],
-        )
+        return self.location.write_parquet(rel, table, row_group_size=row_group_size,
+                                           **parquet_options(self.compression, self.compression_level))

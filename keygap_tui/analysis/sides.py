@@ -15,7 +15,7 @@ from typing import Any
 
 from store.reader import KeyStore
 from store.results import ResultsCache
-from store.schema import MODALITIES, ROPE_KINDS, model_label, partition_dir
+from store.schema import MODALITIES, ROPE_KINDS, model_label
 
 from .errors import AnalysisError
 
@@ -86,14 +86,9 @@ def store_root(ks: KeyStore) -> Path:
     return Path(ks.root)
 
 
-def partition_dirs(ks: KeyStore, sides: Iterable[Side]) -> list[Path]:
-    root = store_root(ks)
-    return sorted({partition_dir(root, s.model, s.benchmark, s.layer, s.rope, s.modality) for s in sides})
-
-
 def depends(ks: KeyStore, sides: Iterable[Side]) -> dict[str, str]:
     """Fingerprints of the partitions the sides read (the data part of a results-cache key)."""
-    return ResultsCache(ks.location).fingerprints(partition_dirs(ks, sides))
+    return ResultsCache.fingerprints(ks.inventory, [(s.model, s.benchmark, s.layer, s.rope, s.modality) for s in sides])
 
 
 def load_side(ks: KeyStore, side: Side, *, n: int | None, seed: int, samples=None):

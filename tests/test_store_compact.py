@@ -1,0 +1,202 @@
+"""Compaction: few files per partition, the same keys and samples, and safe against kills and readers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from store.compact import compact_run, runs_to_compact
+from store.reader import KeyStore
+from store.writer import KeyWriter
+from tests.store_helpers import stored_rows, stored_samples, write_synthetic_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _content(root: Path) -> tuple:
+    """Everything a reader can see (each key once, asserted by stored_rows), and that nothing was left out."""
+    assert KeyStore(root).problems == []
+    return stored_rows(root), stored_samples(root)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Names and bytes of every file under keys/ and samples/ (hidden temp files included)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for sub in ("keys", "samples")
+            for p in sorted((root / sub).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def store(tmp_path) -> Path:
+    root = tmp_path / "s"
+    # 8 flushes of 5 samples, two layers: 8 files in each of 4 partitions
+    write_synthetic_store(root, samples=40, tokens=12, dim=8, flush_every=5, layers=(1, 2))
+    return root
+
+
+def test_compaction_leaves_one_file_per_partition_with_the_same_keys_and_samples(store):
+    before = _content(store)
+    seeded = [(KeyStore(store).load("m", "b", 1, "image", n=50, seed=s).x) for s in (None, 0, 5)]
+    assert runs_to_compact(KeyStore(store).inventory) == ["run0"]
+    report = compact_run(store, "run0")
+    assert (report.flushes, report.files_before, report.files_after) == (8, 32, 4)
+    ks = KeyStore(store)
+    assert all(len(files) == 1 for files in ks.inventory.files.values())
+    assert len(ks.inventory.markers) == 1 and ks.inventory.uncommitted == 0
+    assert _content(store) == before
+    # a sample is a window of the random order: the same rows however the files are split
+    for x, s in zip(seeded, (None, 0, 5)):
+        assert np.array_equal(ks.load("m", "b", 1, "image", n=50, seed=s).x, x)
+    assert sorted(p.name for p in (store / "samples").iterdir()) == ["part-run0-00008.parquet"]
+    assert runs_to_compact(ks.inventory) == []
+    assert compact_run(store, "run0").flushes == 0  # idempotent
+
+
+def test_a_resumed_run_appends_after_the_compacted_flush_and_compacts_again(store):
+    compact_run(store, "run0")
+    w = KeyWriter(store, "run0")
+    assert w._flush_no == 9
+    w.close()
+    before = _content(store)
+    write_synthetic_store(store, samples=10, tokens=12, dim=8, flush_every=5, layers=(1, 2), run_id="run0", seed=1,
+                          first_sample=40)
+    grown = _content(store)
+    assert len(grown[1]) == len(before[1]) + 10
+    compact_run(store, "run0")
+    assert _content(store) == grown
+    assert all(len(files) == 1 for files in KeyStore(store).inventory.files.values())
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    sys.path.insert(0, {repo!r})
+    import pyarrow.parquet as pq
+    from store.compact import compact_run
+    what, n = sys.argv[2], int(sys.argv[3])
+    calls = [0]
+    def die_on(fn):
+        def wrapped(*a, **kw):
+            calls[0] += 1
+            if calls[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup runs
+            return fn(*a, **kw)
+        return wrapped
+    if what == "replace":
+        os.replace = die_on(os.replace)
+    elif what == "unlink":
+        Path.unlink = die_on(Path.unlink)
+    elif what == "write":
+        pq.ParquetWriter.write_table = die_on(pq.ParquetWriter.write_table)
+    compact_run(sys.argv[1], "run0")
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what,n", [("write", 2), ("replace", 1), ("replace", 4), ("replace", 5), ("unlink", 1),
+                                    ("unlink", 20), ("unlink", 33)])
+def test_a_kill_during_compaction_loses_nothing_and_a_rerun_finishes_it(store, tmp_path, what, n):
+    reference = tmp_path / "reference"
+    shutil.copytree(store, reference)
+    compact_run(reference, "run0")
+    want = _tree(reference)
+    before = _content(store)
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(repo=str(ROOT)))
+    proc = subprocess.run([sys.executable, str(script), str(store), what, str(n)], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr  # it died where we meant it to
+    assert _content(store) == before  # readers see every key once, whatever the kill left behind
+    compact_run(store, "run0")
+    assert _tree(store) == want  # the rerun ends in the same bytes as an uninterrupted compaction
+
+
+SLOW_COMPACTION = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    sys.path.insert(0, {repo!r})
+    from store.compact import compact_run
+    def slowly(fn):
+        def wrapped(*a, **kw):
+            time.sleep(0.04)  # widen every window between the steps a reader could fall into
+            return fn(*a, **kw)
+        return wrapped
+    os.replace = slowly(os.replace)
+    Path.unlink = slowly(Path.unlink)
+    compact_run(sys.argv[1], "run0")
+""")
+
+
+@pytest.mark.slow
+def test_readers_see_every_key_once_while_a_compaction_runs(store, tmp_path):
+    from store.catalog import SqlCatalog
+    from store.sql import query_store
+
+    want = {key: sum(f.rows for f in files) for key, files in KeyStore(store).inventory.files.items()}
+    done = KeyStore(store).done_samples("m", "b")
+    early = KeyStore(store)
+    early.inventory  # a long-lived view taken before the compaction (as the TUI holds one)
+    catalog = SqlCatalog(store)
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_COMPACTION.format(repo=str(ROOT)))
+    proc = subprocess.Popen([sys.executable, str(script), str(store)])
+    checks = 0
+    try:
+        while True:
+            finished = proc.poll() is not None
+            ks = KeyStore(store)
+            for (model, bench, layer, rope, modality), rows in want.items():
+                s = ks.load(model, bench, layer, modality, rope)
+                assert len(s) == rows and len(set(zip(s.sample_id, s.position))) == rows
+            assert ks.done_samples("m", "b") == done
+            counts = query_store(catalog, "SELECT layer, modality, count(*) AS n, count(DISTINCT (sample_id, position)) "
+                                          "AS u FROM keys GROUP BY ALL").to_pylist()
+            assert {(r["layer"], r["modality"]): (r["n"], r["u"]) for r in counts} == {
+                (k[2], k[4]): (n, n) for k, n in want.items()}
+            checks += 1
+            if finished:
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0 and checks >= 3
+    assert all(len(files) == 1 for files in KeyStore(store).inventory.files.values())
+    s = early.load("m", "b", 1, "image")  # its files are gone: it looks again
+    assert len(s) == want[("m", "b", 1, "post", "image")]
+
+
+def test_a_scan_that_a_compaction_overtakes_starts_over(store, monkeypatch):
+    """The worst interleaving, made to happen: after the scan listed the markers, a compaction commits its
+    files and deletes the old key files before the scan lists the keys. Without a second look the scan would
+    pair the old markers with the new files and see no keys at all."""
+    import store.inventory as inventory
+
+    want = _content(store)
+    real = inventory.list_parquet
+    overtaken = []
+
+    def list_parquet(fs, base, recursive):
+        if base.endswith("/keys") and not overtaken:
+            overtaken.append(True)
+            markers = sorted((store / "samples").glob("part-*"))
+            real_unlink = Path.unlink
+
+            def unlink(self, missing_ok=False):
+                if self in markers:
+                    raise KeyboardInterrupt  # stop before the old markers go
+                return real_unlink(self, missing_ok=missing_ok)
+
+            monkeypatch.setattr(Path, "unlink", unlink)
+            with pytest.raises(KeyboardInterrupt):
+                compact_run(store, "run0")
+            monkeypatch.setattr(Path, "unlink", real_unlink)
+        return real(fs, base, recursive)
+
+    monkeypatch.setattr(inventory, "list_parquet", list_parquet)
+    assert _content(store) == want and overtaken
