@@ -1,28 +1,32 @@
-"""Merge the flushes of a run into one file per partition, safely while readers read.
+"""Merge the files of a run into one per partition, safely while readers read.
 
 Why: an ingest commits every minute and every 256 MiB, so a long run leaves hundreds of small files in each
 partition, and every read opens all of them (a sampled read takes at least one row group of each).
-Compaction rewrites the visible flushes of one run as a single new flush of that run.
+Compaction rewrites every partition of one run as a single file.
 
-Protocol (store/inventory.py says how readers see each step):
+Protocol (store/inventory.py says how readers see each step). The partitions of the run are split into
+groups of about GROUP_BYTES, each committed on its own, so the extra disk a compaction needs is one group,
+not the run. The plan (the groups, the first new flush number, the markers to retire) is written into
+every group's marker, so a rerun continues exactly where a killed compaction stopped.
 
-1. delete the run's uncommitted files (a flush or compaction killed before its marker), as a writer does;
-2. write each partition's merged file under the run's next flush number: invisible, it has no marker yet;
-3. write that flush's marker: the union of the merged markers' sample rows, the new files' list, and the
-   names of the markers it replaces (``keygap.replaces``). Its atomic rename is the switch: before it
-   readers see the old files only, after it the new ones only;
-4. delete the replaced key files, then their markers.
+1. delete the run's uncommitted files (a flush or group killed before its marker), as a writer does, and
+   finish the deletions (step 4) of a killed compaction;
+2. per group, write each partition's merged file under the group's flush number: invisible, no marker yet;
+3. write the group's marker: it lists the new files and replaces (``keygap.replaces``) the files they
+   merge. Its atomic rename is the switch: before it readers see the old files, after it the new ones.
+   The last group's marker also carries every sample row of the run and replaces the old markers;
+4. delete what the marker replaced: key files after each group, old markers after the last.
 
-A kill before step 3 leaves invisible files that step 1 of the rerun deletes; a kill after it leaves
-hidden files that the rerun's step 4 deletes. Either way the rerun ends in the same bytes as an
-uninterrupted compaction: the merge is deterministic (rows sorted by ``rand``, ties in flush order, the
-writer's own Parquet options, marker rows in flush order). A resumed ingest of the run continues at the
-next flush number and its end-of-run compaction merges the compacted flush with the new ones.
+A kill before a group's marker leaves invisible files that step 1 of the rerun deletes; a kill after it
+leaves hidden files that the rerun deletes. Either way the rerun ends in the same bytes as an uninterrupted
+compaction: the merge is deterministic (rows sorted by ``rand``, ties in flush order, the writer's own
+Parquet options, sample rows in flush order) and the groups come from the recorded plan. A resumed ingest
+continues at the next flush number; its end-of-run compaction merges the compacted files with the new.
 
 Only one process may write a run's files: the caller holds the (model, benchmark) lock (store/lock.py),
-as the ingest that wrote the run does at its end and `keygap compact` does for the whole pair.
-Memory stays bounded: partitions are merged in ``rand`` ranges of about CHUNK_BYTES, reading each input
-file's row groups in order.
+as the ingest that wrote the run does at its end and `keygap compact` does for the whole pair. Memory
+stays bounded: a partition is merged in ``rand`` ranges of about CHUNK_BYTES, reading each input file's
+row groups in order.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ from .writer import parquet_options, remove_uncommitted, row_group_rows
 
 #: bytes of keys merged per step (bounds memory, together with one row group per input file)
 CHUNK_BYTES = 64 << 20
+#: bytes of input per group of partitions committed together: the extra disk a compaction needs
+GROUP_BYTES = 4 << 30
+#: marker metadata: JSON {"base": first flush, "groups": [[partition folder, ...], ...], "markers": [names]}
+PLAN_KEY = b"keygap.compaction"
 
 Progress = Callable[[int, int, str], None]  # (bytes done, bytes in all, what is happening)
 
@@ -56,7 +64,7 @@ class Compaction:
     """What compacting one run did."""
 
     run_id: str
-    flushes: int = 0  # visible flushes merged (0: nothing to merge)
+    groups: int = 0  # groups of partitions committed (0: the run was already compact)
     files_before: int = 0
     files_after: int = 0
     rows: int = 0
@@ -64,94 +72,156 @@ class Compaction:
     deleted: list[str] = field(default_factory=list)  # relative paths of the files removed
 
     def line(self) -> str:
-        if not self.flushes:
-            return f"{self.run_id}: already compact"
-        return (f"{self.run_id}: {self.flushes} flushes, {self.files_before} files -> {self.files_after} "
+        if not self.groups:
+            return f"{self.run_id}: already compact" + (f" ({len(self.deleted)} leftover files removed)" if self.deleted else "")
+        return (f"{self.run_id}: {self.files_before} files -> {self.files_after} in {self.groups} steps "
                 f"({self.rows:,} keys, {self.bytes / 2**20:.1f} MiB)")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    base: int
+    groups: list[list[str]]  # partition folders relative to the store, per group
+    markers: list[str]  # names of the markers the last group retires
+
+    def to_json(self) -> bytes:
+        return json.dumps({"base": self.base, "groups": self.groups, "markers": self.markers}, sort_keys=True).encode()
+
+
 def runs_to_compact(inventory: Inventory) -> list[str]:
-    """Runs with more than one visible flush, or with files a killed compaction left to delete."""
-    visible: dict[str, int] = {}
-    for mk in inventory.markers:
-        visible[mk.run_id] = visible.get(mk.run_id, 0) + 1
-    leftovers = {_run_of(p) for p in inventory.replaced + inventory.hidden}
-    return sorted({run for run, count in visible.items() if count > 1} | (leftovers - {None}))
+    """Runs with a partition of more than one file, or with files a killed compaction left to delete."""
+    counts: dict[tuple, int] = {}
+    for f in inventory.all_files():
+        counts[(f.run_id, f.partition)] = counts.get((f.run_id, f.partition), 0) + 1
+    busy = {run for (run, _), n in counts.items() if n > 1}
+    leftovers = {_run_of(p) for p in inventory.replaced + inventory.hidden} - {None}
+    return sorted(busy | leftovers)
 
 
 def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | None = None,
                 compression: str = "zstd", compression_level: int | None = 1) -> Compaction:
-    """Merge every visible flush of ``run_id`` into one (see the module docstring). The caller holds the
+    """Merge the files of ``run_id`` into one per partition (see the module docstring). The caller holds the
     lock of the run's (model, benchmark)."""
-    from .reader import KeyStore  # the reader's filesystem handling, for the marker rows
+    from .reader import KeyStore  # the reader's filesystem and marker handling
 
     root = Path(root)
+    options = parquet_options(compression, compression_level)
     next_flush = remove_uncommitted(root, run_id)
     ks = KeyStore(str(root))
     inv = ks.inventory
     report = Compaction(run_id)
-    markers = [mk for mk in inv.markers if mk.run_id == run_id]
-    if len(markers) > 1:
-        flushes = {mk.flush for mk in markers}
-        files = [f for f in inv.all_files() if f.run_id == run_id and f.flush in flushes]
-        report.flushes, report.files_before = len(markers), len(files)
-        name = f"part-{run_id}-{next_flush:05d}.parquet"
-        listed = _write_merged(root, files, name, progress, parquet_options(compression, compression_level))
-        report.files_after = len(listed)
-        report.rows = sum(e["rows"] for e in listed.values())
-        report.bytes = sum(e["bytes"] for e in listed.values())
-        if report.rows != sum(f.rows for f in files):
-            raise StoreError(f"compacting {run_id} produced {report.rows} rows from {sum(f.rows for f in files)}: "
-                             "nothing was replaced; report this as a bug")
-        _write_marker(root, ks, markers, listed, name, parquet_options(compression, compression_level))
-        doomed = [f.rel for f in files] + [posixpath.relpath(mk.path, ks.root) for mk in markers]
-    else:
-        doomed = []
-    # Step 4, also finishing what a killed compaction of this run left: hidden key files, then markers.
-    doomed += [rel for rel in inv.hidden if _run_of(rel) == run_id]
-    doomed += [rel for rel in inv.replaced if _run_of(rel) == run_id]
-    key_files = [rel for rel in dict.fromkeys(doomed) if not rel.startswith(SAMPLES_DIR + "/")]
-    marker_files = [rel for rel in dict.fromkeys(doomed) if rel.startswith(SAMPLES_DIR + "/")]
-    for rel in key_files + marker_files:
-        (root / rel).unlink(missing_ok=True)
-        report.deleted.append(rel)
+    _delete(root, [rel for rel in inv.hidden if _run_of(rel) == run_id], report)
+    _delete(root, [rel for rel in inv.replaced if _run_of(rel) == run_id], report)
+    own = [mk for mk in inv.markers if mk.run_id == run_id]
+    files = [f for f in inv.all_files() if f.run_id == run_id]
+    by_dir: dict[str, list[KeyFile]] = {}
+    for f in sorted(files, key=lambda f: (f.rel, f.flush)):
+        by_dir.setdefault(posixpath.dirname(f.rel), []).append(f)
+    plan = _unfinished_plan(ks, own)
+    if plan is None:
+        if all(len(v) <= 1 for v in by_dir.values()):
+            return report
+        plan = _Plan(next_flush, _groups(by_dir), sorted(posixpath.basename(mk.path) for mk in own))
+    done_markers = {posixpath.basename(mk.path) for mk in own}
+    total = sum(f.size for group in plan.groups for d in group for f in by_dir.get(d, []))
+    done = 0
+    for g, group in enumerate(plan.groups):
+        name = f"part-{run_id}-{plan.base + g:05d}.parquet"
+        inputs = [f for d in group for f in by_dir.get(d, [])]
+        if name in done_markers:
+            continue  # committed before a kill; its replaced files are gone (deleted above)
+        if progress is not None:
+            progress(done, total, f"merging {len(inputs)} files into {len(group)} partitions")
+        listed = {}
+        for d in group:
+            if by_dir.get(d):
+                out = root / d / name
+                listed[out.relative_to(root).as_posix()] = _merge(by_dir[d], out, options)
+        last = g == len(plan.groups) - 1
+        rows = _rows_of(ks, plan.markers) if last else SAMPLES_SCHEMA.empty_table()
+        replaces = sorted(f.rel for f in inputs) + (plan.markers if last else [])
+        _write_marker(root / SAMPLES_DIR / name, rows, listed, replaces, plan, options)
+        _delete(root, [f.rel for f in inputs], report)
+        report.groups += 1
+        report.files_before += len(inputs)
+        report.files_after += len(listed)
+        report.rows += sum(e["rows"] for e in listed.values())
+        report.bytes += sum(e["bytes"] for e in listed.values())
+        done += sum(f.size for f in inputs)
+    _delete(root, [posixpath.join(SAMPLES_DIR, m) for m in plan.markers], report)
+    if progress is not None:
+        progress(total, total, "compacted")
     return report
 
 
-def _run_of(rel: str) -> str | None:
-    m = PART_NAME.match(posixpath.basename(rel))
-    return m["run"] if m else None
+def _groups(by_dir: dict[str, list[KeyFile]]) -> list[list[str]]:
+    """Partitions in folder order, cut into groups of about GROUP_BYTES of input."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for d, inputs in sorted(by_dir.items()):
+        grow = sum(f.size for f in inputs)
+        if groups[-1] and size + grow > GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(d)
+        size += grow
+    return groups
 
 
-def _write_merged(root: Path, files: list[KeyFile], name: str, progress: Progress | None, options: dict) -> dict:
-    """Step 2: one merged file per partition; returns the marker's file list {rel: rows, bytes, dim, dtype}."""
-    by_partition: dict[tuple, list[KeyFile]] = {}
-    for f in sorted(files, key=lambda f: (f.partition, f.flush)):
-        by_partition.setdefault(f.partition, []).append(f)
-    total = sum(f.size for f in files)
-    done = 0
-    listed: dict[str, dict] = {}
-    for partition, inputs in by_partition.items():
-        out = Path(inputs[0].path).with_name(name)
-        if progress is not None:
-            progress(done, total, f"merging {len(inputs)} files of {'/'.join(map(str, partition))}")
-        rows = _merge(inputs, out, options)
-        dims = {f.dim for f in inputs}
-        dtypes = {f.dtype for f in inputs}
-        if len(dims) > 1 or len(dtypes) > 1:
-            raise StoreError(f"the files of {out.parent} mix key widths {sorted(dims)} or dtypes {sorted(dtypes)}: "
-                             "not compacted; re-ingest that partition")
-        listed[out.relative_to(root).as_posix()] = {
-            "rows": rows, "bytes": out.stat().st_size, "dim": dims.pop(), "dtype": dtypes.pop(),
-        }
-        done += sum(f.size for f in inputs)
-    if progress is not None:
-        progress(total, total, "merged")
-    return listed
+def _unfinished_plan(ks, own: list[Marker]) -> _Plan | None:
+    """The plan of a compaction of this run that a kill stopped (its last group's marker is missing)."""
+    names = {posixpath.basename(mk.path) for mk in own}
+    for mk in sorted(own, key=lambda m: m.flush, reverse=True):
+        meta = pq.read_metadata(ks.fs.open_input_file(mk.path)).metadata or {}
+        if PLAN_KEY in meta:
+            raw = json.loads(meta[PLAN_KEY])
+            plan = _Plan(int(raw["base"]), [list(g) for g in raw["groups"]], list(raw["markers"]))
+            last = f"part-{mk.run_id}-{plan.base + len(plan.groups) - 1:05d}.parquet"
+            return None if last in names else plan
+    return None
 
 
-def _merge(inputs: list[KeyFile], out: Path, options: dict) -> int:
-    """Merge files each sorted by rand into ``out`` (written under a temp name, then renamed); returns rows."""
+def _rows_of(ks, marker_names: list[str]) -> pa.Table:
+    """Sample rows of the markers the compaction retires, in flush order."""
+    paths = [posixpath.join(ks.root, SAMPLES_DIR, name) for name in sorted(marker_names)]
+    tables = [pq.read_table(ks.fs.open_input_file(p)).select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA) for p in paths]
+    return pa.concat_tables(tables) if tables else SAMPLES_SCHEMA.empty_table()
+
+
+def _merge(inputs: list[KeyFile], out: Path, options: dict) -> dict:
+    """Merge files, each sorted by rand, into ``out`` (temp name, then rename); returns the marker's entry."""
+    dims, dtypes = {f.dim for f in inputs}, {f.dtype for f in inputs}
+    if len(dims) > 1 or len(dtypes) > 1:
+        raise StoreError(f"the files of {out.parent} mix key widths {sorted(dims)} or dtypes {sorted(dtypes)}: "
+                         "not compacted; re-ingest that partition")
+    rows = sum(f.rows for f in inputs)
+    tmp = temp_path(out)
+    try:
+        if len(inputs) == 1:
+            _copy(Path(inputs[0].path), tmp)
+        else:
+            _write_merged(inputs, tmp, options)
+        written = pq.read_metadata(tmp).num_rows
+        if written != rows:
+            raise StoreError(f"merging into {out} wrote {written} of {rows} rows: not compacted; report this as a bug")
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"rows": rows, "bytes": out.stat().st_size, "dim": dims.pop(), "dtype": dtypes.pop()}
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A partition with one file: a hard link (no bytes copied) where the file system has them."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        with open(src, "rb") as a, open(dst, "wb") as b:
+            while chunk := a.read(16 << 20):
+                b.write(chunk)
+
+
+def _write_merged(inputs: list[KeyFile], path: Path, options: dict) -> None:
     pfs = [pq.ParquetFile(f.path) for f in inputs]
     rows = sum(pf.metadata.num_rows for pf in pfs)
     row_bytes = max(1, max(_row_bytes(pf) for pf in pfs))
@@ -159,27 +229,16 @@ def _merge(inputs: list[KeyFile], out: Path, options: dict) -> int:
     chunk_rows = max(per_group, (CHUNK_BYTES // row_bytes) // per_group * per_group)
     steps = max(1, math.ceil(rows / chunk_rows))
     cursors = [_Cursor(pf) for pf in pfs]
-    tmp = temp_path(out)
-    written = 0
-    try:
-        with pq.ParquetWriter(tmp, KEYS_SCHEMA, **options) as writer:
-            carry = KEYS_SCHEMA.empty_table()
-            for step in range(1, steps + 1):
-                bound = step / steps if step < steps else math.inf
-                table = pa.concat_tables([carry] + [c.take_below(bound) for c in cursors])
-                table = table.take(pa.array(np.argsort(table["rand"].to_numpy(), kind="stable")))
-                full = table.num_rows if step == steps else table.num_rows // per_group * per_group
-                if full:
-                    writer.write_table(table.slice(0, full), row_group_size=per_group)
-                    written += full
-                carry = table.slice(full)
-        if written != rows:
-            raise StoreError(f"merging into {out} wrote {written} of {rows} rows: not compacted; report this as a bug")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return rows
+    with pq.ParquetWriter(path, KEYS_SCHEMA, **options) as writer:
+        carry = KEYS_SCHEMA.empty_table()
+        for step in range(1, steps + 1):
+            bound = step / steps if step < steps else math.inf
+            table = pa.concat_tables([carry] + [c.take_below(bound) for c in cursors])
+            table = table.take(pa.array(np.argsort(table["rand"].to_numpy(), kind="stable")))
+            full = table.num_rows if step == steps else table.num_rows // per_group * per_group
+            if full:
+                writer.write_table(table.slice(0, full), row_group_size=per_group)
+            carry = table.slice(full)
 
 
 def _row_bytes(pf: pq.ParquetFile) -> int:
@@ -211,19 +270,28 @@ class _Cursor:
         return pa.concat_tables(out) if out else KEYS_SCHEMA.empty_table()
 
 
-def _write_marker(root: Path, ks, markers: list[Marker], listed: dict, name: str, options: dict) -> None:
-    """Step 3: the marker that commits the merged files and replaces the merged flushes (atomic rename)."""
-    tables = [pq.read_table(ks.fs.open_input_file(mk.path)) for mk in sorted(markers, key=lambda m: m.flush)]
-    samples = pa.concat_tables([t.select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA) for t in tables])
-    samples = samples.replace_schema_metadata({
+def _write_marker(path: Path, rows: pa.Table, listed: dict, replaces: list[str], plan: _Plan, options: dict) -> None:
+    """Step 3: the marker that commits a group's merged files and replaces what they merge (atomic rename)."""
+    rows = rows.replace_schema_metadata({
         MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode(),
-        MARKER_REPLACES_KEY: json.dumps(sorted(posixpath.basename(mk.path) for mk in markers)).encode(),
+        MARKER_REPLACES_KEY: json.dumps(replaces).encode(),
+        PLAN_KEY: plan.to_json(),
     })
-    path = root / SAMPLES_DIR / name
     tmp = temp_path(path)
     try:
-        pq.write_table(samples, tmp, **options)
+        pq.write_table(rows, tmp, **options)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _delete(root: Path, rels: list[str], report: Compaction) -> None:
+    for rel in dict.fromkeys(rels):
+        (root / rel).unlink(missing_ok=True)
+        report.deleted.append(rel)
+
+
+def _run_of(rel: str) -> str | None:
+    m = PART_NAME.match(posixpath.basename(rel))
+    return m["run"] if m else None

@@ -9,11 +9,12 @@ written before markers carried the list) or describes differently (size changed)
 the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
 :attr:`Inventory.problems`, so one damaged file cannot break every query.
 
-Compaction (store/compact.py) merges flushes into one: it writes the new key files, then one marker whose
-metadata ``keygap.replaces`` names the markers it supersedes, then deletes the old files. From the instant
-that marker exists, the flushes it replaces are invisible, so a reader sees either the old files or the
-new ones, never both and never neither. A scan is a consistent snapshot: it lists the markers again at
-the end and starts over when one vanished or a replacing marker appeared meanwhile (a compaction ran).
+Compaction (store/compact.py) merges a run's files: for a group of partitions it writes the merged files,
+then a marker that commits them and whose metadata ``keygap.replaces`` names the key files (relative
+paths) they replace and, in the last group's marker, the old markers (names) too; then it deletes what it
+replaced. From the instant such a marker exists, what it names is invisible, so a reader sees either the
+old files or the new ones, never both and never neither. A scan is a consistent snapshot: it lists the
+markers again at the end and starts over when one vanished or a replacing one appeared meanwhile.
 
 pyarrow only: GPU servers and the analysis code use it without duckdb.
 """
@@ -35,7 +36,8 @@ from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
 
 #: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
 MARKER_FILES_KEY = b"keygap.files"
-#: ... and of a compaction's marker: JSON list of the marker file names whose flushes it replaces.
+#: ... and of a compaction's marker: JSON list of what it replaces: key files (paths relative to the store)
+#: and markers (file names, which hide their whole flush).
 MARKER_REPLACES_KEY = b"keygap.replaces"
 #: how many times a scan starts over while compactions keep changing the store under it
 SCAN_ATTEMPTS = 8
@@ -66,7 +68,7 @@ class Marker:
     run_id: str
     flush: int
     rows: int
-    replaces: tuple[str, ...] = ()  # marker file names of the flushes a compaction merged into this one
+    replaces: tuple[str, ...] = ()  # what a compaction's marker supersedes: key file paths, marker names
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Inventory:
     problems: list[str] = field(default_factory=list)
     uncommitted: int = 0  # key files without a marker: a running ingest, or a crashed one until its rerun
     replaced: list[str] = field(default_factory=list)  # markers (relative paths) a compaction superseded, not yet deleted
-    hidden: list[str] = field(default_factory=list)  # key files (relative paths) of those flushes, not yet deleted
+    hidden: list[str] = field(default_factory=list)  # key files (relative paths) a compaction superseded, not yet deleted
     marker_names: frozenset[str] = frozenset()  # the samples/ listing this snapshot was built from
 
     def all_files(self) -> list[KeyFile]:
@@ -170,7 +172,7 @@ def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
         rel = _rel(root, info.path)
         present.add(rel)
         flush = (m["run"], int(m["flush"]))
-        if flush in hidden:
+        if flush in hidden or rel in replaced:
             inv.hidden.append(rel)  # merged into a compaction's files, waiting to be deleted
             continue
         if flush not in committed:
@@ -193,7 +195,7 @@ def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
             KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype)
         )
     for rel, entry in described.items():
-        if rel not in present and entry["_marker"] not in replaced:
+        if rel not in present and rel not in replaced and entry["_marker"] not in replaced:
             inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
     for files in inv.files.values():
         files.sort(key=lambda f: f.path)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from store import compact as compact_module
 from store.compact import compact_run, runs_to_compact
 from store.reader import KeyStore
 from store.writer import KeyWriter
@@ -47,7 +48,7 @@ def test_compaction_leaves_one_file_per_partition_with_the_same_keys_and_samples
     seeded = [(KeyStore(store).load("m", "b", 1, "image", n=50, seed=s).x) for s in (None, 0, 5)]
     assert runs_to_compact(KeyStore(store).inventory) == ["run0"]
     report = compact_run(store, "run0")
-    assert (report.flushes, report.files_before, report.files_after) == (8, 32, 4)
+    assert (report.groups, report.files_before, report.files_after) == (1, 32, 4)
     ks = KeyStore(store)
     assert all(len(files) == 1 for files in ks.inventory.files.values())
     assert len(ks.inventory.markers) == 1 and ks.inventory.uncommitted == 0
@@ -57,7 +58,7 @@ def test_compaction_leaves_one_file_per_partition_with_the_same_keys_and_samples
         assert np.array_equal(ks.load("m", "b", 1, "image", n=50, seed=s).x, x)
     assert sorted(p.name for p in (store / "samples").iterdir()) == ["part-run0-00008.parquet"]
     assert runs_to_compact(ks.inventory) == []
-    assert compact_run(store, "run0").flushes == 0  # idempotent
+    assert compact_run(store, "run0").groups == 0  # idempotent
 
 
 def test_a_resumed_run_appends_after_the_compacted_flush_and_compacts_again(store):
@@ -80,8 +81,10 @@ KILLER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {repo!r})
     import pyarrow.parquet as pq
+    import store.compact
     from store.compact import compact_run
     what, n = sys.argv[2], int(sys.argv[3])
+    store.compact.GROUP_BYTES = int(sys.argv[4])
     calls = [0]
     def die_on(fn):
         def wrapped(*a, **kw):
@@ -101,17 +104,25 @@ KILLER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("what,n", [("write", 2), ("replace", 1), ("replace", 4), ("replace", 5), ("unlink", 1),
-                                    ("unlink", 20), ("unlink", 33)])
-def test_a_kill_during_compaction_loses_nothing_and_a_rerun_finishes_it(store, tmp_path, what, n):
+@pytest.mark.parametrize("group_bytes,what,n", [
+    # one group: die while merging, after the first and the last merged file, after the marker, while deleting
+    (1 << 30, "write", 2), (1 << 30, "replace", 1), (1 << 30, "replace", 4), (1 << 30, "replace", 5),
+    (1 << 30, "unlink", 1), (1 << 30, "unlink", 33), (1 << 30, "unlink", 40),
+    # one partition per group: die inside the second group, after its marker, and before retiring the markers
+    (1, "replace", 3), (1, "replace", 4), (1, "unlink", 9), (1, "unlink", 33),
+])
+def test_a_kill_during_compaction_loses_nothing_and_a_rerun_finishes_it(store, tmp_path, monkeypatch, group_bytes,
+                                                                        what, n):
     reference = tmp_path / "reference"
     shutil.copytree(store, reference)
+    monkeypatch.setattr(compact_module, "GROUP_BYTES", group_bytes)
     compact_run(reference, "run0")
     want = _tree(reference)
     before = _content(store)
     script = tmp_path / "killer.py"
     script.write_text(KILLER.format(repo=str(ROOT)))
-    proc = subprocess.run([sys.executable, str(script), str(store), what, str(n)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(script), str(store), what, str(n), str(group_bytes)],
+                          capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr  # it died where we meant it to
     assert _content(store) == before  # readers see every key once, whatever the kill left behind
     compact_run(store, "run0")
@@ -122,7 +133,9 @@ SLOW_COMPACTION = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
+    import store.compact
     from store.compact import compact_run
+    store.compact.GROUP_BYTES = int(sys.argv[2])
     def slowly(fn):
         def wrapped(*a, **kw):
             time.sleep(0.04)  # widen every window between the steps a reader could fall into
@@ -135,7 +148,8 @@ SLOW_COMPACTION = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_readers_see_every_key_once_while_a_compaction_runs(store, tmp_path):
+@pytest.mark.parametrize("group_bytes", [1 << 30, 1])
+def test_readers_see_every_key_once_while_a_compaction_runs(store, tmp_path, group_bytes):
     from store.catalog import SqlCatalog
     from store.sql import query_store
 
@@ -146,7 +160,7 @@ def test_readers_see_every_key_once_while_a_compaction_runs(store, tmp_path):
     catalog = SqlCatalog(store)
     script = tmp_path / "slow.py"
     script.write_text(SLOW_COMPACTION.format(repo=str(ROOT)))
-    proc = subprocess.Popen([sys.executable, str(script), str(store)])
+    proc = subprocess.Popen([sys.executable, str(script), str(store), str(group_bytes)])
     checks = 0
     try:
         while True:
