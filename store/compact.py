@@ -47,7 +47,7 @@ from .errors import StoreError
 from .files import temp_path
 from .inventory import MARKER_FILES_KEY, MARKER_REPLACES_KEY, PART_NAME, Inventory, KeyFile, Marker
 from .schema import KEYS_SCHEMA, SAMPLES_DIR, SAMPLES_SCHEMA
-from .writer import parquet_options, remove_uncommitted, row_group_rows
+from .writer import parquet_options, remove_uncommitted, row_group_rows, segments_of
 
 #: bytes of keys merged per step (bounds memory, together with one row group per input file)
 CHUNK_BYTES = 64 << 20
@@ -208,7 +208,13 @@ def _merge(inputs: list[KeyFile], out: Path, options: dict) -> dict:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"rows": rows, "bytes": out.stat().st_size, "dim": dims.pop(), "dtype": dtypes.pop()}
+    if all(f.segments is not None for f in inputs):
+        segments = sorted({s for f in inputs for s in f.segments})
+    else:  # a file from before markers named segments: ask the merged file once
+        segments = segments_of(pq.read_table(out, columns=["segment"]))
+    st = out.stat()
+    return {"rows": rows, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "dim": dims.pop(), "dtype": dtypes.pop(),
+            "segments": segments}
 
 
 def _copy(src: Path, dst: Path) -> None:

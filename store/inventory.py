@@ -5,8 +5,8 @@ exists, so readers never see keys of a sample that is not committed (a running i
 disk). The marker also carries the flush's file list with row counts, dims and dtypes (its Parquet metadata,
 written by :class:`store.writer.KeyWriter`), so learning what a study holds costs one directory listing and
 one small footer per flush instead of opening every key file. A file the marker does not describe (a store
-written before markers carried the list) or describes differently (size changed) is read from its own footer:
-the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
+written before markers carried the list) or describes differently (size or modification time changed) is
+read from its own footer: the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
 :attr:`Inventory.problems`, so one damaged file cannot break every query.
 
 Compaction (store/compact.py) merges a run's files: for a group of partitions it writes the merged files,
@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 from .errors import StoreError
 from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
 
-#: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
+#: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, mtime_ns, dim,
+#: dtype, segments}}.
 MARKER_FILES_KEY = b"keygap.files"
 #: ... and of a compaction's marker: JSON list of what it replaces: key files (paths relative to the store)
 #: and markers (file names, which hide their whole flush).
@@ -58,6 +59,7 @@ class KeyFile:
     mtime_ns: int
     dim: int
     dtype: str
+    segments: tuple[str, ...] | None = None  # prompt segments it holds, when its marker says (None: ask the file)
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,11 @@ def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
             inv.uncommitted += 1
             continue
         entry = described.get(rel)
-        if entry is not None and entry.get("bytes") == info.size:
+        segments = None
+        if entry is not None and entry.get("bytes") == info.size and entry.get("mtime_ns", info.mtime_ns) == info.mtime_ns:
             rows, dim, dtype = int(entry["rows"]), int(entry["dim"]), str(entry["dtype"])
+            if isinstance(entry.get("segments"), list):
+                segments = tuple(str(v) for v in entry["segments"])
         else:
             try:
                 rows, dim, dtype = read_file_shape(fs, info.path)
@@ -192,7 +197,8 @@ def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
                 )
                 continue
         inv.files.setdefault(partition, []).append(
-            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype)
+            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype,
+                    segments)
         )
     for rel, entry in described.items():
         if rel not in present and rel not in replaced and entry["_marker"] not in replaced:

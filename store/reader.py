@@ -133,6 +133,26 @@ class KeyStore:
     def layers(self, model: str, benchmark: str | None = None) -> list[int]:
         return sorted({k[2] for k in self._key_files if k[0] == model and benchmark in (None, k[1])})
 
+    def segments(self, model: str, benchmark: str, modality: str, *, layer: int | None = None,
+                 rope: str | None = None) -> list[str]:
+        """The prompt segments stored for a modality (of one layer / RoPE stage, or of all), sorted.
+
+        From the commit markers' file lists; a file whose marker does not name them (a store written before
+        they did) has its ``segment`` column read."""
+        found: set[str] = set()
+        for key, files in self._key_files.items():
+            if key[0] != model or key[1] != benchmark or key[4] != modality:
+                continue
+            if (layer is not None and key[2] != int(layer)) or (rope is not None and key[3] != rope):
+                continue
+            for f in files:
+                if f.segments is None:
+                    column = self._read(f.path, columns=["segment"])["segment"].cast(pa.string())
+                    found.update(str(v) for v in pc.unique(column).to_pylist() if v is not None)
+                else:
+                    found.update(f.segments)
+        return sorted(found)
+
     def runs(self) -> list[dict]:
         """Run manifests, oldest first; an unreadable one is left out and reported in ``problems``."""
         out = []

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import codec
 from .errors import StoreError
@@ -174,6 +175,11 @@ def row_rand(sample_id: np.ndarray, position: np.ndarray) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def segments_of(table: pa.Table) -> list[str]:
+    """The prompt segments a key file holds, for its marker entry (the TUI's picker reads them from there)."""
+    return sorted(str(v) for v in pc.unique(table["segment"].cast(pa.string())).to_pylist() if v is not None)
+
+
 def parquet_options(compression: str = "zstd", compression_level: int | None = 1) -> dict:
     """How every key and marker file is written (the writer's and compaction's files must not drift apart):
     small columns dictionary-encoded, ``rand`` statistics per row group for sampled reads (store/sampling.py)."""
@@ -304,7 +310,10 @@ class KeyWriter:
             size = self._write_parquet(table, rel, row_group_size=rows)
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
             dim = (len(table["key"][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
-            listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype}
+            listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype,
+                           "segments": segments_of(table)}
+            if self.location.local:  # an object is never rewritten in place: its size is identity enough
+                listed[rel]["mtime_ns"] = self.location.info(rel).mtime_ns
         # The marker lists the files it commits, so readers learn a store's content without opening them.
         samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
             {MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode()}
