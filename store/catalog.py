@@ -1,7 +1,11 @@
 """DuckDB over a store: views ``keys``, ``samples``, ``runs`` and ``results``, read-only by construction.
 
-``keys.vec`` is decoded by an Arrow-vectorised Python UDF. DuckDB prunes unused view columns, so a query
-that does not select ``vec`` never calls it and reads no key bytes (measured: zero UDF calls).
+``keys.vec`` is decoded by an Arrow-vectorised Python UDF, ``keys.norm`` (the L2 norm) straight from the
+key bytes by another, so a norm aggregate never builds lists. DuckDB prunes unused view columns, so a
+query that selects neither never calls them and reads no key bytes (measured: zero UDF calls); filters on
+partition columns reach the Arrow dataset, which skips the other partitions' files (EXPLAIN shows them
+under the scan's Filters). Macros vec_norm, vec_dot, vec_cosine, vec_distance and vec_head (per-head
+slices) come with every connection.
 """
 
 from __future__ import annotations
@@ -20,37 +24,77 @@ from .errors import StoreError
 from .inventory import first_line, list_parquet
 from .reader import KeyStore
 from .results import RESULTS_SCHEMA
-from .schema import KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
+from .schema import KEY_DTYPES, KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
 
 VIEWS = ("keys", "samples", "runs", "results", "tokens")
 
+#: Vector functions of every connection (README "SQL over vectors"). DuckDB's list functions do the work;
+#: the macros name them and cast a literal vector (e.g. [0.1, 0.2]) to FLOAT[] so it meets ``vec``.
+MACROS = {
+    "vec_norm": "vec_norm(v) AS sqrt(list_dot_product(v, v))",
+    "vec_dot": "vec_dot(v, w) AS list_dot_product(v, w::FLOAT[])",
+    "vec_cosine": "vec_cosine(v, w) AS list_cosine_similarity(v, w::FLOAT[])",
+    "vec_distance": "vec_distance(v, w) AS list_distance(v, w::FLOAT[])",
+    "vec_head": "vec_head(v, h, head_dim) AS v[h * head_dim + 1 : (h + 1) * head_dim]",
+}
+
 
 def decode_vectors(key: pa.Array, dtype: pa.Array) -> pa.Array:
-    """keygap_decode(key BLOB, dtype VARCHAR) -> FLOAT[]; rows may mix dtypes and widths (several models)."""
+    """keygap_decode(key BLOB, dtype VARCHAR) -> FLOAT[]; rows may mix dtypes and widths (several models).
+
+    Vectorised: one numpy decode per (dtype, width) present in the chunk, scattered into one values buffer;
+    no Python loop over rows."""
+    key, dtypes, lengths = _columns(key, dtype)
+    n = len(key)
+    if n == 0:
+        return pa.array([], pa.list_(pa.float32()))
+    groups = _groups(dtypes, lengths)
+    if len(groups) == 1:
+        (kind, _width), _rows = groups.popitem()
+        x = codec.decode(key, kind)
+        offsets = np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.reshape(-1)))
+    dims = lengths // np.array([KEY_DTYPES[k] for k in dtypes], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(dims)])
+    values = np.empty(int(offsets[-1]), np.float32)
+    for (kind, _width), rows in groups.items():
+        x = codec.decode(key.take(pa.array(rows)), kind)
+        values[(offsets[rows][:, None] + np.arange(x.shape[1])).reshape(-1)] = x.reshape(-1)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+
+
+def key_norms(key: pa.Array, dtype: pa.Array) -> pa.Array:
+    """keygap_norm(key BLOB, dtype VARCHAR) -> DOUBLE: the L2 norm of each key, straight from its bytes.
+
+    The ``norm`` column of ``keys``: an aggregate over norms never builds the FLOAT[] lists that ``vec``
+    needs (BENCHMARKS.md "Scale" measures both)."""
+    key, dtypes, lengths = _columns(key, dtype)
+    out = np.empty(len(key), np.float64)
+    for (kind, _width), rows in _groups(dtypes, lengths).items():
+        part = key if len(rows) == len(key) else key.take(pa.array(rows))
+        x = codec.decode(part, kind)
+        out[rows] = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    return pa.array(out)
+
+
+def _columns(key, dtype) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     if isinstance(key, pa.ChunkedArray):
         key = key.combine_chunks()
     if isinstance(dtype, pa.ChunkedArray):
         dtype = dtype.combine_chunks()
-    n = len(key)
-    if n == 0:
-        return pa.array([], pa.list_(pa.float32()))
     dtypes = np.asarray(dtype.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
-    lengths = np.asarray(pa.compute.binary_length(key).to_numpy(zero_copy_only=False))
-    kinds = set(dtypes.tolist())
-    if len(kinds) == 1 and len(set(lengths.tolist())) == 1:
-        x = codec.decode(key, kinds.pop())
-        offsets = np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.reshape(-1)))
-    values = [None] * n
-    for kind in kinds:
-        for width in set(lengths[dtypes == kind].tolist()):
-            rows = np.flatnonzero((dtypes == kind) & (lengths == width))
-            x = codec.decode(key.take(pa.array(rows)), kind)
-            for r, v in zip(rows, x):
-                values[r] = v
-    dims = np.array([len(v) for v in values])
-    offsets = np.concatenate([[0], np.cumsum(dims)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(values).astype(np.float32)))
+    lengths = np.asarray(pa.compute.binary_length(key).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return key, dtypes, lengths
+
+
+def _groups(dtypes: np.ndarray, lengths: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
+    """Row indices of each (dtype, byte width) in a chunk (usually one: a chunk comes from one file)."""
+    if len(dtypes) and (dtypes == dtypes[0]).all() and (lengths == lengths[0]).all():
+        return {(str(dtypes[0]), int(lengths[0])): np.arange(len(dtypes))}
+    kinds, kind_of = np.unique(dtypes.astype(str), return_inverse=True)
+    pairs, which = np.unique(np.stack([kind_of.ravel(), lengths], axis=1), axis=0, return_inverse=True)
+    which = which.ravel()
+    return {(str(kinds[k]), int(w)): np.flatnonzero(which == i) for i, (k, w) in enumerate(pairs)}
 
 
 class SqlCatalog:
@@ -107,24 +151,23 @@ class SqlCatalog:
             con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
             raise StoreError(f"cannot start DuckDB: {' '.join(str(exc).split())} (check --memory-limit)") from None
-        con.create_function(
-            "keygap_decode",
-            decode_vectors,
-            [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")],
-            duckdb.list_type(duckdb.sqltype("FLOAT")),
-            type="arrow",
-            side_effects=False,
-        )
+        blob_varchar = [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")]
+        con.create_function("keygap_decode", decode_vectors, blob_varchar, duckdb.list_type(duckdb.sqltype("FLOAT")),
+                            type="arrow", side_effects=False)
+        con.create_function("keygap_norm", key_norms, blob_varchar, duckdb.sqltype("DOUBLE"), type="arrow",
+                            side_effects=False)
         for name in VIEWS:
             con.register(f"_keygap_{name}", getattr(self, name))
         con.execute(
             "CREATE VIEW keys AS SELECT model, benchmark, layer, rope, modality, "
             "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
             "octet_length(key) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, key, "
-            "keygap_decode(key, dtype) AS vec FROM _keygap_keys"
+            "keygap_decode(key, dtype) AS vec, keygap_norm(key, dtype) AS norm FROM _keygap_keys"
         )
         for name in VIEWS[1:]:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _keygap_{name}")
+        for macro in MACROS.values():
+            con.execute(f"CREATE MACRO {macro}")
         con.execute("SET lock_configuration = true")
         return con
 
