@@ -24,7 +24,8 @@ def register(subparsers) -> None:
         help="layer index, early/middle/late (1, L//2, L-1), N%% of depth, or 'all' (stored layers); several sweep",
     )
     p.add_argument("--a", default="image", help="first side: modality[:segment,...] (default image)")
-    p.add_argument("--b", default="text", help="second side: modality[:segment,...] (default text)")
+    p.add_argument("--b", nargs="+", default=["text"],
+                   help="second side: modality[:segment,...] (default text); several sweep, e.g. text:question text:options")
     p.add_argument("--metrics", default=None, help="comma list (default mmd,js); see keygap_tui.stats.METRICS")
     p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 500)")
     p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
@@ -152,15 +153,16 @@ def _store(args) -> str:
     return getattr(args, "store", None) or default_store()
 
 
-def _progress_bar(description: str):
-    """A rich progress bar on stderr (silent when stderr is not a terminal), usable as a callback."""
+def _progress_bar(description: str, enabled: bool = True):
+    """A rich progress bar on stderr (silent when stderr is not a terminal, or not ``enabled``: rows printed
+    to the same terminal would tear it), usable as a callback."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"), console=console, transient=True, disable=not console.is_terminal,
+        TextColumn("{task.fields[note]}"), console=console, transient=True, disable=not (enabled and console.is_terminal),
     )
     task = bar.add_task(description, total=1.0, note="")
 
@@ -188,14 +190,15 @@ def run_compare(args) -> int:
     metric_params = _params(args.param)
     models = _split(args.model)
     layer_spec = _split(args.layer)
+    bs = list(args.b) if isinstance(args.b, (list, tuple)) else [args.b]
     use_cache = not args.no_cache
     threads = _threads(args.threads)
-    bar, update = _progress_bar("compare")
-    with bar:
-        single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
-        if len(models) == 1 and models[0] != "all" and single_layer:
+    single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
+    if len(models) == 1 and models[0] != "all" and single_layer and len(bs) == 1:
+        bar, update = _progress_bar("compare")
+        with bar:
             ma, sa = parse_what(args.a)
-            mb, sb = parse_what(args.b)
+            mb, sb = parse_what(bs[0])
             layer = int(layer_spec[0])
             rows = cmp.compare(
                 ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
@@ -206,51 +209,98 @@ def run_compare(args) -> int:
             if args.controls:
                 rows += cmp.controls(
                     ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
-                    rope=args.rope, image=args.a, text=args.b, metric_params=metric_params, use_cache=use_cache,
+                    rope=args.rope, image=args.a, text=bs[0], metric_params=metric_params, use_cache=use_cache,
                     threads=threads, progress=update,
                 )
-        else:
-            rows = cmp.layer_sweep(
-                ks, models, args.benchmark, layer_spec, args.a, args.b, metrics, n, args.seed, rope=args.rope,
-                permutations=permutations, with_controls=args.controls, replicates=replicates,
-                metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
-            )
+        print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False) if args.json else format_rows(rows))
+        return 0
+    # A sweep: rows are printed as each cell finishes (with --json, a progress bar shows instead); Ctrl-C
+    # keeps what was printed, and every finished cell is in the results cache for the next run.
+    plan = cmp.sweep_plan(ks, models, args.benchmark, layer_spec, args.rope)
+    pairs = [(args.a, b) for b in bs]
+    printer = None if args.json else RowPrinter([m for m, _, _ in plan], pairs, controls=args.controls)
+    bar, update = _progress_bar("sweep", enabled=args.json or not sys.stdout.isatty())
+    rows = []
+    try:
+        with bar:
+            if printer is not None:
+                printer.header()
+            for row in cmp.iter_layer_sweep(
+                ks, [m for m in dict.fromkeys(m for m, _, _ in plan)], args.benchmark, layer_spec, metrics=metrics,
+                n=n, seed=args.seed, pairs=pairs, rope=args.rope, permutations=permutations,
+                with_controls=args.controls, replicates=replicates, metric_params=metric_params,
+                use_cache=use_cache, threads=threads, progress=update,
+            ):
+                rows.append(row)
+                if printer is not None:
+                    printer.row(row)
+    except KeyboardInterrupt:
+        if args.json:
+            print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
+        print(f"keygap compare: stopped after {len(rows)} rows (they are cached; run again to go on)", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
-    else:
-        print(format_rows(rows))
+    elif rows:
+        print(f"\n{footer(rows)}")
     return 0
+
+
+HEADERS = ["model", "layer", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a", "n_b",
+           "seconds", "cached"]
+
+
+def _cells(r) -> list[str]:
+    """One comparison row as the table's cells."""
+    m = r.result
+    pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
+    return [
+        r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
+        "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
+        "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
+        "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
+        "yes" if r.cached else "no",
+    ]
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
 
 def format_rows(rows) -> str:
     """A readable, aligned table of comparison rows (one line per metric value)."""
-    headers = ["model", "layer", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a", "n_b",
-               "seconds", "cached"]
-    lines = []
-    for r in rows:
-        m = r.result
-        pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
-        lines.append(
-            [
-                r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
-                "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
-                "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
-                "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
-                "yes" if r.cached else "no",
-            ]
-        )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
+    lines = [_cells(r) for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(HEADERS)]
+    out = [_line(HEADERS, widths), _line(["-" * w for w in widths], widths)] + [_line(line, widths) for line in lines]
     if rows:
-        first = rows[0]
-        out.append("")
-        out.append("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given")
-        out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
+        out += ["", footer(rows)]
     return "\n".join(out)
+
+
+def footer(rows) -> str:
+    first = rows[0]
+    return ("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given\n"
+            f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
+
+
+class RowPrinter:
+    """The same table, printed a row at a time as a sweep produces them (widths fixed from the plan)."""
+
+    def __init__(self, models: list[str], pairs: list[tuple[str, str]], controls: bool):
+        from .defaults import GROUPS
+
+        pair_names = [f"{a} vs {b}" for a, b in pairs] + (list(GROUPS) if controls else [])
+        fixed = {"model": max(map(len, models), default=5), "layer": 5, "depth": 5,
+                 "pair": max(map(len, pair_names), default=4), "rep": 3, "metric": 8, "value": 11, "corrected": 11,
+                 "p_value": 8, "n_a": 6, "n_b": 6, "seconds": 8, "cached": 6}
+        self.widths = [max(len(h), fixed[h]) for h in HEADERS]
+
+    def header(self) -> None:
+        print(_line(HEADERS, self.widths))
+        print(_line(["-" * w for w in self.widths], self.widths), flush=True)
+
+    def row(self, row) -> None:
+        print(_line(_cells(row), self.widths), flush=True)
 
 
 # --- report ----------------------------------------------------------------------------------------------

@@ -255,32 +255,13 @@ def _control_pairs(
 
 
 # --- sweeps ----------------------------------------------------------------------------------------------
-def layer_sweep(
-    store: StoreArg,
-    models: Sequence[str],
-    benchmark: str,
-    layers: str | Sequence[object] = "all",
-    a: str = "image",
-    b: str = "text",
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    n: int | None = DEFAULT_N,
-    seed: int = 0,
-    *,
-    rope: str = "post",
-    permutations: int = DEFAULT_PERMUTATIONS,
-    with_controls: bool = False,
-    replicates: int = DEFAULT_REPLICATES,
-    metric_params: Mapping[str, Mapping[str, Any]] | None = None,
-    use_cache: bool = True,
-    threads: int | str | None = DEFAULT_THREADS,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
-) -> list[ComparisonRow]:
-    """compare() (and optionally controls()) for every model x layer; rows carry ``depth`` = layer/(L-1).
+def sweep_plan(
+    store: StoreArg, models: Sequence[str], benchmark: str, layers: str | Sequence[object] = "all", rope: str = "post"
+) -> list[tuple[str, int, int | None]]:
+    """The (model, layer, model depth) cells of a sweep, in the order they are computed.
 
-    ``models`` may be ["all"] for every model in the store; ``layers`` as in resolve_model_layers, resolved
-    per model so "middle" is each model's own middle layer.
-    """
+    ``models`` may be ["all"] for every model in the store with keys for ``benchmark``; ``layers`` as in
+    resolve_model_layers, resolved per model so "middle" is each model's own middle layer."""
     ks = open_store(store)
     if list(models) == ["all"]:
         models = [m for m in ks.models() if benchmark in ks.benchmarks(m)]
@@ -291,33 +272,71 @@ def layer_sweep(
         depth = model_depth(ks, model)
         for layer in resolve_model_layers(ks, model, benchmark, layers, rope):
             plan.append((model, layer, depth))
-    ma, sa = parse_what(a)
-    mb, sb = parse_what(b)
-    steps = Steps(len(plan), progress, should_stop)
-    rows: list[ComparisonRow] = []
+    return plan
+
+
+def iter_layer_sweep(
+    store: StoreArg,
+    models: Sequence[str],
+    benchmark: str,
+    layers: str | Sequence[object] = "all",
+    a: str = "image",
+    b: str = "text",
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    n: int | None = DEFAULT_N,
+    seed: int = 0,
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    rope: str = "post",
+    permutations: int = DEFAULT_PERMUTATIONS,
+    with_controls: bool = False,
+    replicates: int = DEFAULT_REPLICATES,
+    metric_params: Mapping[str, Mapping[str, Any]] | None = None,
+    use_cache: bool = True,
+    threads: int | str | None = DEFAULT_THREADS,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Iterator[ComparisonRow]:
+    """compare() (and optionally controls()) for every model x layer x pair of sides, yielding each cell's
+    rows as soon as that cell is done; rows carry ``depth`` = layer / (L - 1).
+
+    ``pairs``: side specs to compare in every cell (default [(a, b)]), e.g. [("image", "text:question"),
+    ("image", "text:options")] sweeps segments too. Stopping (``should_stop``, or leaving the loop) keeps
+    what was yielded, and every finished cell is in the results cache, so asking again resumes at once.
+    """
+    ks = open_store(store)
+    plan = sweep_plan(ks, models, benchmark, layers, rope)
+    pairs = list(pairs) if pairs else [(a, b)]
+    parsed = [(parse_what(pa_), parse_what(pb_), pa_, pb_) for pa_, pb_ in pairs]
+    steps = Steps(len(plan) * len(pairs), progress, should_stop)
     for model, layer, depth in plan:
-        sub = steps.sub(2 if with_controls else 1)
-        got = compare(
-            ks, Side(model, benchmark, layer, ma, sa, rope), Side(model, benchmark, layer, mb, sb, rope), metrics, n,
-            seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
-            progress=sub.child(), should_stop=should_stop,
-        )
-        if with_controls:
-            sub.done = 1
-            got += controls(
-                ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=a, text=b,
-                metric_params=metric_params, use_cache=use_cache, threads=threads, progress=sub.child(),
-                should_stop=should_stop,
+        for (ma, sa), (mb, sb), spec_a, spec_b in parsed:
+            sub = steps.sub(2 if with_controls else 1)
+            got = compare(
+                ks, Side(model, benchmark, layer, ma, sa, rope), Side(model, benchmark, layer, mb, sb, rope), metrics,
+                n, seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                progress=sub.child(), should_stop=should_stop,
             )
-        for row in got:
-            row.depth = relative_depth(layer, depth)
-        rows += got
-        steps.advance(f"{model} layer {layer}")
-    return rows
+            if with_controls:
+                sub.done = 1
+                got += controls(
+                    ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=spec_a,
+                    text=spec_b, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                    progress=sub.child(), should_stop=should_stop,
+                )
+            for row in got:
+                row.depth = relative_depth(layer, depth)
+            yield from got
+            steps.advance(f"{model} layer {layer}")
+
+
+def layer_sweep(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
+    """Every row of :func:`iter_layer_sweep` (same arguments), once the whole sweep is done."""
+    return list(iter_layer_sweep(*args, **kwargs))
 
 
 __all__ = [
     "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
-    "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "relative_depth",
-    "resolve_model_layers", "split_samples",
+    "ComparisonRow", "compare", "controls", "iter_layer_sweep", "layer_sweep", "model_depth", "relative_depth",
+    "resolve_model_layers", "split_samples", "sweep_plan",
 ]
