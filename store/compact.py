@@ -98,10 +98,50 @@ def runs_to_compact(inventory: Inventory) -> list[str]:
     return sorted(busy | leftovers)
 
 
-def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | None = None,
+def compact_store(root: str | os.PathLike, model: str | None = None, benchmark: str | None = None, *,
+                  wait: bool = False, progress: Progress | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> tuple[list[Compaction], list[str]]:
+    """`keygap compact`: every run that needs it, one (model, benchmark) at a time under that pair's lock.
+
+    Returns the runs' reports and, per pair left alone because another process writes it (without
+    ``wait``), one line saying so."""
+    from .lock import LockHeld, acquire
+    from .reader import KeyStore
+
+    skipped: list[str] = []
+    reports: list[Compaction] = []
+    for pair in sorted(_pairs_to_compact(KeyStore(str(root)).inventory)):
+        if (model is not None and pair[0] != model) or (benchmark is not None and pair[1] != benchmark):
+            continue
+        try:
+            lock = acquire(root, *pair, wait=None if wait else 0, on_wait=on_wait)
+        except LockHeld as exc:
+            skipped.append(str(exc))
+            continue
+        with lock:  # under the lock, look again: an ingest may have finished since
+            for run in sorted(_pairs_to_compact(KeyStore(str(root)).inventory).get(pair, ())):
+                reports.append(compact_run(root, run, progress=progress, lock=lock))
+    return reports, skipped
+
+
+def _pairs_to_compact(inventory: Inventory) -> dict[tuple[str, str], set[str]]:
+    """{(model, benchmark): runs} of the runs that need compacting (runs_to_compact)."""
+    wanted = set(runs_to_compact(inventory))
+    out: dict[tuple[str, str], set[str]] = {}
+    for f in inventory.all_files():
+        if f.run_id in wanted:
+            out.setdefault(f.partition[:2], set()).add(f.run_id)
+    for rel in inventory.hidden:
+        parts = dict(p.split("=", 1) for p in rel.split("/")[1:-1] if "=" in p)
+        if _run_of(rel) in wanted and {"model", "benchmark"} <= set(parts):
+            out.setdefault((parts["model"], parts["benchmark"]), set()).add(_run_of(rel))
+    return out
+
+
+def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | None = None, lock=None,
                 compression: str = "zstd", compression_level: int | None = 1) -> Compaction:
     """Merge the files of ``run_id`` into one per partition (see the module docstring). The caller holds the
-    lock of the run's (model, benchmark)."""
+    lock of the run's (model, benchmark) and passes it as ``lock``, checked before every switch."""
     from .reader import KeyStore  # the reader's filesystem and marker handling
 
     root = Path(root)
@@ -140,6 +180,8 @@ def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | No
         last = g == len(plan.groups) - 1
         rows = _rows_of(ks, plan.markers) if last else SAMPLES_SCHEMA.empty_table()
         replaces = sorted(f.rel for f in inputs) + (plan.markers if last else [])
+        if lock is not None:
+            lock.verify()  # taken over (a stale-lock breaker): stop before the switch, the rerun goes on
         _write_marker(root / SAMPLES_DIR / name, rows, listed, replaces, plan, options)
         _delete(root, [f.rel for f in inputs], report)
         report.groups += 1

@@ -214,3 +214,26 @@ def test_a_scan_that_a_compaction_overtakes_starts_over(store, monkeypatch):
 
     monkeypatch.setattr(inventory, "list_parquet", list_parquet)
     assert _content(store) == want and overtaken
+
+
+def test_keygap_compact_merges_every_run_and_skips_a_pair_being_written(tmp_path, capsys):
+    from store.lock import acquire
+
+    from keygap_tui.cli import main as keygap
+
+    root = tmp_path / "s"
+    write_synthetic_store(root, model="a", samples=20, tokens=4, dim=8, flush_every=5)
+    write_synthetic_store(root, model="b", samples=20, tokens=4, dim=8, flush_every=5, run_id="run1")
+    before = _content(root)
+    with acquire(root, "b", "b", part="shard-0of1"):  # an ingest of model b is running
+        assert keygap(["compact", "--store", str(root)]) == 1
+    out = capsys.readouterr()
+    assert "run0: 8 files -> 2" in out.out and "skipped" in out.err and "shard-0of1" not in out.out
+    files = {key[0]: len(v) for key, v in KeyStore(root).inventory.files.items()}
+    assert files == {"a": 1, "b": 4}
+    assert keygap(["compact", "--store", str(root)]) == 0
+    assert "run1: 8 files -> 2" in capsys.readouterr().out
+    assert _content(root) == before
+    assert all(len(v) == 1 for v in KeyStore(root).inventory.files.values())
+    assert keygap(["compact", "--store", str(root)]) == 0
+    assert "already compact" in capsys.readouterr().out
