@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from store import compact as compact_module
 from store.compact import compact_run, runs_to_compact
+from store.inventory import MARKER_FILES_KEY
 from store.reader import KeyStore
 from store.writer import KeyWriter
 from tests.store_helpers import stored_rows, stored_samples, write_synthetic_store
@@ -29,10 +31,23 @@ def _content(root: Path) -> tuple:
     return stored_rows(root), stored_samples(root)
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    """Names and bytes of every file under keys/ and samples/ (hidden temp files included)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for sub in ("keys", "samples")
-            for p in sorted((root / sub).rglob("*")) if p.is_file()}
+def _tree(root: Path) -> dict[str, object]:
+    """Names and bytes of every file under keys/ and samples/ (hidden temp files included). A commit marker
+    is compared by its rows and metadata less the key files' mtimes (a rerun writes them at another time),
+    each of which must still be the mtime of the file it names, so the index stays trusted."""
+    out: dict[str, object] = {}
+    for p in sorted(p for sub in ("keys", "samples") for p in (root / sub).rglob("*") if p.is_file()):
+        rel = p.relative_to(root).as_posix()
+        if p.parent.name != "samples" or p.name.startswith("."):
+            out[rel] = p.read_bytes()
+            continue
+        table = pq.read_table(p)
+        meta = dict(table.schema.metadata or {})
+        files = json.loads(meta.pop(MARKER_FILES_KEY, b"{}"))
+        for name, entry in files.items():
+            assert entry.pop("mtime_ns") == (root / name).stat().st_mtime_ns
+        out[rel] = (table.replace_schema_metadata(None).to_pylist(), files, meta)
+    return out
 
 
 @pytest.fixture()
