@@ -177,7 +177,13 @@ def run_compact(args) -> int:
     from .compact import compact_store
     from .reader import KeyStore
 
+    from .errors import StoreError
+    from .location import is_remote
+
     store = args.store or default_store(reading=False)
+    if is_remote(store):  # compaction renames and links files: only where the writer writes (store/location.py)
+        raise StoreError(f"keygap compact works on a local or shared folder, not {store}: compact the folder an "
+                         "ingest wrote, then copy it to object storage")
     KeyStore(store)  # a missing or foreign store is a one-line error before anything is locked
     last = [0.0]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -80,10 +79,6 @@ def parse_what(spec: str) -> tuple[str, tuple[str, ...] | None]:
 
 def open_store(store: str | os.PathLike | KeyStore) -> KeyStore:
     return store if isinstance(store, KeyStore) else KeyStore(store)
-
-
-def store_root(ks: KeyStore) -> Path:
-    return Path(ks.root)
 
 
 def depends(ks: KeyStore, sides: Iterable[Side]) -> dict[str, str]:
