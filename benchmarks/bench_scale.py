@@ -1,12 +1,14 @@
 """Benchmarks at the real shape of a study (issue 8), on stores built through KeyWriter and cached on disk.
 
-Run: .venv/bin/python benchmarks/bench_scale.py [--cache DIR] [--only NAMES] [--repeat 5] [--big-dim 512]
-     (`make bench BENCH=scale`; `make bench` alone skips it: the first run writes ~40 GB)
+Run: .venv/bin/python benchmarks/bench_scale.py [--cache DIR] [--only NAMES] [--repeat 5] [--big-dim 4096]
+     (`make bench BENCH=scale`; `make bench` alone skips it: the first run writes ~13 GB and takes long)
 
-Stores (built once under --cache, default ~/.cache/keygap-bench/scale-v1; --rebuild starts over):
-  study    llava-like (d=4096 fp16) and qwen-like (d=512) models, 32 layers, 64,000 image + 64,000 text keys per
-           layer (4,000 items x 16 + 16 tokens, batches of 100 items as an ingest writes them; each model's run
-           compacted at its end, as ingest does): ~38 GB
+Stores (built once under --cache, default ~/.cache/keygap-bench/scale-v1; delete a store's folder to rebuild it):
+  study    llava-like (d=4096 fp16) and qwen-like (d=512) models, 32 layers. Layer 16 holds 64,000 image + 64,000
+           text keys (4,000 items x 16 + 16 tokens); the other 31 layers hold the first 250 items only (4,000 +
+           4,000 keys), which keeps the cache at ~3.5 GB instead of ~38 GB (a seeded n=500 sample reads O(n), see
+           `compare` and `bytes`). Batches of 100 items as an ingest writes them; each model's run compacted at
+           its end, as ingest does.
   small    the same two models, one layer, 3,200 + 3,200 keys (200 items): the "small partition" baselines
   big-D    one d=D model, one layer: 1,008,000 image keys (1,750 items x 576, `--tokens all`) + 112,000 text
   layout   the full study's partition layout with tiny keys (d=8): 2 models x 2 benchmarks (4,329 and 900
@@ -21,6 +23,7 @@ Measures (each a ratio against a baseline run in the same process, repeated; med
   tui      the TUI's first screen that accepts `c` (picker filled), and its ratio to the demo   target < 2 s
   sql      numpy decode + norm of 128k x 4096 keys / `keygap sql` norm aggregate of the same   target >= 0.5
   sweep    32-layer x 2-model sweep at n=500 / 64 single compares; time to the first row      target <= 1.2, < 1 s
+           (in process, and `keygap compare --layer all` as a process to its first printed row)
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ LAYOUT_VERSION = 1  # bump when the stored format changes, so the cache is rebui
 MODELS = {"llava-like": 4096, "qwen-like": 512}
 LAYERS = 32
 ITEMS = 4000  # x 16 tokens = 64,000 keys per side and layer
+FULL_LAYER = 16  # the study's layer with all ITEMS; the others hold SWEEP_ITEMS
+SWEEP_ITEMS = 250  # x 16 tokens = 4,000 keys per side in the other 31 layers
 SMALL_ITEMS = 200  # x 16 = 3,200
 TOKENS = 16
 BATCH = 100
@@ -70,8 +75,10 @@ def _labels(items: range, image_tokens: int, text_tokens: int, special: int = 0)
 
 def write_run(root: Path, model: str, dim: int, layers: list[int], items: int, *, image_tokens: int = TOKENS,
               text_tokens: int = TOKENS, special: int = 0, ropes=("post",), benchmark: str = BENCH,
-              checkpoint_items: int | None = None, seed: int = 0, log=print) -> None:
-    """One run of one model written as an ingest writes it (KeyWriter, batches of BATCH items), then compacted."""
+              checkpoint_items: int | None = None, seed: int = 0, later_layers: list[int] | None = None,
+              later_from: int = 0, log=print) -> None:
+    """One run of one model written as an ingest writes it (KeyWriter, batches of BATCH items), then compacted.
+    With ``later_layers``, items from ``later_from`` on are written for those layers only."""
     from store.compact import compact_run
     from store.writer import KeyBatch, KeyWriter
     from store.writer import write_run as write_manifest
@@ -83,7 +90,7 @@ def write_run(root: Path, model: str, dim: int, layers: list[int], items: int, *
     for start in range(0, items, BATCH):
         batch = range(start, min(items, start + BATCH))
         labels, ids = _labels(batch, image_tokens, text_tokens, special)
-        for layer in layers:
+        for layer in (layers if later_layers is None or start < later_from else later_layers):
             for modality, (sid, pos, seg) in labels.items():
                 keys = rng.standard_normal((len(pos), dim), dtype=np.float32).astype(np.float16)
                 for rope in ropes:
@@ -113,7 +120,8 @@ def build(cache: Path, name: str, log=print) -> Path:
     log(f"building {root} (once; cached)")
     if name == "study":
         for model, dim in MODELS.items():
-            write_run(root, model, dim, list(range(LAYERS)), ITEMS, log=log)
+            write_run(root, model, dim, list(range(LAYERS)), ITEMS, later_layers=[FULL_LAYER], later_from=SWEEP_ITEMS,
+                      log=log)
     elif name == "small":
         for model, dim in MODELS.items():
             write_run(root, model, dim, [16], SMALL_ITEMS, log=log)
@@ -248,6 +256,8 @@ def measure_tui(cache: Path, repeat: int) -> dict:
 
 
 def measure_sql(cache: Path, repeat: int) -> dict:
+    """numpy decode + norm of the 128k x 4096 keys of one layer / `keygap sql`'s norm aggregate of the same rows:
+    through the ``norm`` column (what the README offers for norms) and through ``vec_norm(vec)`` (lists)."""
     import pyarrow.parquet as pq
 
     from store import codec
@@ -256,8 +266,11 @@ def measure_sql(cache: Path, repeat: int) -> dict:
 
     study = build(cache, "study")
     ks = KeyStore(str(study))
-    files = [f.path for m in ("image", "text") for f in ks.inventory.files[("llava-like", BENCH, 16, "post", m)]]
-    query = f"SELECT avg(sqrt(list_dot_product(vec, vec))) AS norm FROM keys WHERE model = 'llava-like' AND layer = 16"
+    parts = [ks.inventory.files[("llava-like", BENCH, FULL_LAYER, "post", m)] for m in ("image", "text")]
+    files = [f.path for fs in parts for f in fs]
+    where = f"WHERE model = 'llava-like' AND layer = {FULL_LAYER}"
+    queries = {"norm_column": f"SELECT avg(norm) AS norm FROM keys {where}",
+               "vec_norm": f"SELECT avg(vec_norm(vec)) AS norm FROM keys {where}"}
     got = {}
 
     def numpy_way():
@@ -269,19 +282,69 @@ def measure_sql(cache: Path, repeat: int) -> dict:
                 norms.append(np.sqrt(np.einsum("ij,ij->i", x, x)))
         got["numpy"] = float(np.concatenate(norms).mean())
 
-    def sql_way():
-        got["sql"] = query_store(str(study), query).to_pylist()[0]["norm"]
+    def sql_way(name):
+        def run():
+            got[name] = query_store(str(study), queries[name]).to_pylist()[0]["norm"]
+        return run
 
-    t_np, t_sql = paired(numpy_way, sql_way, repeat)
-    keys = sum(ks.inventory.files[("llava-like", BENCH, 16, "post", m)][0].rows for m in ("image", "text"))
-    mb = sum(os.path.getsize(p) for p in files) / 2**20
-    return {"keys": keys, "file_mib": mb, "numpy_s": statistics.median(t_np), "sql_s": statistics.median(t_sql),
-            "ratio": statistics.median(np.array(t_np) / np.array(t_sql)), "agree": abs(got["numpy"] - got["sql"]) < 1e-3 * got["numpy"],
-            "query": query}
+    out = {"keys": sum(f.rows for fs in parts for f in fs), "file_mib": sum(os.path.getsize(p) for p in files) / 2**20}
+    for name in queries:
+        t_np, t_sql = paired(numpy_way, sql_way(name), repeat)
+        out[name] = {"numpy_s": statistics.median(t_np), "sql_s": statistics.median(t_sql),
+                     "ratio": statistics.median(np.array(t_np) / np.array(t_sql)),
+                     "agree": abs(got["numpy"] - got[name]) < 1e-3 * got["numpy"], "query": queries[name]}
+    return out
+
+
+def measure_sweep(cache: Path, repeat: int) -> dict:
+    """A 32-layer x 2-model sweep at n=500 (iter_layer_sweep, rows as they come) / 64 x one compare of the same
+    models (the median single compare of each model's layer 16 counted 32 times); time to the first row, in
+    process and as `keygap compare --layer all` prints it."""
+    from keygap_tui.analysis import iter_layer_sweep
+
+    study = build(cache, "study")
+    singles = {}
+    for model in MODELS:
+        run = one_compare(study, model, FULL_LAYER, benchmark=BENCH)
+        run()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        singles[model] = statistics.median(times)
+    baseline = sum(LAYERS * t for t in singles.values())
+    sweeps, firsts, cells = [], [], 0
+    for _ in range(max(1, repeat // 2)):
+        t0 = time.perf_counter()
+        first, rows = None, 0
+        for _row in iter_layer_sweep(str(study), list(MODELS), BENCH, "all", use_cache=False, threads="auto"):
+            first = first if first is not None else time.perf_counter() - t0
+            rows += 1
+        sweeps.append(time.perf_counter() - t0)
+        firsts.append(first)
+        cells = rows
+    cli_first = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "keygap_tui.cli", "compare", "--store", str(study), "--model",
+                                 *MODELS, "--layer", "all", "--no-cache"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        header = True
+        for line in proc.stdout:
+            if header and ("llava-like" in line or "qwen-like" in line):
+                cli_first.append(time.perf_counter() - t0)
+                header = False
+                break
+        proc.kill()
+        proc.wait()
+    sweep = statistics.median(sweeps)
+    return {"single_compare_s": singles, "sweep_s": sweep, "rows": cells, "ratio": sweep / baseline,
+            "first_row_s": statistics.median(firsts), "cli_first_row_s": statistics.median(cli_first) if cli_first else None}
 
 
 MEASURES = {"compare": measure_compare, "big": measure_big, "bytes": measure_bytes, "info": measure_info,
-            "tui": measure_tui, "sql": measure_sql}
+            "tui": measure_tui, "sql": measure_sql, "sweep": measure_sweep}
 
 
 def main(argv=None) -> int:
@@ -289,8 +352,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "keygap-bench" / f"scale-v{LAYOUT_VERSION}"))
     p.add_argument("--only", default=",".join(MEASURES), help=f"comma list of {', '.join(MEASURES)} or 'build'")
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--big-dim", type=int, default=512, choices=sorted(set(MODELS.values())),
-                   help="key width of the 1M-key partition (4096 needs ~17 GB more disk while it is built)")
+    p.add_argument("--big-dim", type=int, default=4096, choices=sorted(set(MODELS.values())),
+                   help="key width of the 1M-key partition (4096: ~8 GB, and ~16 GB while it is compacted)")
     p.add_argument("--build", default="", help="only build these stores (comma list: study,small,big-512,layout,demo)")
     args = p.parse_args(argv)
     cache = Path(args.cache).expanduser()
