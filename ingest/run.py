@@ -201,7 +201,10 @@ def compact_run_files(plan: RunPlan, writer: KeyWriter) -> None:
     `keygap compact` (or the next run of the same command) finishes the job."""
     from store.compact import compact_run
     from store.errors import KeygapError
+    from store.location import is_remote
 
+    if is_remote(plan.store):  # compaction renames files: an ingest into s3:// keeps one file per flush
+        return
     said = []
 
     def progress(done: int, total: int, message: str) -> None:

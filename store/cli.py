@@ -182,8 +182,8 @@ def run_compact(args) -> int:
 
     store = args.store or default_store(reading=False)
     if is_remote(store):  # compaction renames and links files: only where the writer writes (store/location.py)
-        raise StoreError(f"keygap compact works on a local or shared folder, not {store}: compact the folder an "
-                         "ingest wrote, then copy it to object storage")
+        raise StoreError(f"keygap compact works on a local or shared folder, not {store}: ingest into a folder and "
+                         "compact it before copying it to object storage (a store on S3 keeps one file per flush)")
     KeyStore(store)  # a missing or foreign store is a one-line error before anything is locked
     last = [0.0]
 

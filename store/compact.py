@@ -142,8 +142,12 @@ def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | No
                 compression: str = "zstd", compression_level: int | None = 1) -> Compaction:
     """Merge the files of ``run_id`` into one per partition (see the module docstring). The caller holds the
     lock of the run's (model, benchmark) and passes it as ``lock``, checked before every switch."""
+    from .location import is_remote
     from .reader import KeyStore  # the reader's filesystem and marker handling
 
+    if is_remote(root):  # renames and hard links: a folder's tools (an object store has neither)
+        raise StoreError(f"compaction works on a local or shared folder, not {root}: a store on object storage "
+                         "keeps one file per flush")
     root = Path(root)
     options = parquet_options(compression, compression_level)
     next_flush = remove_uncommitted(root, run_id)
