@@ -25,14 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ingest.benchmarks import decode_image, open_benchmark  # noqa: E402
-from ingest.capture import KeyCapture  # noqa: E402
-from ingest.models import load_model  # noqa: E402
-from ingest.prompts import build_prompt  # noqa: E402
-from ingest.run import ingest  # noqa: E402
-from ingest.tiny import build_tokenizer  # noqa: E402
+from ingest.benchmarks import decode_image, open_benchmark
+from ingest.capture import KeyCapture
+from ingest.models import load_model
+from ingest.prompts import build_prompt
+from ingest.run import ingest
+from ingest.tiny import build_tokenizer
 
 N_SAMPLES = 8
 BATCH = 4

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models import LoadedModel
+from store.schema import ROPE_KINDS
 
-ROPE_KINDS = ("pre", "post")
+from .models import LoadedModel
 
 
 class _StopForward(Exception):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from store.errors import KeygapError
+from store.errors import KeygapError, first_line
 from store.schema import model_label
 
 from . import tiny
@@ -170,7 +170,7 @@ def _load_pretrained(spec: str, dev: torch.device, dtype):
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError, hub validation errors...
         if local:
-            raise ModelError(f"{spec} holds no readable config.json ({_first_line(exc)}): pass a folder "
+            raise ModelError(f"{spec} holds no readable config.json ({first_line(exc)}): pass a folder "
                              "written by save_pretrained") from None
         raise ModelError(f"model {spec!r} is neither a local folder nor in the Hugging Face cache: "
                          f"download it first (`hf download {spec}`) or pass a local folder") from None
@@ -191,7 +191,7 @@ def _load_pretrained(spec: str, dev: torch.device, dtype):
         raise ModelError(f"{spec} does not fit in {dev} memory as {str(want).removeprefix('torch.')}: "
                          "use a GPU with more memory or --dtype bfloat16 / float16") from None
     except OSError as exc:
-        raise ModelError(f"cannot load {spec} ({_first_line(exc)}): is the download complete "
+        raise ModelError(f"cannot load {spec} ({first_line(exc)}): is the download complete "
                          "(weights, tokenizer and processor files)?") from None
     if not direct:
         model.to(dev)
@@ -255,8 +255,3 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
         special_ids=frozenset(int(i) for i in special), device=param.device, dtype=param.dtype,
         mrope=model_type in MROPE_TYPES,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from store.errors import KeygapError, first_line
+from store.schema import MODALITIES
 
 from .plan import IngestError, RunPlan, committed_samples, plan_run
 
@@ -198,7 +199,7 @@ def key_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) -> l
 
     sample_ids = np.array([it.sample_id for it in prep.items], dtype=object)[prep.sample_of]
     out = []
-    for modality in ("image", "text", "special", "video"):
+    for modality in MODALITIES:
         sel = np.flatnonzero(prep.modality == modality)
         if not len(sel):
             continue

@@ -1,6 +1,8 @@
 """The on-disk layout of a keygap store, in one place so readers and writers cannot drift apart.
 
-See docs/ARCHITECTURE.md and the README's "Store schema" section for the full description.
+See docs/ARCHITECTURE.md, "The store on disk", for the full description, and docs/STORAGE.md for why
+it is laid out this way. Importing this module costs no pyarrow: the two Arrow schemas are built on first
+use, so the command line and the TUI's first screen can use the names and constants here.
 """
 
 from __future__ import annotations
@@ -9,8 +11,13 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    KEYS_SCHEMA: pa.Schema  # columns of a keys file (partition columns are not stored in the file)
+    SAMPLES_SCHEMA: pa.Schema  # columns of a samples file (the commit marker of a flush)
 
 SCHEMA_VERSION = 1
 MANIFEST = "keygap.json"
@@ -26,43 +33,6 @@ MODALITIES = ("image", "text", "special", "video")
 KEY_DTYPES = {"float16": 2, "bfloat16": 2, "float32": 4}
 #: every time keygap stores (manifests, cached answers, reports): UTC, ISO 8601, whole seconds
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-KEYS_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.dictionary(pa.int32(), pa.string())),
-        ("position", pa.int32()),
-        ("token_id", pa.int32()),
-        ("segment", pa.dictionary(pa.int32(), pa.string())),
-        ("image_index", pa.int16()),
-        ("rope_t", pa.int32()),
-        ("rope_h", pa.int32()),
-        ("rope_w", pa.int32()),
-        ("run_id", pa.dictionary(pa.int32(), pa.string())),
-        ("rand", pa.float64()),
-        ("dtype", pa.dictionary(pa.int32(), pa.string())),
-        ("key", pa.binary()),
-    ]
-)
-
-SAMPLES_SCHEMA = pa.schema(
-    [
-        ("model", pa.string()),
-        ("benchmark", pa.string()),
-        ("sample_id", pa.string()),
-        ("run_id", pa.string()),
-        ("question", pa.string()),
-        ("answer", pa.string()),
-        ("category", pa.string()),
-        ("image_hash", pa.string()),
-        ("circular_of", pa.string()),
-        ("template_id", pa.string()),
-        ("n_tokens", pa.int32()),
-        ("n_image_tokens", pa.int32()),
-        ("segment_tokens", pa.string()),  # JSON object: segment -> token count
-        ("token_text", pa.string()),  # JSON object: token id -> its text (the run's tokenizer), for the kept tokens
-        ("status", pa.string()),  # "done" or "skipped: <reason>"
-    ]
-)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -137,3 +107,54 @@ def resolve_layers(spec: str | int | list, num_layers: int) -> list[int]:
                 raise ValueError(f"layer {part} is out of range: this model has layers 0..{num_layers - 1}")
             out.add(idx)
     return sorted(out)
+
+
+def _arrow_schemas() -> dict[str, pa.Schema]:
+    import pyarrow as pa
+
+    keys = pa.schema(
+        [
+            ("sample_id", pa.dictionary(pa.int32(), pa.string())),
+            ("position", pa.int32()),
+            ("token_id", pa.int32()),
+            ("segment", pa.dictionary(pa.int32(), pa.string())),
+            ("image_index", pa.int16()),
+            ("rope_t", pa.int32()),
+            ("rope_h", pa.int32()),
+            ("rope_w", pa.int32()),
+            ("run_id", pa.dictionary(pa.int32(), pa.string())),
+            ("rand", pa.float64()),
+            ("dtype", pa.dictionary(pa.int32(), pa.string())),
+            ("key", pa.binary()),
+        ]
+    )
+
+    samples = pa.schema(
+        [
+            ("model", pa.string()),
+            ("benchmark", pa.string()),
+            ("sample_id", pa.string()),
+            ("run_id", pa.string()),
+            ("question", pa.string()),
+            ("answer", pa.string()),
+            ("category", pa.string()),
+            ("image_hash", pa.string()),
+            ("circular_of", pa.string()),
+            ("template_id", pa.string()),
+            ("n_tokens", pa.int32()),
+            ("n_image_tokens", pa.int32()),
+            ("segment_tokens", pa.string()),  # JSON object: segment -> token count
+            ("token_text", pa.string()),  # JSON object: token id -> its text (the run's tokenizer), for the kept tokens
+            ("status", pa.string()),  # "done" or "skipped: <reason>"
+        ]
+    )
+    return {"KEYS_SCHEMA": keys, "SAMPLES_SCHEMA": samples}
+
+
+def __getattr__(name: str) -> Any:
+    """KEYS_SCHEMA and SAMPLES_SCHEMA, built (once) when first asked for."""
+    if name in ("KEYS_SCHEMA", "SAMPLES_SCHEMA"):
+        schemas = _arrow_schemas()
+        globals().update(schemas)
+        return schemas[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,14 @@
-"""`keygap compare` and `keygap report`. Only stdlib at module top: the console script must start fast and
-`keygap ingest` must run where numpy-heavy analysis imports are not wanted."""
+"""`keygap compare` and `keygap report`. Only the standard library and store.schema (which needs nothing
+else) at module top: the console script must start fast and `keygap ingest` must run where numpy-heavy
+analysis imports are not wanted."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from store.schema import ROPE_KINDS
 
 
 def register(subparsers) -> None:
@@ -29,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 500)")
     p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rope", default="post", choices=("post", "pre"), help="keys after (post) or before RoPE")
+    p.add_argument("--rope", default="post", choices=ROPE_KINDS, help="keys after (post) or before RoPE")
     p.add_argument("--controls", action="store_true", help="also run the three control groups")
     p.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
     p.add_argument(
@@ -58,7 +61,7 @@ def register(subparsers) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--image", default="image", help="image side spec, modality[:segments] (default image)")
     r.add_argument("--text", default="text", help="text side spec, e.g. text:question,options (default text)")
-    r.add_argument("--rope", default="post", choices=("post", "pre"))
+    r.add_argument("--rope", default="post", choices=ROPE_KINDS)
     r.add_argument("--projection-n", default=None, help="keys per slice in Figure 1 (default 1000, or 'all')")
     r.add_argument("--projection", default="tsne", choices=("tsne", "pca"), help="Figure 1 method (default tsne)")
     r.add_argument("--tsne-iterations", default=None, help="EARLY,MAIN t-SNE iterations (default 125,125)")
