@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from store.writer import KeyBatch, KeyWriter
+from timing import timed
 
 from keygap_tui.analysis import DEFAULT_N, DEFAULT_PERMUTATIONS, Side, compare
 from keygap_tui.analysis.projection import pca, tsne
 from keygap_tui.analysis.threads import limit_threads
 from keygap_tui.stats import METRICS
-from timing import timed
+from store.writer import KeyBatch, KeyWriter
 
 
 def gemm_gflops() -> float:
@@ -74,7 +73,7 @@ def bench_compare(tmp: Path) -> list[tuple[str, str]]:
     xa = ks.load("bench", "b", 1, "image", n=DEFAULT_N, seed=0)
     xb = ks.load("bench", "b", 1, "text", n=DEFAULT_N, seed=0)
     def load_both():
-        return ks.load("bench", "b", 1, "image", n=DEFAULT_N, seed=0), ks.load("bench", "b", 1, "text", n=DEFAULT_N, seed=0)
+        return [ks.load("bench", "b", 1, modality, n=DEFAULT_N, seed=0) for modality in ("image", "text")]
 
     def mmd_permuted():
         return METRICS["mmd"](xa.x, xb.x, groups_x=xa.sample_id, groups_y=xb.sample_id, seed=0,
@@ -176,7 +175,6 @@ def bench_tsne(with_sklearn: bool) -> list[tuple[str, str]]:
 
 def bench_report(tmp: Path) -> list[tuple[str, str]]:
     from ingest.run import ingest
-
     from keygap_tui.analysis import report
 
     root = tmp / "tiny"

@@ -39,8 +39,14 @@ REPEATS = 5
 
 def build_model(folder: Path):
     """A LLaVA-1.5 with 336 px CLIP input (576 image tokens) and a small Llama decoder; saved to `folder`."""
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tok = build_tokenizer("llava")
     vision = CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=2,

@@ -18,13 +18,11 @@ import argparse
 import os
 import platform
 import statistics
-import sys
-import time
 
 import numpy as np
+from timing import timed
 
 from keygap_tui.stats import js_divergence, median_bandwidth, mmd
-from timing import timed
 
 GEMM_ROWS, GEMM_COLS = 8192, 512
 
@@ -70,7 +68,8 @@ def main() -> None:
         return mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu")
 
     def permuted():
-        return mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu", permutations=B, groups_x=ids, groups_y=ids + n)
+        return mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu", permutations=B, groups_x=ids,
+                   groups_y=ids + n)
 
     rows = [("median bandwidth (2000 pooled points)", f"{t_bw:.2f} s", "")]
     efficiency, perm_ratio = [], []

@@ -5,17 +5,16 @@ Run: python benchmarks/bench_store.py   (or `make bench`). Prints a table; numbe
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from timing import timed
 
 from store.reader import KeyStore
 from store.writer import KeyBatch, KeyWriter
-from timing import timed
 
 DIM = 4096
 N = 5000

@@ -63,7 +63,7 @@ class KeyCapture:
         if not layers:
             raise ValueError("no layers chosen")
         self.loaded = loaded
-        self.layers = sorted(set(int(i) for i in layers))
+        self.layers = sorted({int(i) for i in layers})
         self.ropes = tuple(r for r in ROPE_KINDS if r in ropes)
         self.dtype = storage_dtype(loaded.dtype, key_dtype)
         self.stop_early = stop_early
@@ -74,7 +74,7 @@ class KeyCapture:
         self._positions: torch.Tensor | None = None
 
     # -- hook management --------------------------------------------------------------------------------
-    def __enter__(self) -> "KeyCapture":
+    def __enter__(self) -> KeyCapture:
         self.attach()
         return self
 

@@ -194,7 +194,8 @@ def committed_samples(root: str, settings: Mapping[str, Any], digest: str) -> fr
         s = run.get("settings") or {}
         same_target = s.get("model") == settings["model"] and s.get("benchmark") == settings["benchmark"]
         # Another split holds other items, so it may share the partitions; any other difference may not.
-        diff = [k for k in sorted(set(s) | set(settings)) if k not in ("model_id", "split") and s.get(k) != settings.get(k)]
+        diff = [k for k in sorted(set(s) | set(settings))
+                if k not in ("model_id", "split") and s.get(k) != settings.get(k)]
         if same_target and run.get("settings_hash") != digest and (diff or s.get("model_id") != settings["model_id"]):
             raise IngestError(
                 f"{root} already holds {settings['model']} on {settings['benchmark']} ingested with other "

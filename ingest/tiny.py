@@ -74,7 +74,7 @@ _TINY_LLAVA_IMAGE = 112  # 112 / 14 = 8 x 8 = 64 image tokens per image (576 in 
 _TINY_QWEN_MAX_PIXELS = 112 * 112  # at most 16 image tokens per image (up to 16,384 in the real model)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_json(family: str) -> str:
     """Train a byte-level BPE once per process; training is deterministic for a fixed corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -138,8 +138,14 @@ def _padded_vocab(tokenizer, full_vocab: int | None) -> int:
 
 def _llava_parts(tokenizer, *, full: bool, next_: bool):
     """Config and processor for LLaVA-1.5 (or LLaVA-NeXT's anyres variant)."""
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaNextConfig,
-                              LlavaNextProcessor, LlavaProcessor)
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaNextConfig,
+        LlavaNextProcessor,
+        LlavaProcessor,
+    )
 
     CLIPImageProcessor = _image_processor_class("CLIPImageProcessor")
     LlavaNextImageProcessor = _image_processor_class("LlavaNextImageProcessor")
@@ -279,9 +285,13 @@ def build_config_and_processor(name: str):
 
 def model_class(config):
     """The ConditionalGeneration class of a built-in config."""
-    from transformers import (LlavaForConditionalGeneration, LlavaNextForConditionalGeneration,
-                              Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration,
-                              Qwen3VLForConditionalGeneration)
+    from transformers import (
+        LlavaForConditionalGeneration,
+        LlavaNextForConditionalGeneration,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLForConditionalGeneration,
+        Qwen3VLForConditionalGeneration,
+    )
 
     return {
         "llava": LlavaForConditionalGeneration,

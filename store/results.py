@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 import posixpath
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -167,7 +168,10 @@ class ResultsCache:
 
     def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> str:
         """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
-        meta = {b"keygap.depends": canonical_json(dict(depends)).encode(), b"keygap.info": canonical_json(dict(info)).encode()}
+        meta = {
+            b"keygap.depends": canonical_json(dict(depends)).encode(),
+            b"keygap.info": canonical_json(dict(info)).encode(),
+        }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
         return self._write(table, self.array_path(key))
 

@@ -12,7 +12,10 @@ def summarize(store: str | KeyStore) -> dict:
     ks = store if isinstance(store, KeyStore) else KeyStore(store)
     parts = ks.partitions()
     groups = []
-    keyf = lambda p: (p["model"], p["benchmark"], p["rope"], p["modality"])  # noqa: E731
+
+    def keyf(p: dict) -> tuple:
+        return p["model"], p["benchmark"], p["rope"], p["modality"]
+
     for key, items in groupby(sorted(parts, key=keyf), key=keyf):
         items = list(items)
         layers = sorted(p["layer"] for p in items)

@@ -66,7 +66,8 @@ def write_synthetic_store(
                    "token_text": json.dumps(texts)} for s in ids])
         w.flush()
     w.close()
-    write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "benchmark": benchmark, "num_layers": max(layers) + 1})
+    write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "benchmark": benchmark,
+                     "num_layers": max(layers) + 1})
     return written
 
 

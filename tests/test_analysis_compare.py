@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist, pdist
-
-from store.errors import KeygapError
-from store.reader import KeyStore
 from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import (
@@ -22,6 +19,8 @@ from keygap_tui.analysis import (
     split_samples,
 )
 from keygap_tui.stats import METRICS
+from store.errors import KeygapError
+from store.reader import KeyStore
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,10 @@ def store(tmp_path_factory):
 def naive_unbiased_mmd2(x, y, sigma2):
     """MMD^2 U-statistic from the textbook formula, float64, no shared code with keygap_tui.stats."""
     x, y = x.astype(np.float64), y.astype(np.float64)
-    k = lambda a, b: np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma2))  # noqa: E731
+
+    def k(a, b):
+        return np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma2))
+
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
     n, m = len(x), len(y)
     return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))

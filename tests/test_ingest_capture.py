@@ -18,7 +18,7 @@ from store import codec
 LIMIT = 5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name: str, dtype: str | None = None):
     return load_model(name, device="cpu", dtype=dtype)
 
@@ -72,7 +72,7 @@ def _single_forward(lm, item):
     return inputs, out
 
 
-@pytest.mark.parametrize("name,dtype", [("tiny:llava", None), ("tiny:qwen2.5-vl", None),
+@pytest.mark.parametrize(("name", "dtype"), [("tiny:llava", None), ("tiny:qwen2.5-vl", None),
                                         ("tiny:qwen2-vl", None), ("tiny:llava-next", None),
                                         ("tiny:qwen3-vl", None),
                                         ("tiny:llava", "float16"), ("tiny:qwen2.5-vl", "bfloat16")])

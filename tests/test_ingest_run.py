@@ -62,7 +62,7 @@ def test_killed_run_resumed_equals_one_clean_run(tmp_path):
     assert proc.returncode == 9, proc.stderr[-2000:]
     partial = KeyStore(str(killed))
     assert len(partial.done_samples("tiny-llava", "sample")) == 4  # two flushes of two samples
-    orphans = [p for p in (killed / "keys").rglob("*-00002.parquet")]
+    orphans = list((killed / "keys").rglob("*-00002.parquet"))
     assert orphans, "the kill should have left a key file without its samples marker"
 
     summary = ingest("tiny:llava", "sample", str(killed), checkpoint_seconds=0, **COMMON)

@@ -69,7 +69,7 @@ def frechet_sqrtm(x, y):
     return np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(ca + cb - 2 * covmean)
 
 
-@pytest.mark.parametrize("n, m", [(300, 200), (6, 200)])  # full-rank and rank-deficient covariance
+@pytest.mark.parametrize(("n", "m"), [(300, 200), (6, 200)])  # full-rank and rank-deficient covariance
 def test_frechet_matches_sqrtm_formula(n, m):
     rng = np.random.default_rng(3)
     mix = rng.standard_normal((10, 10))

@@ -168,7 +168,7 @@ def test_progress_reports_and_can_cancel():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"x": np.zeros((5, 3)), "y": np.zeros((5, 4))}, "dimension"),
         ({"x": np.zeros(5), "y": np.zeros((5, 4))}, "2-D"),
@@ -199,7 +199,7 @@ def test_identical_points_need_an_explicit_bandwidth():
         mmd(np.ones((10, 3)), np.ones((10, 3)))
 
 
-@pytest.mark.parametrize("kind, scales", [("gaussian", (1.0,)), ("gaussian", MULTI_SCALES), ("distance", (1.0,))])
+@pytest.mark.parametrize(("kind", "scales"), [("gaussian", (1.0,)), ("gaussian", MULTI_SCALES), ("distance", (1.0,))])
 def test_torch_code_path_matches_numpy_path(kind, scales):
     # the GPU runs the torch implementation; run it on the CPU here so both paths stay identical
     import torch

@@ -255,7 +255,7 @@ def test_cli_sql_info_and_formats(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "setup, args, needle",
+    ("setup", "args", "needle"),
     [
         ("missing", ["info"], "no store at"),
         ("version", ["info"], "schema version 99"),

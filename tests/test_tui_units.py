@@ -157,7 +157,8 @@ def test_five_numbers_match_numpy_and_scatter_says_what_it_shows():
     v = np.random.default_rng(1).normal(size=101)
     q = plots.five_numbers(list(v) + [float("nan")])
     assert q == pytest.approx([v.max(), np.percentile(v, 75), np.median(v), np.percentile(v, 25), v.min()])
-    data = plots.ScatterData(np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32), np.repeat([0, 1], 250), ["A", "B"])
+    points = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    data = plots.ScatterData(points, np.repeat([0, 1], 250), ["A", "B"])
     idx, caption = plots.shown_caption(data, 120)
     assert caption == "120 of 500 shown" and len(set(idx.tolist())) == 120
     from rich.text import Text

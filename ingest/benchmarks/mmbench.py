@@ -20,8 +20,8 @@ import base64
 import binascii
 import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow.parquet as pq
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .base import BenchmarkError, BenchmarkSource, Item, image_hash, is_missing
 from .mmbench import _parquet_file

@@ -24,7 +24,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
+__all__ = tuple(sorted(_WHERE))
 
 
 def __getattr__(name: str):

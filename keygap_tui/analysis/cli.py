@@ -252,7 +252,8 @@ def format_rows(rows) -> str:
         first = rows[0]
         out.append("")
         out.append("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given")
-        out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
+        params = json.dumps(first.result.params, sort_keys=True)
+        out.append(f"{first.side_a.benchmark}; params of the first row: {params}")
     return "\n".join(out)
 
 
@@ -268,7 +269,9 @@ def run_report(args) -> int:
         try:
             early, main = (int(v) for v in args.tsne_iterations.split(","))
         except ValueError:
-            raise AnalysisError(f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}") from None
+            raise AnalysisError(
+                f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}"
+            ) from None
         iterations = (early, main)
     bar, update = _progress_bar("report")
     with bar:

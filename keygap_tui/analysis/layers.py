@@ -24,7 +24,9 @@ def model_depth(ks: KeyStore, model: str) -> int | None:
         if label in {model_label(i) for i in ids} and run.get("num_layers"):
             depths.add(int(run["num_layers"]))
     if len(depths) > 1:
-        raise AnalysisError(f"run manifests of {label} disagree on its depth ({sorted(depths)}): re-ingest into one store")
+        raise AnalysisError(
+            f"run manifests of {label} disagree on its depth ({sorted(depths)}): re-ingest into one store"
+        )
     return depths.pop() if depths else None
 
 
@@ -40,7 +42,9 @@ def resolve_model_layers(
     label = model_label(model)
     stored = ks.layers(label, benchmark)
     if not stored:
-        raise AnalysisError(f"no keys for {label} on {benchmark}: run `keygap ingest --model {model} --benchmark {benchmark}`")
+        raise AnalysisError(
+            f"no keys for {label} on {benchmark}: run `keygap ingest --model {model} --benchmark {benchmark}`"
+        )
     parts = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else map(str, spec)) if str(p).strip()]
     if parts == ["all"]:
         return stored
@@ -68,7 +72,9 @@ def resolve_model_layers(
                 try:
                     out.add(int(part))
                 except ValueError:
-                    raise AnalysisError(f"unknown layer {part!r}: use early, middle, late, all, N% or integers") from None
+                    raise AnalysisError(
+                        f"unknown layer {part!r}: use early, middle, late, all, N% or integers"
+                    ) from None
         else:
             try:
                 out.update(resolve_layers(part, depth))

@@ -7,8 +7,9 @@ per slice (plotext blocks on ~100k points, FIELD-NOTES 5) and say how many they 
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -17,11 +18,7 @@ MARKERS = ("dot", "x", "+", "*")
 
 
 def have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _thin(coords: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
@@ -100,7 +97,7 @@ def scatter_grid_png(path: Path, panels: list[dict], rows: int, cols: int, legen
         ax.set_title(panel["title"], fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [mpl.Line2D([], [], marker="o", ls="", color=c, label=l) for l, c in colours.items()]
+    handles = [mpl.Line2D([], [], marker="o", ls="", color=c, label=name) for name, c in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)

@@ -21,17 +21,15 @@ import csv
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from store.reader import KeyStore
-
-from store.schema import model_label, utc_now
-
 from keygap_tui.stats.result import json_safe
+from store.reader import KeyStore
+from store.schema import model_label, utc_now
 
 from .comparisons import compare, controls
 from .defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, GROUPS
@@ -218,7 +216,8 @@ def report(
         "permutations": permutations,
         "permutation_unit": "sample",
         "control_replicates": replicates,
-        "control_split": "disjoint random halves of samples; image(A) vs image(B), text(A) vs text(B), image(A) vs text(B)",
+        "control_split": "disjoint random halves of samples; image(A) vs image(B), text(A) vs text(B), "
+        "image(A) vs text(B)",
         "bandwidth": "median heuristic (sigma^2 = median pooled squared distance / 2); compare: per pair; "
         "controls: one per model/benchmark/layer on pooled image+text keys",
         "image_side": image,

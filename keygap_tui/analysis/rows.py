@@ -8,8 +8,9 @@ answer equals a fresh one field for field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from keygap_tui.stats.result import MeasureResult, json_safe
 

@@ -8,9 +8,9 @@ store.results, so a re-ingested partition changes every cache key that depended 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from store.reader import KeyStore

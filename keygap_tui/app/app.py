@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -44,6 +45,7 @@ TAB_FOCUS = {"sql": "#sql-editor", "scatter": "#scatter-plot"}  # where focus go
 TEXT_ENTRY = ("TextArea", "Input")  # widgets that take typed letters: Esc leaves them
 QUIET_GROUPS = {"warmup", "schema"}  # background chores: no "done" message over the user's last one
 UNCANCELLABLE = {"catalog", "warmup"}  # Esc is for the user's work; without these nothing else can run
+ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)  # a worker in these states is still the group's job
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
 
 
@@ -173,7 +175,8 @@ class KeygapApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(ScatterPane).set_method(self.state.projection if self.state.projection in ("pca", "tsne") else "pca")
+        method = self.state.projection if self.state.projection in ("pca", "tsne") else "pca"
+        self.query_one(ScatterPane).set_method(method)
         self.status.say(f"opening {self.store} ...")
         for problem in self.startup_errors:
             self.query_one(ProblemsBar).add(problem)  # they hold all session: listed until the app ends
@@ -272,7 +275,8 @@ class KeygapApp(App):
         for b in self.all_bindings():
             if b.id.startswith("sql_history"):
                 continue
-            yield SystemCommand(f"{b.description} ({self.key_of(b)})", f"action id: {b.id}", self._palette_callback(b.action))
+            yield SystemCommand(f"{b.description} ({self.key_of(b)})", f"action id: {b.id}",
+                                self._palette_callback(b.action))
 
     def _palette_callback(self, action: str) -> Callable[[], None]:
         return lambda: self.call_later(self.run_action, action)
@@ -296,7 +300,9 @@ class KeygapApp(App):
                     self._last_progress[group] = now
                     self.post_message(JobProgress(group, fraction, message))
 
-            should_stop = lambda: worker.is_cancelled  # noqa: E731
+            def should_stop() -> bool:
+                return worker.is_cancelled
+
             if needs_libraries:
                 while not self.libraries_ready.wait(0.05):
                     if should_stop():
@@ -314,13 +320,13 @@ class KeygapApp(App):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker not in self._job_done or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
+        if worker not in self._job_done or event.state in ACTIVE:
             return
         if worker.group == "sql":
             self._sql_finished(event.state, worker)
         done = self._job_done.pop(worker)
         label = self._job_label.pop(worker, worker.name)
-        current = [w for w in self.workers if w.group == worker.group and w is not worker and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        current = [w for w in self.workers if w.group == worker.group and w is not worker and w.state in ACTIVE]
         if event.state == WorkerState.SUCCESS:
             if not current:
                 self.status.finish(worker.group, None if worker.group in QUIET_GROUPS else f"{label}: done")
@@ -356,10 +362,7 @@ class KeygapApp(App):
         self.notify(text, severity="error", timeout=8, markup=False)
 
     def action_cancel(self) -> None:
-        running = [
-            w for w in self.workers
-            if w in self._job_done and w.group not in UNCANCELLABLE and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-        ]
+        running = [w for w in list(self._job_done) if w.group not in UNCANCELLABLE and w.state in ACTIVE]
         if self._sql_cursor is not None:
             try:
                 self._sql_cursor.interrupt()
@@ -503,7 +506,8 @@ class KeygapApp(App):
             method = pane.method
             self.start_job(
                 "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of A and B",
-                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop), pane.show,
+                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop),
+                pane.show,
             )
         elif tab == "controls":
             layers = (self.catalog.layers(sel.model, sel.benchmark) if every_layer
@@ -519,7 +523,8 @@ class KeygapApp(App):
             metric = pane.metric
             self.start_job(
                 "layers", f"{metric} over layers and models",
-                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop), pane.show,
+                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop),
+                pane.show,
             )
 
     def action_toggle_projection(self) -> None:
@@ -624,11 +629,9 @@ class KeygapApp(App):
         from .export import export_rows, export_table
 
         folder = self.config.export_dir
-        if isinstance(data, list):
-            fn = lambda progress, stop: export_rows(data, folder, stem, fmt)  # noqa: E731
-        else:
-            fn = lambda progress, stop: export_table(data, folder, stem, fmt)  # noqa: E731
-        self.start_job("export", f"export {stem} as {fmt.upper()}", fn, self._exported, needs_libraries=False)
+        export = export_rows if isinstance(data, list) else export_table
+        self.start_job("export", f"export {stem} as {fmt.upper()}",
+                       lambda progress, stop: export(data, folder, stem, fmt), self._exported, needs_libraries=False)
 
     def _exported(self, path: Path) -> None:
         self.status.say(f"saved {path}")
@@ -643,7 +646,9 @@ class KeygapApp(App):
             target = next_path(folder, "screen", "svg")
             path = self.save_screenshot(filename=target.name, path=str(folder))
         except OSError as exc:
-            self.show_error(f"cannot save the screenshot in {folder} ({exc.strerror}): set export_dir in the config file")
+            self.show_error(
+                f"cannot save the screenshot in {folder} ({exc.strerror}): set export_dir in the config file"
+            )
             return
         self._exported(Path(path).resolve())
 
@@ -670,7 +675,8 @@ class KeygapApp(App):
     # --- state ----------------------------------------------------------------------------------------
     def _save_state(self) -> None:
         self.state.selection = self.selection.to_dict()
-        self.state.layers_metric = self.query_one(LayersPane).metric if self.is_mounted(LayersPane) else self.state.layers_metric
+        if self.is_mounted(LayersPane):
+            self.state.layers_metric = self.query_one(LayersPane).metric
         try:
             save_state(self.state, self.state_path, self.store)
         except OSError as exc:

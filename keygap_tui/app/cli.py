@@ -10,8 +10,10 @@ def register(subparsers) -> None:
         description="Open the terminal UI on a store. Keys: F1 or ? for help, ctrl+p for every action. "
         "Settings and keys: $XDG_CONFIG_HOME/keygap/tui.toml; remembered state: $XDG_STATE_HOME/keygap/tui.json.",
     )
-    p.add_argument("--store", default=None, metavar="DIR", help="the key store (default: $KEYGAP_STORE or ./keygap-store)")
-    p.add_argument("--config", default=None, metavar="FILE", help="config file (default: $XDG_CONFIG_HOME/keygap/tui.toml)")
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="the key store (default: $KEYGAP_STORE or ./keygap-store)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="config file (default: $XDG_CONFIG_HOME/keygap/tui.toml)")
     p.set_defaults(func=run_tui)
 
 

@@ -7,9 +7,11 @@ these functions only choose what to ask for and reshape answers for the widgets.
 
 from __future__ import annotations
 
+import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,13 +38,13 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None, c
     """
     steps = Steps(4, progress, should_stop)
     steps.report("loading statistics (torch)")
-    import keygap_tui.stats  # noqa: F401
+    importlib.import_module("keygap_tui.stats")
 
     steps.advance("loading scikit-learn")
     from keygap_tui.analysis.projection import pca, tsne
 
     steps.advance("loading openTSNE")
-    import openTSNE  # noqa: F401
+    importlib.import_module("openTSNE")
 
     steps.advance(f"limiting compute to {threads} thread(s)")
     limiter = None
@@ -223,7 +225,9 @@ class SweepResult:
     rows: list[dict]
 
 
-def sweep_layers(store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> SweepResult:
+def sweep_layers(
+    store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None
+) -> SweepResult:
     """A vs B at every stored layer of every model that has this benchmark, on relative depth."""
     from keygap_tui.analysis import layer_sweep
 

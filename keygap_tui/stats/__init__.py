@@ -5,7 +5,7 @@ are float [rows, dim] arrays and groups_* are per-row sample ids that permutatio
 keep together. No textual, duckdb or store imports: this package runs anywhere numpy does.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from .bandwidth import median_bandwidth
 from .centroid import centroid_gap

@@ -10,7 +10,7 @@ It is the MMD of the distance-induced kernel, so it runs on the same blocked ker
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

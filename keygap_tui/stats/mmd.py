@@ -8,7 +8,7 @@ under the null it is centred on 0 and can be slightly negative.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -148,7 +148,9 @@ def _scales(scales) -> tuple[float, ...]:
     try:
         values = tuple(float(s) for s in scales)
     except TypeError:
-        raise StatsInputError(f"scales={scales!r}; pass None or a list of positive factors like {MULTI_SCALES}") from None
+        raise StatsInputError(
+            f"scales={scales!r}; pass None or a list of positive factors like {MULTI_SCALES}"
+        ) from None
     if not values or not all(np.isfinite(v) and v > 0 for v in values):
         raise StatsInputError(f"scales={scales!r}; pass None or a list of positive factors like {MULTI_SCALES}")
     return values

@@ -5,7 +5,7 @@ quantiles and the headline is a robust ratio of medians."""
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,7 +17,8 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 def norm_summary(x, y, *, groups_x=None, groups_y=None, seed: int = 0, quantiles: Sequence[float] = QUANTILES,
                  outlier_factor: float = 10.0) -> MeasureResult:
-    """value = median |x_i| / median |y_i|; extra: quantiles, mean, and rows above outlier_factor x the pooled median."""
+    """value = median |x_i| / median |y_i|; extra: quantiles, mean, and rows above outlier_factor x the pooled
+    median."""
     started = time.perf_counter()
     x, y = as_pair(x, y, min_rows=1)
     norm_a = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))

@@ -60,7 +60,7 @@ class MeasureResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MeasureResult":
+    def from_dict(cls, data: dict) -> MeasureResult:
         """Inverse of to_dict, for reading cached results (a None value reads back as NaN)."""
         value = data.get("value")
         return cls(

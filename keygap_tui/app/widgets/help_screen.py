@@ -20,7 +20,9 @@ INTRO = (
 class HelpScreen(ModalScreen):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90%; max-width: 100; height: 90%; border: round $accent; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll {
+        width: 90%; max-width: 100; height: 90%; border: round $accent; background: $surface; padding: 0 1;
+    }
     """
     BINDINGS = [
         Binding("escape,q,f1,question_mark", "dismiss", "close help"),

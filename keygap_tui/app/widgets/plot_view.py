@@ -8,7 +8,7 @@ size changes, and render shows the finished text.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.widget import Widget
