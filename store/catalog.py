@@ -7,17 +7,21 @@ that does not select ``vec`` never calls it and reads no key bytes (measured: ze
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+from collections.abc import Sequence
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import codec
-from .errors import StoreError
-from .inventory import first_line, list_parquet
+from .errors import StoreError, first_line
+from .inventory import list_parquet
+from .jsonsafe import json_safe
 from .reader import KeyStore
 from .results import RESULTS_SCHEMA
 from .schema import KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
@@ -41,7 +45,7 @@ def decode_vectors(key: pa.Array, dtype: pa.Array) -> pa.Array:
         x = codec.decode(key, kinds.pop())
         offsets = np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.reshape(-1)))
-    values = [None] * n
+    values: list[np.ndarray] = [np.empty(0, np.float32)] * n  # every row is filled below
     for kind in kinds:
         for width in set(lengths[dtypes == kind].tolist()):
             rows = np.flatnonzero((dtypes == kind) & (lengths == width))
@@ -64,7 +68,9 @@ class SqlCatalog:
     out because it could not be read (a damaged file), so one bad file never breaks every query.
     """
 
-    def __init__(self, store: str | KeyStore, *, memory_limit: str | None = None, threads: int | None = None):
+    def __init__(
+        self, store: str | os.PathLike[str] | KeyStore, *, memory_limit: str | None = None, threads: int | None = None
+    ):
         self.store = store if isinstance(store, KeyStore) else KeyStore(store)
         self.memory_limit = memory_limit
         self.threads = threads
@@ -79,7 +85,7 @@ class SqlCatalog:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new in-memory connection with views keys / samples / runs / results and no file access."""
-        config = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -94,7 +100,9 @@ class SqlCatalog:
             con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
             raise StoreError(f"cannot start DuckDB: {' '.join(str(exc).split())} (check --memory-limit)") from None
-        con.create_function(
+        # duckdb's stubs take the UDF kind only as an enum whose module moved between releases (functional in
+        # 1.x, func in 2.x); the string is accepted by both at run time
+        con.create_function(  # type: ignore[call-overload]
             "keygap_decode",
             decode_vectors,
             [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")],
@@ -139,7 +147,10 @@ def _partition_expression(partition: tuple) -> pads.Expression:
     return expr
 
 
-def _dataset(paths: list[str], schema: pa.Schema, fs, partitions=None, partition_fields=()) -> pads.Dataset:
+def _dataset(
+    paths: list[str], schema: pa.Schema, fs: pafs.FileSystem, partitions: pads.Partitioning | None = None,
+    partition_fields: Sequence[pa.Field] = (),
+) -> pads.Dataset:
     """A dataset over exactly these files (no globbing, so odd characters in paths are harmless)."""
     full = pa.schema(list(schema) + list(partition_fields))
     return pads.FileSystemDataset.from_paths(
@@ -182,7 +193,8 @@ def _runs_table(runs: list[dict]) -> pa.Table:
             try:
                 columns[name] = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-                columns[name] = pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+                text = [None if v is None else json.dumps(json_safe(v)) for v in values]
+                columns[name] = pa.array(text, pa.string())
         return pa.table(columns)
 
 
@@ -195,5 +207,6 @@ def _results_table(ks: KeyStore) -> tuple[pa.Table, list[str]]:
             table = pq.read_table(ks.fs.open_input_file(info.path))
             tables.append(table.select(RESULTS_SCHEMA.names).cast(RESULTS_SCHEMA))
         except (OSError, pa.ArrowInvalid, KeyError, ValueError) as exc:
-            problems.append(f"{rel} is not a readable results file ({first_line(exc)}) and was left out: delete it (results/ is a cache)")
+            problems.append(f"{rel} is not a readable results file ({first_line(exc)}) and was left out: "
+                            "delete it (results/ is a cache)")
     return (pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()), problems

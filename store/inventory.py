@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .errors import first_line
 from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
 
 #: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
@@ -112,13 +113,15 @@ def scan(fs: pafs.FileSystem, root: str) -> Inventory:
                 rows, dim, dtype = read_file_shape(fs, info.path)
             except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
                 inv.problems.append(
-                    f"{rel} is damaged ({first_line(exc)}) and was left out: delete it and re-run the ingest that wrote it"
+                    f"{rel} is damaged ({first_line(exc)}) and was left out: "
+                    "delete it and re-run the ingest that wrote it"
                 )
                 continue
         inv.files.setdefault(partition, []).append(
-            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype)
+            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim,
+                    dtype)
         )
-    for rel, entry in described.items():
+    for rel in described:
         if not _exists(fs, posixpath.join(root, rel)):
             inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
     for files in inv.files.values():
@@ -138,12 +141,6 @@ def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
     if dtype not in KEY_DTYPES:
         raise ValueError(f"unknown key dtype {dtype!r}")
     return rows, len(t["key"][0].as_py()) // KEY_DTYPES[dtype], dtype
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type): errors are shown on one line."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def list_parquet(fs: pafs.FileSystem, base: str, recursive: bool) -> list[pafs.FileInfo]:

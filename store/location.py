@@ -29,7 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import StoreError, first_line
-from .files import atomic_write_bytes, temp_path
+from .files import atomic_write_bytes, replacing
 
 #: environment variables of the AWS chain whose values are secret (scrub() hides them)
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")
@@ -140,13 +140,8 @@ class Location:
         final = self.path(rel)
         if self.local:
             os.makedirs(posixpath.dirname(final), exist_ok=True)
-            tmp = temp_path(final)
-            try:
+            with replacing(final) as tmp:
                 pq.write_table(table, tmp, **options)
-                os.replace(tmp, final)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
             return os.stat(final).st_size
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, **options)

@@ -18,8 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import codec
-from .errors import StoreError
-from .inventory import Inventory, KeyFile, first_line, scan
+from .errors import StoreError, first_line
+from .inventory import Inventory, KeyFile, scan
 from .location import open_location
 from .sampling import RAND, FileIndex, choose
 from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION

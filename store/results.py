@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StoreError
+from .jsonsafe import canonical_json
 from .location import Location, open_location
 from .schema import RESULTS_DIR, utc_now
 
@@ -59,13 +60,6 @@ ARRAYS_DIR = "arrays"
 JSON_COLUMNS = ("side_a", "side_b", "params", "extra")
 #: the cache's own columns, filled by put() rather than taken from the answer's rows
 _OWN_COLUMNS = ("key", "row", "created", "data_id", "depends")
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic, compact, strict JSON, so equal questions hash equally. Values must already be JSON
-    (the analysis layer normalises them with keygap_tui.stats.result.json_safe): anything else is refused
-    with TypeError rather than hashed through a representation that might change between runs."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def question_key(question: Mapping[str, Any], data_id: str) -> str:

@@ -21,7 +21,6 @@ import json
 import os
 import posixpath
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 
 from . import codec
-from .errors import StoreError
-from .inventory import MARKER_FILES_KEY, PART_NAME, first_line
+from .errors import StoreError, first_line
+from .inventory import MARKER_FILES_KEY, PART_NAME
 from .location import Location, open_location
 from .lock import StoreLock
 from .schema import (
@@ -45,6 +44,7 @@ from .schema import (
     SAMPLES_SCHEMA,
     SCHEMA_VERSION,
     partition_dir,
+    utc_now,
 )
 
 #: Rows per row group. A sample reads whole row groups (store/sampling.py), so a 500-key sample from one
@@ -124,8 +124,7 @@ def init_store(root: str | os.PathLike | Location) -> Location:
     # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
     loc.write_bytes(
         MANIFEST,
-        json.dumps({"schema_version": SCHEMA_VERSION,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
+        json.dumps({"schema_version": SCHEMA_VERSION, "created": utc_now()}).encode(),
     )
     for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
         loc.makedirs(sub)
@@ -300,7 +299,7 @@ class KeyWriter:
     def __enter__(self) -> KeyWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- internals --------------------------------------------------------------------------------------
@@ -342,14 +341,4 @@ class KeyWriter:
             schema=KEYS_SCHEMA,
         )
 
-    def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
-        """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
-        return self.location.write_parquet(
-            rel,
-            table,
-            row_group_size=row_group_size,
-            compression=self.compression,
-            compression_level=self.compression_level,
-            use_dictionary=["sample_id", "segment", "run_id", "dtype"],
-            write_statistics=["rand", "position", "sample_id"],
-        )
+OURS

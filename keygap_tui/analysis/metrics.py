@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from keygap_tui.stats.result import MeasureResult, json_safe
+from keygap_tui.stats.result import MeasureResult
+from store.jsonsafe import json_safe
 
 from .errors import AnalysisError
 from .threads import limit_threads

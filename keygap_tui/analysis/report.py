@@ -24,10 +24,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from keygap_tui.stats.result import json_safe
+from store.jsonsafe import json_safe
 from store.reader import KeyStore
 from store.schema import model_label, utc_now
 
@@ -204,12 +205,15 @@ def report(
         notes.append(f"{pruned} stale cached answers (their slices were re-ingested) were deleted")
     cached_proj = sum(p.cached for _, p in projections)
     notes.append(f"{cached_proj} of {len(projections)} projections came from the results cache")
-    params = {
+    layers_resolved: dict[str, list[int]] = {}
+    for c in cells:
+        layers_resolved.setdefault(f"{c.model}/{c.benchmark}", []).append(c.layer)
+    params: dict[str, Any] = {
         "store": str(ks.uri),
         "models": sorted({c.model for c in cells}),
         "benchmarks": sorted({c.benchmark for c in cells}),
         "layers": layers,
-        "layers_resolved": {f"{c.model}/{c.benchmark}": [] for c in cells},
+        "layers_resolved": layers_resolved,
         "metrics": list(metrics),
         "n_per_side": "all" if n is None else n,
         "seed": seed,
@@ -232,8 +236,6 @@ def report(
         "metric_params_requested": metric_params or {},
         "metric_params": _metric_params(main_rows, control_rows),
     }
-    for c in cells:
-        params["layers_resolved"][f"{c.model}/{c.benchmark}"].append(c.layer)
     files += write_summary(out, params, seconds, notes, files, table, metrics)
     steps.advance("report written")
     return ReportResult(out=out, files=files, table=table, seconds=seconds, params=params, notes=notes)

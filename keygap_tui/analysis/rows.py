@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keygap_tui.stats.result import MeasureResult, json_safe
+from keygap_tui.stats.result import MeasureResult
+from store.jsonsafe import json_safe
 
 from .sides import Side
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from keygap_tui.analysis.defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES
+from store.files import atomic_write_bytes
 
 APP_DIR = "keygap"
 CONFIG_FILE = "tui.toml"
@@ -214,14 +214,7 @@ def save_state(state: State, path: Path | None = None, store: str = "") -> None:
     }
     data["shared"] = {"sql_history": state.sql_history[-HISTORY_LIMIT:], "theme": state.theme}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tui-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))
 
 
 def _store_key(store: str) -> str:

@@ -2,7 +2,8 @@
 
 Every metric has the signature fn(x, y, *, groups_x=None, groups_y=None, seed=0, **params), where x, y
 are float [rows, dim] arrays and groups_* are per-row sample ids that permutation and classifier tests
-keep together. No textual, duckdb or store imports: this package runs anywhere numpy does.
+keep together. No textual, duckdb or pyarrow imports, and from store only its standard-library JSON
+normaliser (store.jsonsafe): this package runs anywhere numpy does.
 """
 
 from collections.abc import Callable
