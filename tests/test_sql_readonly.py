@@ -18,12 +18,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from store_helpers import write_synthetic_store
 
 from keygap_tui.cli import main as keygap
 from store.catalog import SqlCatalog
 from store.errors import SqlError
 from store.sql import check_read_only
-from tests.store_helpers import write_synthetic_store
 
 
 def _tree_digest(*roots: Path) -> dict[str, str]:
@@ -38,7 +38,7 @@ def _tree_digest(*roots: Path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def places(tmp_path, monkeypatch):
     store = tmp_path / "store"
     write_synthetic_store(store, samples=4)
@@ -171,7 +171,8 @@ def test_explain_analyze_of_a_write_is_refused_with_its_reason():
 
 def test_pivot_answers_like_group_by(places, capsys):
     store, _, _ = places
-    assert keygap(["sql", "--store", str(store), "PIVOT keys ON modality USING count(*) GROUP BY layer", "--format", "json"]) == 0
+    pivot = "PIVOT keys ON modality USING count(*) GROUP BY layer"
+    assert keygap(["sql", "--store", str(store), pivot, "--format", "json"]) == 0
     assert '"image": 40' in capsys.readouterr().out
 
 
@@ -187,7 +188,8 @@ def test_json_has_no_nan_and_binary_exports_as_base64(places, capsys):
     import json
 
     store, _, _ = places
-    assert keygap(["sql", "--store", str(store), "SELECT 'nan'::DOUBLE AS a, key FROM keys LIMIT 1", "--format", "json"]) == 0
+    query = "SELECT 'nan'::DOUBLE AS a, key FROM keys LIMIT 1"
+    assert keygap(["sql", "--store", str(store), query, "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["a"] is None and len(base64.b64decode(row["key_base64"])) == 32  # 16 fp16 values
     assert keygap(["sql", "--store", str(store), "SELECT key FROM keys LIMIT 2", "--format", "csv"]) == 0
@@ -197,7 +199,8 @@ def test_json_has_no_nan_and_binary_exports_as_base64(places, capsys):
 def test_timeout_and_memory_limit_stop_a_query_with_one_line(places, capsys):
     store, _, _ = places
     t0 = time.perf_counter()
-    assert keygap(["sql", "--store", str(store), "--timeout", "0.5", "SELECT sum(i) FROM range(1000000000000) t(i)"]) == 2
+    endless = "SELECT sum(i) FROM range(1000000000000) t(i)"
+    assert keygap(["sql", "--store", str(store), "--timeout", "0.5", endless]) == 2
     err = capsys.readouterr().err
     assert time.perf_counter() - t0 < 10
     assert "--timeout" in err and len(err.strip().splitlines()) == 1
