@@ -88,9 +88,9 @@ class KeyCapture:
         self._handles.append(lm.rotary.register_forward_pre_hook(self._on_rotary, with_kwargs=True))
         last = self.layers[-1]
         for i in self.layers:
-            attn = lm.layers[i].self_attn
+            attn = lm.layers[i].get_submodule("self_attn")
             self._handles.append(attn.register_forward_pre_hook(self._attn_hook(i), with_kwargs=True))
-            key_module = getattr(attn, "k_norm", None) or attn.k_proj
+            key_module = getattr(attn, "k_norm", None) or attn.get_submodule("k_proj")
             self._handles.append(key_module.register_forward_hook(self._key_hook(i, i == last)))
 
     def detach(self) -> None:

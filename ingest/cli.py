@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from store.cli import add_store_argument, default_store
+from store.store_option import add_store_argument, default_store
 
 _EPILOG = """\
 MODEL: a save_pretrained folder or a hub id already in the local Hugging Face cache (LLaVA-1.5,

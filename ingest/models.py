@@ -11,7 +11,9 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -50,12 +52,12 @@ class LoadedModel:
     model_id: str  # as the user gave it
     label: str  # partition-safe name used in the store
     model: torch.nn.Module
-    processor: object
+    processor: Any  # the model's transformers processor (tokenizer + image processor)
     model_type: str
     family: str  # prompt family for ingest.prompts
     layers: torch.nn.ModuleList  # the decoder's layers
     rotary: torch.nn.Module  # the decoder's rotary embedding (sees the positions the model uses)
-    apply_rotary: object  # the attention module's own apply_rotary_pos_emb
+    apply_rotary: Callable[..., tuple[Any, Any]]  # the attention module's own apply_rotary_pos_emb
     num_kv_heads: int
     head_dim: int
     image_token_id: int

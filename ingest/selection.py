@@ -98,8 +98,8 @@ def select_positions(tokens: SampleTokens, policy: TokenPolicy, *, seed: int, sa
     if store_image:
         chosen.append(img)
     text_pool = text_pos[text_pos != last]
-    k_text = policy.text - 1 if is_text[last] else policy.text
-    chosen.append(_draw(rng, text_pool, max(k_text, 0)))
+    k_text = None if policy.text is None else max(policy.text - (1 if is_text[last] else 0), 0)  # last is kept
+    chosen.append(_draw(rng, text_pool, k_text))
     out = np.unique(np.concatenate(chosen))
     if not store_image:
         out = out[~is_image[out]]

@@ -22,7 +22,7 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from store.cli import add_store_argument
+    from store.store_option import add_store_argument
 
     parser = argparse.ArgumentParser(
         prog="keygap",

@@ -61,7 +61,7 @@ def run_demo(args) -> int:
 
         summary = ingest(model, args.benchmark, store, layers="all", keys="both", progress=sys.stderr.isatty())
         print(f"{model}: {summary.line()}", file=sys.stderr)
-    from store.cli import remember_store
+    from store.store_option import remember_store
 
     remember_store(store)  # plain `keygap` (and `keygap info`) now open the demo store
     if sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tui:

@@ -57,10 +57,7 @@ def decode(column: pa.Array | pa.ChunkedArray, dtype: str, dim: int | None = Non
             continue
         if chunk.null_count:
             raise ValueError("key column holds nulls: the store is damaged")
-        if pa.types.is_large_binary(chunk.type):
-            off_type = np.int64
-        else:
-            off_type = np.int32
+        off_type: type[np.signedinteger] = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
         bufs = chunk.buffers()
         offsets = np.frombuffer(bufs[1], dtype=off_type)[chunk.offset : chunk.offset + len(chunk) + 1]
         start, stop = int(offsets[0]), int(offsets[-1])

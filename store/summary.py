@@ -16,8 +16,8 @@ def summarize(store: str | KeyStore) -> dict:
     def keyf(p: dict) -> tuple:
         return p["model"], p["benchmark"], p["rope"], p["modality"]
 
-    for key, items in groupby(sorted(parts, key=keyf), key=keyf):
-        items = list(items)
+    for key, grouped in groupby(sorted(parts, key=keyf), key=keyf):
+        items = list(grouped)
         layers = sorted(p["layer"] for p in items)
         groups.append(
             dict(zip(("model", "benchmark", "rope", "modality"), key))
@@ -52,8 +52,9 @@ def summarize(store: str | KeyStore) -> dict:
         "runs": [
             {k: r.get(k) for k in ("run_id", "status", "model_id", "model", "benchmark", "started", "ended")}
             | {"status": _status(r, writing),
-               "samples_done": done.get(r.get("run_id"), 0), "samples_skipped": skipped.get(r.get("run_id"), 0),
-               "rows": rows_by_run.get(r.get("run_id"), 0)}
+               "samples_done": done.get(str(r.get("run_id")), 0),
+               "samples_skipped": skipped.get(str(r.get("run_id")), 0),
+               "rows": rows_by_run.get(str(r.get("run_id")), 0)}
             for r in runs
         ],
         "uncommitted_files": ks.inventory.uncommitted,
@@ -74,16 +75,11 @@ def _status(run: dict, writing: set[tuple]) -> str | None:
 
 
 def _ranges(values: list[int]) -> str:
-    """[1, 2, 3, 7] -> "1-3,7"."""
-    out, start, prev = [], None, None
+    """[1, 2, 3, 7] -> "1-3,7" (``values`` sorted)."""
+    runs: list[list[int]] = []
     for v in values:
-        if start is None:
-            start = prev = v
-        elif v == prev + 1:
-            prev = v
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
         else:
-            out.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ",".join(out)
+            runs.append([v])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)

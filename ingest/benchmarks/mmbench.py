@@ -22,6 +22,7 @@ import csv
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -157,7 +158,7 @@ class MMBenchTsv(BenchmarkSource):
                         self._skip(f"row {number}", f"has {len(fields)} fields, the header has "
                                                     f"{len(header)} (a broken quote or tab?)")
                         continue
-                    row = dict(zip(header, fields))
+                    row: dict[str, Any] = dict(zip(header, fields))
                     row["_row"] = number
                     rows.append(row)
         except UnicodeDecodeError as exc:

@@ -150,7 +150,7 @@ def _param_value(text: str):
 
 
 def _store(args) -> str:
-    from store.cli import default_store
+    from store.store_option import default_store
 
     return getattr(args, "store", None) or default_store()
 

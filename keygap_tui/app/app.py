@@ -121,7 +121,7 @@ class KeygapApp(App):
         # busy machine is what made keys feel slow (benchmarks/bench_tui.py, key reactions)
         self.animation_level = "none"
         self.store = str(store)
-        self.store_note = store_note  # why this store was opened when none was named (store.cli.choose_store)
+        self.store_note = store_note  # why this store was opened when none was named (store.store_option.choose_store)
         self.startup_errors: list[str] = []
         if config is None:
             config = load_config(config_path)

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 def run_tui(args) -> int:
     from pathlib import Path
 
-    from store.cli import choose_store
+    from store.store_option import choose_store
     from store.reader import KeyStore
 
     store, note = (args.store, "") if args.store else choose_store()

@@ -30,7 +30,7 @@ def config_dir() -> Path:
 
 
 def state_dir() -> Path:
-    from store.cli import user_state_dir
+    from store.store_option import user_state_dir
 
     return Path(user_state_dir())
 

@@ -31,8 +31,8 @@ def norm_summary(x, y, *, groups_x=None, groups_y=None, seed: int = 0, quantiles
         extra[f"mean_{side}"] = float(norms.mean())
         extra[f"median_{side}"] = float(np.median(norms))
         extra[f"outliers_{side}"] = int(np.count_nonzero(norms > threshold))
-    median_b = extra["median_b"]
-    value = extra["median_a"] / median_b if median_b > 0 else float("inf")
+    median_a, median_b = float(np.median(norm_a)), float(np.median(norm_b))
+    value = median_a / median_b if median_b > 0 else float("inf")
     params = {"quantiles": [float(q) for q in quantiles], "outlier_factor": float(outlier_factor),
               "outlier_reference": "pooled median norm"}
     return MeasureResult("norms", float(value), None, len(x), len(y), params, seed,
