@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ingest.benchmarks.base import BenchmarkSource
 
     from .harness import HarnessConfig
-
     from .models import LoadedModel
     from .selection import TokenPolicy
 

@@ -69,6 +69,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
+from typing import Any
 
 from ingest.benchmarks.base import BenchmarkError, Item, has_chinese
 
@@ -223,7 +224,7 @@ class _Text:
 
 
 # Content of a user turn, in harness order: ("text", _Text) or ("image", index into item.images).
-Content = list[tuple[str, object]]
+Content = list[tuple[str, Any]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,7 +510,9 @@ def _qwen_chat(content: Content, system: str = "template"):
 
 
 def _assemble(pieces: list[Piece], template_id: str, chat) -> Prompt:
-    spans, image_spans, parts = [], [], []
+    spans: list[tuple[int, int, str]] = []
+    image_spans: list[tuple[int, int, int]] = []
+    parts: list[str] = []
     position = 0
     for segment, text, image in pieces:
         if not text:
@@ -519,7 +522,7 @@ def _assemble(pieces: list[Piece], template_id: str, chat) -> Prompt:
             spans[-1] = (spans[-1][0], end, segment)  # adjacent pieces of one segment: one span
         else:
             spans.append((position, end, segment))
-        if segment == "image":
+        if segment == "image" and image is not None:  # an image piece always names its image
             image_spans.append((position, end, int(image)))
         parts.append(text)
         position = end

@@ -9,7 +9,8 @@ import sys
 
 from .store_option import add_store_argument, default_store
 
-def register(subparsers) -> None:
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sql",
         help="run read-only SQL over the store (views keys, samples, runs, results)",
@@ -26,7 +27,10 @@ def register(subparsers) -> None:
     add_store_argument(p)
     p.set_defaults(func=run_sql)
 
-    p = subparsers.add_parser("info", help="summarise what a store holds", description="Summarise a store: models, benchmarks, layers, modalities, row counts, runs.")
+    p = subparsers.add_parser(
+        "info", help="summarise what a store holds",
+        description="Summarise a store: models, benchmarks, layers, modalities, row counts, runs.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_store_argument(p)
     p.set_defaults(func=run_info)
@@ -48,7 +52,7 @@ def warn_problems(problems: list[str], command: str) -> None:
         print(f"keygap {command}: warning: {problem}", file=sys.stderr)
 
 
-def run_sql(args) -> int:
+def run_sql(args: argparse.Namespace) -> int:
     from .catalog import SqlCatalog
     from .errors import SqlError
     from .sql import check_read_only, default_memory_limit, query_store, render
@@ -93,10 +97,12 @@ def write_output(path: str, data: bytes) -> None:
         else:
             atomic_write_bytes(path, data)
     except OSError as exc:
-        raise KeygapError(f"cannot write --out {path}: {exc.strerror or exc}; choose another path or free space") from None
+        raise KeygapError(
+            f"cannot write --out {path}: {exc.strerror or exc}; choose another path or free space"
+        ) from None
 
 
-def run_info(args) -> int:
+def run_info(args: argparse.Namespace) -> int:
     from .summary import summarize
 
     summary = summarize(args.store or default_store())
@@ -114,7 +120,9 @@ def format_summary(s: dict) -> str:
         lines.append("no keys yet: run `keygap ingest --model ... --benchmark ...`")
     else:
         lines.append(f"{s['rows']:,} keys in {s['files']} files, {s['bytes'] / 2**20:.1f} MiB")
-        lines.append(f"{'model':<28} {'benchmark':<14} {'layers':<18} {'rope':<9} {'modality':<9} {'dim':>5} {'rows':>10}")
+        lines.append(
+            f"{'model':<28} {'benchmark':<14} {'layers':<18} {'rope':<9} {'modality':<9} {'dim':>5} {'rows':>10}"
+        )
         for g in s["groups"]:
             lines.append(
                 f"{g['model']:<28} {g['benchmark']:<14} {g['layers']:<18} {g['rope']:<9} {g['modality']:<9} "

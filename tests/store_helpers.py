@@ -41,7 +41,10 @@ def write_synthetic_store(
                 x = rng.standard_normal((n, dim)).astype(np.float32) + (shift if modality == "image" else 0.0)
                 if dtype == "float16":
                     x = x.astype(np.float16)
-                segs = ["image"] * tokens if modality == "image" else [text_segments[t % len(text_segments)] for t in range(tokens)]
+                if modality == "image":
+                    segs = ["image"] * tokens
+                else:
+                    segs = [text_segments[t % len(text_segments)] for t in range(tokens)]
                 token_id = rng.integers(0, 100, n)
                 for rope in ropes:
                     w.add(

@@ -312,9 +312,9 @@ def test_mmmu_bad_rows_are_skipped_with_reasons(generated, tmp_path):
     from ingest.prompts import build_prompt
 
     for harness in ("lmms-eval", "vlmevalkit"):
-        with pytest.raises(BenchmarkError, match="^mentions <image 3> but image_3 is empty$"):
+        with pytest.raises(BenchmarkError, match=r"^mentions <image 3> but image_3 is empty$"):
             build_prompt(kept[rows[0]["id"]], "qwen2_5_vl", harness)
-    with pytest.raises(BenchmarkError, match="^has no image, and VLMEvalKit drops rows without one$"):
+    with pytest.raises(BenchmarkError, match=r"^has no image, and VLMEvalKit drops rows without one$"):
         build_prompt(kept[rows[3]["id"]], "llava", "vlmevalkit")
 
 

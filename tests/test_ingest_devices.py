@@ -104,7 +104,7 @@ def test_shard_auto_under_slurm_and_torchrun(tmp_path, plain, monkeypatch, capsy
 
 
 @pytest.mark.parametrize(
-    "env, expect",
+    ("env", "expect"),
     [
         ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8"}, (5, 8)),
         ({"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "13"}, (2, 4)),
@@ -117,7 +117,7 @@ def test_shard_from_environment(env, expect):
 
 
 @pytest.mark.parametrize(
-    "env, needle",
+    ("env", "needle"),
     [
         ({}, "none is set"),
         ({"SLURM_ARRAY_TASK_ID": "1"}, "SLURM_ARRAY_TASK_COUNT"),

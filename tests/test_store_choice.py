@@ -38,7 +38,8 @@ def test_keygap_info_after_demo_opens_the_demo_store(tmp_path):
     env = {"XDG_STATE_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", f"from store.store_option import remember_store; remember_store({str(store)!r})"],
                    check=True, env=env, cwd=tmp_path)
-    out = subprocess.run([sys.executable, "-m", "keygap_tui.cli", "info"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-m", "keygap_tui.cli", "info"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "used last" in out.stderr and str(store) in out.stdout
 

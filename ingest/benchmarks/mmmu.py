@@ -12,6 +12,7 @@ import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .base import BenchmarkError, BenchmarkSource, Item, image_hash, is_missing
 from .mmbench import _parquet_file
@@ -104,7 +105,7 @@ class MMMUTree(BenchmarkSource):
             if data:
                 images.append(bytes(data))
                 numbers.append(k)
-        extra = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
+        extra: dict[str, Any] = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
         extra["subject"] = _subject_of(sid) or subject
         extra["image_numbers"] = numbers
         extra["options_list"] = option_list

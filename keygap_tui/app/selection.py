@@ -48,9 +48,8 @@ def read_catalog(store) -> Catalog:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from store.reader import KeyStore
-
     from keygap_tui.analysis import model_depth
+    from store.reader import KeyStore
 
     ks = store if isinstance(store, KeyStore) else KeyStore(store)
     cat = Catalog()
@@ -87,7 +86,8 @@ def read_catalog(store) -> Catalog:
 
 def _segment_order(segment: str) -> tuple:
     """Prompt order, so the picker lists segments as they appear in a prompt."""
-    order = {"system": 0, "role": 1, "image": 2, "hint": 3, "question": 4, "options": 5, "instruction": 6, "assistant": 7}
+    order = {"system": 0, "role": 1, "image": 2, "hint": 3, "question": 4, "options": 5, "instruction": 6,
+             "assistant": 7}
     return (order.get(segment, 9), segment)
 
 
@@ -134,7 +134,7 @@ class Selection:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Selection":
+    def from_dict(cls, data: dict | None) -> Selection:
         names = {f.name for f in fields(cls)}
         clean = {k: v for k, v in (data or {}).items() if k in names}
         try:
@@ -142,7 +142,7 @@ class Selection:
         except TypeError:
             return cls()
 
-    def fitted(self, cat: Catalog) -> "Selection":
+    def fitted(self, cat: Catalog) -> Selection:
         """The nearest valid selection in ``cat`` (a remembered slice may have been deleted since)."""
         if cat.empty:
             return self
@@ -188,7 +188,8 @@ def named_layer(stored: list[int], depth: int | None, name: str) -> tuple[int, b
 
         target = resolve_layers(name, depth)[0]
     else:
-        target = {"early": stored[min(1, len(stored) - 1)], "middle": stored[len(stored) // 2], "late": stored[-1]}[name]
+        named = {"early": stored[min(1, len(stored) - 1)], "middle": stored[len(stored) // 2], "late": stored[-1]}
+        target = named[name]
     layer = nearest(stored, target)
     return layer, layer == target
 
