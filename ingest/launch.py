@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 #: options of the parent that the launcher sets per child or handles itself
@@ -40,11 +41,11 @@ class ShardProgress:
         self.keys += int(event.get("keys", 0))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Child(ShardProgress):
-    index: int = 0
-    device: str = ""
-    proc: subprocess.Popen | None = None
+    index: int
+    device: str
+    proc: subprocess.Popen[str]
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
 
@@ -181,7 +182,7 @@ class ShardBar:
             self._task = self._bar.add_task("ingest", total=None, rate="")
             self._bar.start()
 
-    def show(self, shards: list[ShardProgress]) -> None:
+    def show(self, shards: Sequence[ShardProgress]) -> None:
         if self._bar is None:
             return
         totals = [s.total for s in shards]

@@ -72,8 +72,8 @@ def run_on_ray(model: str, benchmark: str, store: str, options: dict[str, Any], 
         except ray.exceptions.RayTaskError as exc:
             failed += 1
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            print(f"{name} failed: {str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__}",
-                  file=sys.stderr)
+            text = str(cause).strip()
+            print(f"{name} failed: {text.splitlines()[-1] if text else type(cause).__name__}", file=sys.stderr)
             continue
         interrupted |= summary["status"] == "interrupted"
         print(f"{name}: {summary['line']}")

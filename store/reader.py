@@ -7,7 +7,9 @@ through pyarrow's filesystem layer, so an ``s3://`` or ``gs://`` URI works where
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,6 +27,7 @@ from .sampling import RAND, FileIndex, choose
 from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
 
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
+Filter = str | Iterable[str] | None  # segments or sample ids a read keeps (None: all)
 _FOOTER_CACHE = 4096  # parsed footers kept per KeyStore (a 1M-row file's is ~1.6 MB)
 
 
@@ -48,7 +51,7 @@ class KeySlice:
 class KeyStore:
     """A keygap store opened for reading (``KeyStore("./keygap-store")``)."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str | os.PathLike[str]):
         self.uri = str(uri)
         self.location = open_location(self.uri)
         self.fs, self.root = self.location.fs, self.location.root
@@ -66,7 +69,9 @@ class KeyStore:
             with self.fs.open_input_stream(manifest) as f:
                 meta = json.loads(f.read())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{manifest} is unreadable ({first_line(exc)}): the store is damaged; restore that file") from None
+            raise StoreError(
+                f"{manifest} is unreadable ({first_line(exc)}): the store is damaged; restore that file"
+            ) from None
         if not isinstance(meta, dict):
             raise StoreError(f"{manifest} is not a JSON object: the store is damaged; restore that file")
         version = meta.get("schema_version")
@@ -87,7 +92,8 @@ class KeyStore:
         return [
             i
             for i in self.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))
+            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+            and not i.base_name.startswith((".", "_"))
         ]
 
     @cached_property
@@ -138,7 +144,8 @@ class KeyStore:
         out = []
         sel = pafs.FileSelector(self._path(RUNS_DIR), allow_not_found=True)
         for info in self.fs.get_file_info(sel):
-            if not (info.type == pafs.FileType.File and info.base_name.endswith(".json") and not info.base_name.startswith(".")):
+            is_manifest = info.base_name.endswith(".json") and not info.base_name.startswith(".")
+            if not (info.type == pafs.FileType.File and is_manifest):
                 continue
             try:
                 with self.fs.open_input_stream(info.path) as f:
@@ -175,8 +182,8 @@ class KeyStore:
         modality: str,
         rope: str = "post",
         *,
-        segments=None,
-        samples=None,
+        segments: Filter = None,
+        samples: Filter = None,
         n: int | None = None,
         seed: int | None = None,
     ) -> KeySlice:
@@ -203,7 +210,7 @@ class KeyStore:
                     "is something deleting files in the store? Try again"
                 ) from None
 
-    def _load(self, key: tuple, segments, samples, n: int | None, seed: int | None) -> KeySlice:
+    def _load(self, key: tuple, segments: Filter, samples: Filter, n: int | None, seed: int | None) -> KeySlice:
         files = self._key_files.get(key)
         if not files:
             raise StoreError(f"no keys for {self._describe(key)}; {self._what_exists(key)}")
@@ -217,7 +224,8 @@ class KeyStore:
             return _read_groups(pfs[i], groups, [RAND])[RAND].to_numpy()
 
         choice = choose(indexes, read_rand, n, seed, masks)
-        parts = [_read_rows(pf, rows, _LABEL_COLUMNS + ["dtype", "key"]) for pf, rows in zip(pfs, choice.rows) if len(rows)]
+        columns = [*_LABEL_COLUMNS, "dtype", "key"]
+        parts = [_read_rows(pf, rows, columns) for pf, rows in zip(pfs, choice.rows) if len(rows)]
         if not parts:
             dim = files[0].dim
             return KeySlice(
@@ -256,7 +264,7 @@ class KeyStore:
         except FileNotFoundError:
             raise
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{f.path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+            raise _damaged(f"{f.path} is not a readable Parquet file", exc) from None
         if cached is None:
             if len(self._footers) >= _FOOTER_CACHE:
                 self._footers.pop(next(iter(self._footers)))
@@ -271,11 +279,11 @@ class KeyStore:
             self._footers[ident] = (md, index)
         return index
 
-    def _read(self, path: str, columns=None) -> pa.Table:
+    def _read(self, path: str, columns: list[str] | None = None) -> pa.Table:
         try:
             return pq.ParquetFile(self.fs.open_input_file(path)).read(columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+            raise _damaged(f"{path} is not a readable Parquet file", exc) from None
 
     def _describe(self, key: tuple) -> str:
         return ", ".join(f"{k}={v}" for k, v in zip(PARTITIONS, key))
@@ -291,39 +299,46 @@ class KeyStore:
         return "see `keygap info`"
 
 
-def _as_list(value) -> list:
-    return [value] if isinstance(value, (str, int)) else list(value)
+def _as_list(value: str | int | Iterable[str | int]) -> list[str]:
+    return [str(value)] if isinstance(value, (str, int)) else [str(v) for v in value]
 
 
 def _np(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
 
 
-def _identity(files) -> tuple:
+def _identity(files: Iterable[KeyFile]) -> tuple[tuple[str, int, int], ...]:
     return tuple((f.path, f.size, f.mtime_ns) for f in files)
 
 
-def _read_groups(pf: pq.ParquetFile, groups, columns: list[str]) -> pa.Table:
+def _read_groups(pf: pq.ParquetFile, groups: Iterable[int], columns: list[str]) -> pa.Table:
     try:
         return pf.read_row_groups([int(g) for g in groups], columns=columns)
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
-        raise StoreError(f"a key file is damaged ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+        raise _damaged("a key file is damaged", exc) from None
 
 
-def _filter_mask(pf: pq.ParquetFile, segments, samples) -> np.ndarray:
+def _filter_mask(pf: pq.ParquetFile, segments: Filter, samples: Filter) -> np.ndarray:
     """Per row of a file: does it pass the segment and sample filters (reads only those small columns)."""
     cols = (["segment"] if segments is not None else []) + (["sample_id"] if samples is not None else [])
     t = _read_groups(pf, range(pf.metadata.num_row_groups), cols)
     mask = np.ones(t.num_rows, dtype=bool)
     if segments is not None:
-        allowed = pa.array([str(s) for s in _as_list(segments)], pa.string())
-        mask &= pc.is_in(t["segment"].cast(pa.string()), allowed).to_numpy(zero_copy_only=False)
+        mask &= _is_in(t["segment"], _as_list(segments))
     if samples is not None:
-        allowed = pa.array([str(s) for s in _as_list(samples)], pa.string())
-        mask &= pc.is_in(t["sample_id"].cast(pa.string()), allowed).to_numpy(zero_copy_only=False)
+        mask &= _is_in(t["sample_id"], _as_list(samples))
     return mask
+
+
+def _is_in(column: pa.ChunkedArray, values: list[str]) -> np.ndarray:
+    """Row mask: the column's value (as text) is one of ``values``."""
+    return pc.is_in(column.cast(pa.string()), pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+
+
+def _damaged(what: str, exc: BaseException) -> StoreError:
+    return StoreError(f"{what} ({first_line(exc)}): delete it and re-run the ingest that wrote it")
 
 
 def _read_rows(pf: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pa.Table:
