@@ -1,6 +1,6 @@
 """Which tokens of a sample keep their keys: the token policy.
 
-Full density is ~0.8 TB for LLaVA-1.5-7B on MMBench-CN (FIELD-NOTES section 4), so by default K
+Full density is ~0.85 TB for LLaVA-1.5-7B on MMBench-CN dev (docs/STORAGE.md, "Why not every token"), so by default K
 image and K text tokens per sample are drawn, the same positions in every layer of the sample.
 The draw depends only on (seed, sample id), never on batch composition, resume or sharding, so
 every way of running the same command stores the same rows. The last prompt token (the one whose

@@ -37,7 +37,7 @@ def state_dir() -> Path:
 
 @dataclass
 class AnalysisSettings:
-    """Sizes of the work the TUI asks analysis for; the defaults are analysis's own (FIELD-NOTES 5).
+    """Sizes of the work the TUI asks analysis for; the defaults are analysis's own (docs/ANALYSIS.md, "Defaults").
 
     ``scatter_points`` caps the points drawn: plotext blocks its thread ~0.5 s per 100k points, and a
     terminal cannot show more than a few thousand distinct cells anyway.

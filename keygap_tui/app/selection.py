@@ -176,7 +176,7 @@ def nearest(options: list[int], target: int) -> int:
 
 
 def named_layer(stored: list[int], depth: int | None, name: str) -> tuple[int, bool]:
-    """Where early / middle / late land: layer 1, L // 2, L - 1 of the model's depth (FIELD-NOTES 1).
+    """Where early / middle / late land: layer 1, L // 2, L - 1 of the model's depth (docs/ANALYSIS.md, "Defaults").
 
     Without a recorded depth the names map onto the stored layers. Returns (layer, exact): when the
     named layer was not ingested, the nearest stored one, with exact=False so the UI can say so.

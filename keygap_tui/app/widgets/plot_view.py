@@ -1,7 +1,7 @@
 """Shows plot text that a thread worker built, so drawing never stalls the event loop.
 
 textual-plotext's PlotextPlot rebuilds the whole figure inside ``render`` on the event loop, each time
-the widget repaints; a scatter of 20k points takes ~0.1 s there (FIELD-NOTES 5/6). Here a painter
+the widget repaints; a scatter of 20k points took 0.78 s there (docs/TUI.md). Here a painter
 ``(width, height) -> ANSI text`` runs in a worker at the widget's size, again only when the data or the
 size changes, and render shows the finished text.
 """
