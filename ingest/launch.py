@@ -123,7 +123,12 @@ def run_on_devices(argv: list[str], devices: list[str], *, progress: bool) -> in
             failed += 1
             last = next((line for line in reversed(c.stderr) if line.strip()), f"exit code {code}")
             print(f"{name} failed: {last}", file=sys.stderr)
-    if interrupted or any(c.proc.returncode == 130 for c in children):
+    return shards_outcome(n, failed, interrupted or any(c.proc.returncode == 130 for c in children))
+
+
+def shards_outcome(n: int, failed: int, interrupted: bool) -> int:
+    """The exit code of an ingest run as n shards (130 interrupted, 2 some failed), said on stderr."""
+    if interrupted:
         print("interrupted: what was finished is kept; run the same command to resume", file=sys.stderr)
         return 130
     if failed:

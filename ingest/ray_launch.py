@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from .launch import ShardBar, ShardProgress
+from .launch import ShardBar, ShardProgress, shards_outcome
 from .shards import ShardError
 
 
@@ -82,14 +82,7 @@ def run_on_ray(model: str, benchmark: str, store: str, options: dict[str, Any], 
         s.running = False
     bar.show(state)
     bar.stop()
-    if interrupted:
-        print("interrupted: what was finished is kept; run the same command to resume", file=sys.stderr)
-        return 130
-    if failed:
-        print(f"{failed} of {n} shards failed; the others' work is kept: run the same command to resume",
-              file=sys.stderr)
-        return 2
-    return 0
+    return shards_outcome(n, failed, interrupted)
 
 
 def _shard_task(model: str, benchmark: str, store: str, options: dict[str, Any], i: int, n: int, events) -> dict:

@@ -24,7 +24,7 @@ from .errors import StoreError, first_line
 from .inventory import Inventory, KeyFile, scan
 from .location import open_location
 from .sampling import RAND, FileIndex, choose
-from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
+from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, load_manifest
 
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
 Filter = str | Iterable[str] | None  # segments or sample ids a read keeps (None: all)
@@ -65,22 +65,12 @@ class KeyStore:
             raise StoreError(f"{self.uri} is not a keygap store (no {MANIFEST}): pass the folder that holds it")
         if info.type != pafs.FileType.File:
             raise StoreError(f"{manifest} is not a file: pass the folder of a keygap store as --store")
-        try:
+
+        def read() -> bytes:
             with self.fs.open_input_stream(manifest) as f:
-                meta = json.loads(f.read())
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"{manifest} is unreadable ({first_line(exc)}): the store is damaged; restore that file"
-            ) from None
-        if not isinstance(meta, dict):
-            raise StoreError(f"{manifest} is not a JSON object: the store is damaged; restore that file")
-        version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"store {self.uri} has schema version {version}, this keygap reads version {SCHEMA_VERSION}: "
-                "re-ingest into a new store or use the keygap version that wrote it"
-            )
-        self.meta = meta
+                return f.read()
+
+        self.meta = load_manifest(read, manifest)
         self._footers: dict[tuple, tuple] = {}  # (path, size, mtime_ns) -> (FileMetaData, FileIndex | None)
 
     # -- listing ----------------------------------------------------------------------------------------

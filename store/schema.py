@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import StoreError, first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,8 +69,24 @@ def utc_now() -> str:
     return time.strftime(TIME_FORMAT, time.gmtime())
 
 
-def read_manifest(root: Path) -> dict:
-    return json.loads((Path(root) / MANIFEST).read_text())
+def load_manifest(read: Callable[[], bytes], where: str) -> dict[str, Any]:
+    """A store's keygap.json, read by ``read()``, checked: one line saying what is wrong and what to do when
+    it cannot be read, is not a JSON object, or has another schema version."""
+    try:
+        meta = json.loads(read())
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"{where} is unreadable ({first_line(exc)}): the store is damaged; restore that file"
+        ) from None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{where} is not a JSON object: the store is damaged; restore that file")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{where} says schema version {version}, this keygap reads and writes version {SCHEMA_VERSION}: "
+            "use the keygap version that wrote the store, or a new --store"
+        )
+    return meta
 
 
 def resolve_layers(spec: str | int | list, num_layers: int) -> list[int]:

@@ -43,6 +43,7 @@ from .schema import (
     SAMPLES_DIR,
     SAMPLES_SCHEMA,
     SCHEMA_VERSION,
+    load_manifest,
     partition_dir,
     utc_now,
 )
@@ -103,21 +104,7 @@ def init_store(root: str | os.PathLike | Location) -> Location:
     except FileNotFoundError:
         raw = None
     if raw is not None:
-        try:
-            meta = json.loads(raw)
-        except ValueError as exc:
-            raise StoreError(
-                f"{loc.join(MANIFEST)} is unreadable ({first_line(exc)}); restore it or use another --store"
-            ) from None
-        if not isinstance(meta, dict):
-            raise StoreError(f"{loc.join(MANIFEST)} is not a JSON object: the store is damaged; restore that file or "
-                             "use another --store")
-        version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"store {where} has schema version {version}, this keygap writes version {SCHEMA_VERSION}: "
-                "use a new --store directory"
-            )
+        load_manifest(lambda: raw, loc.join(MANIFEST))
         return loc
     if foreign:
         raise StoreError(f"{where} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")

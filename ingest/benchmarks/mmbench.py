@@ -20,7 +20,7 @@ import base64
 import binascii
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,12 +272,7 @@ class MMBenchParquet(BenchmarkSource):
         self._rows = 0
         sample_questions: list[str] = []
         for path in files:
-            meta = _parquet_file(path)
-            columns = set(meta.schema_arrow.names)
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise BenchmarkError(f"{path} is not an MMBench Parquet file: no column "
-                                     f"{', '.join(missing)}; {_MMBENCH_FORMAT_HELP}")
+            meta = _checked_parquet(path, REQUIRED_COLUMNS, "an MMBench", _MMBENCH_FORMAT_HELP)
             self._rows += meta.metadata.num_rows
             if len(sample_questions) < 50 and meta.metadata.num_rows:
                 head = meta.read_row_group(0, columns=["question"]).column("question")
@@ -335,3 +330,13 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for non-Parquet data
         raise BenchmarkError(f"{path} cannot be read as Parquet: {str(exc).splitlines()[0]}") from None
+
+
+def _checked_parquet(path: Path, required: Sequence[str], kind: str, help_text: str) -> pq.ParquetFile:
+    """A benchmark Parquet file that has every ``required`` column, or one line naming what is missing."""
+    meta = _parquet_file(path)
+    columns = set(meta.schema_arrow.names)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise BenchmarkError(f"{path} is not {kind} Parquet file: no column {', '.join(missing)}; {help_text}")
+    return meta
