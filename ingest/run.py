@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from store.errors import KeygapError, first_line
+from store.errors import KeygapError
 from store.schema import MODALITIES
 
 from .plan import IngestError, RunPlan, committed_samples, plan_run

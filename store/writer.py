@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import codec
-from .errors import StoreError, first_line
+from .errors import StoreError
 from .inventory import MARKER_FILES_KEY, PART_NAME
 from .location import Location, open_location
 from .lock import StoreLock
@@ -328,4 +328,14 @@ class KeyWriter:
             schema=KEYS_SCHEMA,
         )
 
-OURS
+    def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
+        """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
+        return self.location.write_parquet(
+            rel,
+            table,
+            row_group_size=row_group_size,
+            compression=self.compression,
+            compression_level=self.compression_level,
+            use_dictionary=["sample_id", "segment", "run_id", "dtype"],
+            write_statistics=["rand", "position", "sample_id"],
+        )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.run import IngestError, ingest
+from ingest.run import ingest
 from keygap_tui.cli import main as keygap
 from store.lock import LockLost
 from store.reader import KeyStore

@@ -20,8 +20,8 @@ def register(subparsers) -> None:
 def run_tui(args) -> int:
     from pathlib import Path
 
-    from store.store_option import choose_store
     from store.reader import KeyStore
+    from store.store_option import choose_store
 
     store, note = (args.store, "") if args.store else choose_store()
     KeyStore(store)  # a missing or foreign store is a one-line error here, before the screen changes
