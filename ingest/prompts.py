@@ -6,7 +6,7 @@ harness's own source and checked against it by tests/test_prompts_lmms_eval.py a
 tests/test_prompts_vlmevalkit.py, which run the harnesses' own functions on awkward rows.
 
 lmms-eval (0.7.3, the default path: ``--model llava_hf`` / ``qwen2_5_vl`` resolve to the chat classes
-in models/chat/, see models/registry_v2.py)
+in lmms_eval/models/chat/, see lmms_eval/models/registry_v2.py)
   MMBench   tasks/mmbench/{cn,en}_utils.py doc_to_text: "{hint} {question} {options}\\n{post}"
             ("{question} {options}..." when the hint is null); options = "There are several
             options:" (both languages: cn_utils.py reads mmbench.yaml, not mmbench_cn.yaml) and

@@ -1,10 +1,10 @@
 """Jensen-Shannon divergence between two key sets, along their shared principal directions.
 
-Our documented procedure (the paper states none; FIELD-NOTES sect 1): z-score each dimension with the
-pooled mean and std, PCA on the pooled data, project onto the top k components, histogram each
-projection on `bins` shared bins spanning the pooled `quantile_range` percentiles (values outside go to
-the edge bins), add eps to every bin probability and renormalise, JSD in bits (base 2). value = mean
-over components; extra has the max and every component.
+Our documented procedure (the paper states none; README.md, "Choices the paper left open"): z-score
+each dimension with the pooled mean and std, PCA on the pooled data, project onto the top k components,
+histogram each projection on `bins` shared bins spanning the pooled `quantile_range` percentiles (values
+outside go to the edge bins), add eps to every bin probability and renormalise, JSD in bits (base 2).
+value = mean over components; extra has the max and every component.
 
 Bias: a histogram JSD is biased upward at finite n (two samples of ONE distribution score > 0). Because
 the z-scoring, PCA and bin edges are fitted on the pooled data, they do not depend on which rows are

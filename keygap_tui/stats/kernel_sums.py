@@ -2,12 +2,12 @@
 
 Why this shape: a two-sample kernel statistic needs three sums (within a, within b, between) and a
 permutation test needs them again for every relabelling. Recomputing the kernel per permutation, or
-storing the (n+m)^2 matrix and re-indexing it, is 100x slower (FIELD-NOTES sect 5). Instead the pooled
+storing the (n+m)^2 matrix and re-indexing it, was 100x slower when measured. Instead the pooled
 kernel matrix K is produced in column rings of its upper triangle only (symmetry halves the work), each
 block is reduced at once against an N x (P+1) 0/1 membership matrix A (column 0 = the real split), and
 only O(N (P+1)) numbers survive. Memory is bounded by block_rows x block_cols, never (n+m)^2. Visiting
 rings in a random row order makes the sums after each ring exact for a growing random prefix
-(progressive MMD, FIELD-NOTES sect 5).
+(progressive MMD).
 
 Numerics: data are centred on the pooled mean (distance by |a|^2 + |b|^2 - 2ab loses digits far
 from the origin), products run in float32 (GEMM-bound at d = 4096), every reduction across blocks is

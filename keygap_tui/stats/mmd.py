@@ -1,6 +1,6 @@
 """Maximum mean discrepancy between two key sets, with a sample-level permutation test.
 
-Defaults are ours (the paper states none), see FIELD-NOTES sect 1: unbiased U-statistic MMD^2 with a
+Defaults are ours (the paper states none; README.md, "Choices the paper left open"): unbiased U-statistic MMD^2 with a
 Gaussian kernel whose sigma^2 is the pooled median heuristic. value is MMD^2 itself (not its root), so
 under the null it is centred on 0 and can be slightly negative.
 """
@@ -23,7 +23,7 @@ from .rff import rff_pair_sums
 #: method="auto" uses the exact estimator up to this many pooled rows (n + m) and random Fourier
 #: features above it: at d = 4096 the exact cost grows as (n+m)^2 (n = m = 10,000 ~ 10 s on 2 cores).
 AUTO_EXACT_MAX_POOLED = 20_000
-#: the multi-scale kernel of FIELD-NOTES sect 1: sigma times each factor, kernels averaged.
+#: the multi-scale kernel: sigma times each factor, kernels averaged.
 MULTI_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 

@@ -5,8 +5,7 @@ phi(a).phi(b) estimates exp(-|a-b|^2 / (2 sigma^2)). With multiple scales, one b
 scale, weighted so the dot product estimates the mean kernel. All sums of every permutation follow from
 the per-split feature sums A'Phi, so a permutation test costs one small GEMM per row block.
 
-FIELD-NOTES sect 5: at D = 1024 the approximation error was below the exact estimator's own sampling
-noise at d <= 512. The features are drawn from np.random.default_rng([seed, 1]), a stream separate from
+The features are drawn from np.random.default_rng([seed, 1]), a stream separate from
 the permutation draw, so exact and RFF runs with one seed test the same permutations.
 """
 
