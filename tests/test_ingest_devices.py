@@ -13,10 +13,10 @@ import sys
 import time
 
 import pytest
+from store_helpers import assert_same_rows, stored_rows, stored_samples
 
 from ingest.shards import ShardError, parse_devices, shard_from_environment
 from keygap_tui.cli import main as keygap
-from tests.store_helpers import assert_same_rows, stored_rows, stored_samples
 
 ARGS = ["--model", "tiny:llava", "--benchmark", "sample", "--layers", "1,2", "--tokens", "4:4",
         "--batch-size", "2", "--limit", "8", "--no-progress"]

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
+from store_helpers import write_synthetic_store
 
 from store.reader import KeyStore
-from tests.store_helpers import write_synthetic_store
 
 PART = "keys/model=m/benchmark=b/layer={layer}/rope=post/modality={modality}"
 
