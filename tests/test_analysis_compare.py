@@ -183,6 +183,7 @@ def test_thread_limit_changes_speed_not_numbers(store):
         assert x.value == pytest.approx(y.value, rel=1e-5) and x.p_value == y.p_value
 
 
+@pytest.mark.slow
 def test_analysis_never_imports_duckdb_or_textual(store, tmp_path):
     import subprocess
     import sys

@@ -41,6 +41,7 @@ def _picture():
     return decode_image(fixtures.pictures()["wide"])
 
 
+@pytest.mark.slow
 def test_one_512_by_384_picture_gets_each_harness_token_count(qwen, tmp_path):
     lm, folder, load = qwen
     picture = _picture()

@@ -80,6 +80,7 @@ def test_a_failing_shard_is_one_line_and_the_other_finishes(tmp_path):
     assert "shard 0/2 (cpu): done" in r.stdout
 
 
+@pytest.mark.slow
 def test_shard_auto_under_slurm_and_torchrun(tmp_path, plain, monkeypatch, capsys):
     root = tmp_path / "slurm"
     for task in (3, 4):  # an array submitted as --array=3-4

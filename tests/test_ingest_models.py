@@ -34,6 +34,7 @@ PROMPTS = {"llava": "USER: <image>\nWhat is it? ASSISTANT:",
 
 @pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next",
                                   "tiny:qwen3-vl"])
+@pytest.mark.slow
 def test_tiny_model_is_deterministic_and_survives_save_pretrained(tmp_path, name):
     a = load_model(name, device="cpu")
     b = load_model(name, device="cpu")
@@ -107,6 +108,7 @@ def test_dtype_rules():
     assert storage_dtype(torch.float32, "float16") == "float16"
 
 
+@pytest.mark.slow
 def test_a_hub_id_already_in_the_local_cache_loads_offline(tmp_path):
     """A real Hugging Face cache layout (refs/main -> snapshots/<commit>), read in a fresh process
     whose HF_HUB_CACHE points at it, with the network switched off."""

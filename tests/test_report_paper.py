@@ -35,6 +35,7 @@ def tiny_store(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_report_on_tiny_models_matches_compare(tiny_store, tmp_path, capsys):
     out = tmp_path / "report"
     result = report(tiny_store, out, png=False, **SMALL)

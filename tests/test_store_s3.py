@@ -47,6 +47,7 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_reader_and_inventory_answer_the_same_from_s3(uploaded):
     local, uri, _ = uploaded
     a, b = KeyStore(str(local)), KeyStore(uri)
@@ -65,6 +66,7 @@ def test_reader_and_inventory_answer_the_same_from_s3(uploaded):
     assert set(seg.sample_id) == {"s0003", "s0017"} and len(seg) == 16
 
 
+@pytest.mark.slow
 def test_sql_and_info_over_s3_equal_the_local_store(uploaded, capsys):
     local, uri, _ = uploaded
     query = "SELECT layer, modality, count(*) AS n, min(rand) AS r, max(dim) AS d FROM keys GROUP BY ALL ORDER BY ALL"
@@ -98,6 +100,7 @@ def test_sql_reads_only_under_the_store_prefix(uploaded, s3_env):
             query_store(catalog, query)
 
 
+@pytest.mark.slow
 def test_compare_over_s3_equals_local_and_is_cached_in_the_bucket(uploaded, capsys, s3_env):
     local, uri, bucket = uploaded
     args = ["compare", "--model", "m", "--benchmark", "b", "--layer", "2", "--metrics", "mmd,js", "--n", "60",
@@ -128,6 +131,7 @@ def test_compare_over_s3_equals_local_and_is_cached_in_the_bucket(uploaded, caps
     assert ResultsCache(KeyStore(uri).location).prune_stale() == 2
 
 
+@pytest.mark.slow
 def test_credentials_never_show_and_uris_with_credentials_are_refused(uploaded, capsys, s3_env):
     _, uri, bucket = uploaded
     outputs = []

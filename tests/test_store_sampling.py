@@ -53,6 +53,7 @@ def test_a_sample_is_the_window_of_the_random_order_its_seed_names(store, seed):
     assert list(zip(filtered.sample_id.tolist(), filtered.position.tolist())) == want
 
 
+@pytest.mark.slow
 def test_seeded_samples_are_uniform_over_rows(store):
     ks = KeyStore(store)
     n, seeds = 250, 200
@@ -101,6 +102,7 @@ def _read_bytes() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io byte accounting")
+@pytest.mark.slow
 def test_a_seeded_sample_reads_about_what_it_returns(tmp_path):
     root = tmp_path / "s"
     # one file of 20,000 d=256 fp16 keys (10 MB of keys): 500 keys are 256 KB of it

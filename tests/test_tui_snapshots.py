@@ -56,25 +56,30 @@ def _steps(*keys, focus: str | None = None, sql: str | None = None):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_scatter_with_results(snap_compare, app_in, size):
     assert snap_compare(app_in(), terminal_size=size, run_before=_steps("c", "f2", "r", focus="#results"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_controls(snap_compare, app_in, size):
     assert snap_compare(app_in(), terminal_size=size, run_before=_steps("f3", "r", focus="#results"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_layers(snap_compare, app_in, size):
     assert snap_compare(app_in(), terminal_size=size, run_before=_steps("f4", "r", focus="#layers-table"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_sql(snap_compare, app_in, size):
     assert snap_compare(app_in(), terminal_size=size, run_before=_steps("f5", "ctrl+r", focus="#sql-grid"))
 
 
+@pytest.mark.slow
 def test_help_light_theme(snap_compare, app_in):
     assert snap_compare(app_in(), terminal_size=(80, 24), run_before=_steps("T", "f1"))
 

@@ -17,9 +17,11 @@ import pytest
 from test_tui_support import make_store
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(
-    TMUX is None, reason="tmux is not installed (apt-get install tmux); the project machines ship it"
-)
+pytestmark = [
+    pytest.mark.skipif(TMUX is None,
+                       reason="tmux is not installed (apt-get install tmux); the project machines ship it"),
+    pytest.mark.slow,
+]
 
 
 def _tmux(*args: str, check: bool = True) -> str:
