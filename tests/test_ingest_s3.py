@@ -58,6 +58,7 @@ def test_lock_rules_hold_on_s3(s3):
     assert _lock_objects(server, bucket) == {}
 
 
+@pytest.mark.slow
 def test_conflicting_takers_at_the_same_instant_never_both_win_on_s3(s3):
     _, uri, _ = s3
     def take(tag: str, start: threading.Barrier, won: list) -> None:
@@ -80,6 +81,7 @@ def test_conflicting_takers_at_the_same_instant_never_both_win_on_s3(s3):
             lock.release()
 
 
+@pytest.mark.slow
 def test_stale_locks_on_s3_are_taken_over_and_a_heartbeat_never_overwrites_a_thief(s3, monkeypatch):
     server, uri, bucket = s3
     # a holder on this host whose process is gone
@@ -115,6 +117,7 @@ def test_stale_locks_on_s3_are_taken_over_and_a_heartbeat_never_overwrites_a_thi
     assert _lock_objects(server, bucket) == {}
 
 
+@pytest.mark.slow
 def test_ingest_refuses_an_s3_prefix_that_holds_something_else(s3):
     from ingest.run import ingest
 
