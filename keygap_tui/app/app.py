@@ -31,9 +31,9 @@ from .threads import cap_before_load
 from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
+from .widgets.matrix_table import MatrixTable
 from .widgets.problems_bar import ProblemsBar
 from .widgets.row_viewer import RowViewer
-from .widgets.matrix_table import MatrixTable
 from .widgets.scatter_pane import ScatterPane, ScatterPlot
 from .widgets.slice_picker import SlicePicker
 from .widgets.sql_pane import SqlPane
