@@ -23,6 +23,7 @@ def store(tmp_path):
     return make_store(tmp_path / "store")
 
 
+@pytest.mark.slow
 @sync
 async def test_completion_schema_row_viewer_and_exports(store, tmp_path):
     app = make_app(store, tmp_path)
@@ -83,6 +84,7 @@ async def test_completion_schema_row_viewer_and_exports(store, tmp_path):
         assert back.num_rows == 30 and back["key"].to_pylist() == direct["key"].to_pylist()
 
 
+@pytest.mark.slow
 @sync
 async def test_result_rows_at_80x24_at_least_as_visidata(store, tmp_path):
     app = make_app(store, tmp_path)

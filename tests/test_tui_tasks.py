@@ -28,6 +28,7 @@ def two_models(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @sync
 async def test_task1_and_2_matrix_over_every_layer_with_controls(two_models, tmp_path):
     app = make_app(two_models, tmp_path)
