@@ -60,6 +60,13 @@ def _parse_segments(segments) -> frozenset | None:
     out = frozenset(s for s in segments if s)
     if not out:
         raise ValueError("--segments is empty: give a comma-separated list such as question,options")
+    from .prompts import SEGMENTS
+
+    text_segments = [s for s in SEGMENTS if s not in ("image", "special")]
+    unknown = sorted(out - set(text_segments))
+    if unknown:
+        raise ValueError(f"--segments: unknown text segment {', '.join(map(repr, unknown))}; "
+                         f"choose from {','.join(text_segments)}")
     return out
 
 

@@ -108,7 +108,9 @@ def run_info(args: argparse.Namespace) -> int:
     summary = summarize(args.store or default_store())
     warn_problems(summary["problems"], "info")
     if args.json:
-        print(json.dumps(summary, indent=1, default=str))
+        from .jsontext import json_ready
+
+        print(json.dumps(json_ready(summary), indent=1, allow_nan=False))  # strict JSON: NaN becomes null
         return 0
     print(format_summary(summary))
     return 0

@@ -12,6 +12,11 @@ class StoreError(KeygapError):
     """The store is missing, unreadable, of another schema version, or damaged."""
 
 
+class StoreNotice(UserWarning):
+    """Something the user should know that did not stop the command (an answer not cached because the
+    store is read-only or full); the CLI prints it as one line, ``keygap CMD: note: ...``."""
+
+
 class SqlError(KeygapError):
     """A SQL statement was refused or failed."""
 

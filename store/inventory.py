@@ -126,8 +126,23 @@ def scan(fs: pafs.FileSystem, root: str) -> Inventory:
             inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
     for files in inv.files.values():
         files.sort(key=lambda f: f.path)
+        _leave_out_odd_dims(files, inv.problems)
     inv.markers.sort(key=lambda mk: mk.path)
     return inv
+
+
+def _leave_out_odd_dims(files: list[KeyFile], problems: list[str]) -> None:
+    """Keys of one partition share one length; a file that disagrees with the most rows is damaged."""
+    rows_by_dim: dict[int, int] = {}
+    for f in files:
+        rows_by_dim[f.dim] = rows_by_dim.get(f.dim, 0) + f.rows
+    if len(rows_by_dim) < 2:
+        return
+    dim = max(rows_by_dim, key=lambda d: (rows_by_dim[d], d))
+    for f in [f for f in files if f.dim != dim]:
+        files.remove(f)
+        problems.append(f"{f.rel} holds keys of {f.dim} values where its partition's other files hold {dim} and "
+                        "was left out: delete it and re-run the ingest that wrote it")
 
 
 def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
@@ -140,7 +155,10 @@ def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
     dtype = str(t["dtype"][0])
     if dtype not in KEY_DTYPES:
         raise ValueError(f"unknown key dtype {dtype!r}")
-    return rows, len(t["key"][0].as_py()) // KEY_DTYPES[dtype], dtype
+    nbytes = len(t["key"][0].as_py())
+    if nbytes % KEY_DTYPES[dtype]:
+        raise ValueError(f"a key of {nbytes} bytes is no whole number of {dtype} values")
+    return rows, nbytes // KEY_DTYPES[dtype], dtype
 
 
 def list_parquet(fs: pafs.FileSystem, base: str, recursive: bool) -> list[pafs.FileInfo]:

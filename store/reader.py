@@ -58,10 +58,13 @@ class KeyStore:
         manifest = self._path(MANIFEST)
         info = self.location.info(MANIFEST)
         if info.type == pafs.FileType.NotFound:
-            if not self.location.exists():
+            root_type = self.location.info("").type
+            if root_type == pafs.FileType.NotFound:
                 raise StoreError(
                     f"no store at {self.uri}: run `keygap ingest ...` first, or pass --store / set KEYGAP_STORE"
                 )
+            if root_type == pafs.FileType.File:
+                raise StoreError(f"--store {self.uri} is a file: pass the folder that holds {MANIFEST}")
             raise StoreError(f"{self.uri} is not a keygap store (no {MANIFEST}): pass the folder that holds it")
         if info.type != pafs.FileType.File:
             raise StoreError(f"{manifest} is not a file: pass the folder of a keygap store as --store")

@@ -10,10 +10,12 @@ pyarrow only (no duckdb), so the analysis code can use it on any machine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import StoreError
+from .errors import StoreError, StoreNotice, first_line
 from .jsonsafe import canonical_json
 from .location import Location, open_location
 from .schema import RESULTS_DIR, utc_now
@@ -130,9 +132,10 @@ class ResultsCache:
                 row[name] = None if row[name] is None else json.loads(row[name])
         return rows
 
-    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> str:
+    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> str | None:
         """Write an answer whole (a temp file renamed, or one object upload), so a reader never sees half
-        of it; returns its path on the store's filesystem.
+        of it; returns its path on the store's filesystem, or None when the store cannot be written (read-only,
+        full: the answer is still good, just not kept, and a StoreNotice says so).
 
         ``rows`` are dicts over RESULTS_SCHEMA's columns (other keys are not stored); JSON_COLUMNS may hold
         any JSON-able value and are stored as canonical JSON text."""
@@ -160,7 +163,9 @@ class ResultsCache:
     def array_path(self, key: str) -> str:
         return posixpath.join(RESULTS_DIR, ARRAYS_DIR, f"part-{key}.parquet")
 
-    def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> str:
+    def put_table(
+        self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]
+    ) -> str | None:
         """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
         meta = {
             b"keygap.depends": canonical_json(dict(depends)).encode(),
@@ -211,7 +216,8 @@ class ResultsCache:
                     stale = True
                     break
             if stale:
-                self.location.delete(path)
+                if not self._remove(path):
+                    break  # a read-only store: nothing can be pruned
                 removed += 1
         return removed
 
@@ -224,7 +230,7 @@ class ResultsCache:
 
     def _read_or_drop(self, rel: str) -> pa.Table | None:
         """A cached answer's table, or None when absent; a damaged cache file is not worth an error: it is
-        dropped and the answer recomputed."""
+        dropped (where the store can be written) and the answer recomputed."""
         try:
             with self.location.fs.open_input_file(self.location.path(rel)) as f:
                 return pq.read_table(f)
@@ -232,14 +238,36 @@ class ResultsCache:
             return None
         except (OSError, pa.ArrowInvalid):
             if self.location.is_file(rel):
-                self.location.delete(rel)
+                self._remove(rel)
             return None
 
-    def _write(self, table: pa.Table, rel: str) -> str:
-        """Write a whole answer file (store/location.py), so a reader never sees half of one."""
+    def _write(self, table: pa.Table, rel: str) -> str | None:
+        """Write a whole answer file (store/location.py), so a reader never sees half of one. A store that
+        cannot be written (read-only, full) is not an error: the answer is returned all the same, not kept,
+        and a StoreNotice says so; a local results folder this call created is removed again."""
+        folder = posixpath.dirname(rel)
+        created = [d for d in (RESULTS_DIR, folder) if self.location.local and not self.location.exists(d)]
         try:
             self.location.write_parquet(rel, table, compression="zstd")
-        except OSError as exc:
-            raise StoreError(f"cannot write the results cache at {self.location.join(rel)} ({exc.strerror or exc}): "
-                             "make the store writable, or pass --no-cache") from None
+        except (OSError, StoreError) as exc:
+            for d in reversed(created):  # a full disk keeps no empty results folder either
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.location.path(d))
+            _not_cached(self.location.join(folder), exc, "not cached")
+            return None
         return self.location.path(rel)
+
+    def _remove(self, rel: str) -> bool:
+        """Delete a cache file; in a read-only store it stays (and is never served stale: keys name the data)."""
+        try:
+            self.location.delete(rel)
+            return True
+        except StoreError as exc:
+            _not_cached(self.location.join(posixpath.dirname(rel)), exc, "left as they are")
+            return False
+
+
+def _not_cached(folder: str, exc: Exception, what: str) -> None:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+    warnings.warn(StoreNotice(f"answers {what}: cannot write {folder} ({reason}); results are shown all the same"),
+                  stacklevel=3)

@@ -108,13 +108,17 @@ def init_store(root: str | os.PathLike | Location) -> Location:
         return loc
     if foreign:
         raise StoreError(f"{where} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
-    # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
-    loc.write_bytes(
-        MANIFEST,
-        json.dumps({"schema_version": SCHEMA_VERSION, "created": utc_now()}).encode(),
-    )
-    for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
-        loc.makedirs(sub)
+    try:
+        # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
+        loc.write_bytes(
+            MANIFEST,
+            json.dumps({"schema_version": SCHEMA_VERSION, "created": utc_now()}).encode(),
+        )
+        for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
+            loc.makedirs(sub)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {where} ({exc.strerror or exc}): choose a --store you can write "
+                         "to, on a disk with free space") from None
     return loc
 
 

@@ -126,15 +126,18 @@ def _only_benchmark(ks) -> str:
 
 
 def _params(items) -> dict:
+    """--param METRIC.NAME=VALUE items as {metric: {name: value}}, names checked against the measures."""
     from .errors import AnalysisError
+    from .metrics import check_params
 
     out: dict = {}
     for item in items or []:
         name, eq, value = item.partition("=")
         metric, dot, key = name.partition(".")
-        if not eq or not dot or not metric or not key:
+        if not eq or not dot or not metric.strip() or not key.strip():
             raise AnalysisError(f"--param {item!r}: write METRIC.NAME=VALUE, e.g. mmd.estimator=biased")
         out.setdefault(metric.strip().lower(), {})[key.strip()] = _param_value(value)
+    check_params(out)
     return out
 
 
@@ -147,6 +150,67 @@ def _param_value(text: str):
     if "," in text:
         return [_param_value(part.strip()) for part in text.split(",") if part.strip()]
     return text
+
+
+def _check_counts(permutations: int, replicates: int, n: int | None, ks=None) -> None:
+    """Refuse counts that cannot work: negative ones, and permutations whose null distribution would not
+    fit in memory (each permutation keeps one membership byte per key, plus a few floats)."""
+    from .errors import AnalysisError
+
+    if permutations < 0:
+        raise AnalysisError(f"--permutations must be 0 or more, got {permutations}")
+    if replicates < 1:
+        raise AnalysisError(f"--replicates must be at least 1, got {replicates}")
+    rows = 2 * (n if n is not None else _largest_partition(ks))
+    need = (permutations + 1) * (rows + 64)
+    have = available_memory()
+    if have and need > have // 2:
+        most = max(0, have // 2 // (rows + 64) - 1)
+        raise AnalysisError(
+            f"--permutations {permutations:,} would need about {_gib(need)} of memory for {rows:,} keys "
+            f"({'all' if n is None else n} per side), and {_gib(have)} is available: use --permutations "
+            f"{most:,} or fewer (or a smaller --n)")
+
+
+def _largest_partition(ks) -> int:
+    if ks is None:
+        return 0
+    return max((p["rows"] for p in ks.partitions()), default=0)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), else the physical total, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"
+
+
+def _check_out_folder(out: str) -> None:
+    """--out of report must be a folder (created if missing) that can be written."""
+    import os
+
+    from .errors import AnalysisError
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise AnalysisError(f"--out {out} exists and is not a folder: give a folder for the report "
+                            "(it is created if missing)")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.exists(out) and not os.path.isdir(parent):
+        raise AnalysisError(f"--out {out}: its parent folder {parent} does not exist; create it first")
 
 
 def _store(args) -> str:
@@ -175,19 +239,21 @@ def _progress_bar(description: str):
 
 # --- compare ---------------------------------------------------------------------------------------------
 def run_compare(args) -> int:
+    from store.cli import warn_problems
+
     from . import comparisons as cmp
     from .errors import AnalysisError
     from .sides import Side, open_store, parse_what
 
     ks = open_store(_store(args))
+    warn_problems(ks.problems, "compare")  # damaged files left out of the answer
     if args.benchmark is None:
         args.benchmark = _only_benchmark(ks)
     metrics = _split([args.metrics]) if args.metrics else list(cmp.DEFAULT_METRICS)
     n = _n(args.n, cmp.DEFAULT_N)
     permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
-    if permutations < 0:
-        raise AnalysisError("--permutations must be 0 or more")
     replicates = cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates
+    _check_counts(permutations, replicates, n, ks)
     metric_params = _params(args.param)
     models = _split(args.model)
     layer_spec = _split(args.layer)
@@ -273,19 +339,35 @@ def run_report(args) -> int:
                 f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}"
             ) from None
         iterations = (early, main)
+    from store.cli import warn_problems
+
+    from .sides import open_store
+
+    _check_out_folder(args.out)
+    ks = open_store(_store(args))
+    warn_problems(ks.problems, "report")
+    n = _n(args.n, cmp.DEFAULT_N)
+    permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
+    replicates = cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates
+    _check_counts(permutations, replicates, n, ks)
+    metric_params = _params(args.param)
+    projection_n = _n(args.projection_n, DEFAULT_PROJECTION_N)
     bar, update = _progress_bar("report")
-    with bar:
-        result = report(
-            _store(args), args.out, _split(args.models) or None, _split(args.benchmarks) or None, args.layers,
-            metrics=_split([args.metrics]) if args.metrics else cmp.DEFAULT_METRICS,
-            n=_n(args.n, cmp.DEFAULT_N), seed=args.seed,
-            permutations=cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations,
-            replicates=cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates,
-            image=args.image, text=args.text, rope=args.rope,
-            projection_n=_n(args.projection_n, DEFAULT_PROJECTION_N), projection_method=args.projection,
-            iterations=iterations, png=args.png, metric_params=_params(args.param), use_cache=not args.no_cache,
-            progress=update,
-        )
+    try:
+        with bar:
+            result = report(
+                ks, args.out, _split(args.models) or None, _split(args.benchmarks) or None, args.layers,
+                metrics=_split([args.metrics]) if args.metrics else cmp.DEFAULT_METRICS,
+                n=n, seed=args.seed, permutations=permutations, replicates=replicates,
+                image=args.image, text=args.text, rope=args.rope,
+                projection_n=projection_n, projection_method=args.projection,
+                iterations=iterations, png=args.png, metric_params=metric_params, use_cache=not args.no_cache,
+                progress=update,
+            )
+    except OSError as exc:  # writing the artefacts: a full disk, a folder that cannot be written
+        where = exc.filename or args.out
+        raise AnalysisError(f"cannot write the report into {args.out} ({exc.strerror or exc}: {where}): free "
+                            "space or choose another --out") from None
     print(f"report written to {result.out}:")
     for path in result.files:
         print(f"  {path.name}")
