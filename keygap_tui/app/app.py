@@ -219,6 +219,8 @@ class KeygapApp(App):
             )
         if self.store_note:
             self.notify(self.store_note, title="store", markup=False)
+        for problem in catalog.problems:  # damaged files: left out, and said on screen all session
+            self.query_one(ProblemsBar).add(problem)
         if self.focused is None or self.focused.id == "model":  # Textual's first focus, not the user's choice
             self.query_one(MatrixTable).focus()
         self._save_state()
@@ -635,7 +637,7 @@ class KeygapApp(App):
 
     def _exported(self, path: Path) -> None:
         self.status.say(f"saved {path}")
-        self.notify(f"saved {path}", title="export")
+        self.notify(f"saved {path}", title="export", markup=False)
 
     def action_screenshot(self) -> None:
         from .export import next_path

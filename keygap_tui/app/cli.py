@@ -18,13 +18,20 @@ def register(subparsers) -> None:
 
 
 def run_tui(args) -> int:
+    import sys
     from pathlib import Path
 
+    from store.errors import KeygapError
     from store.reader import KeyStore
     from store.store_option import choose_store
 
     store, note = (args.store, "") if args.store else choose_store()
     KeyStore(store)  # a missing or foreign store is a one-line error here, before the screen changes
+    # Textual would wait forever for a terminal's answer that a file or pipe never gives
+    for name, stream in (("output", sys.stdout), ("input", sys.stdin)):
+        if not (stream is not None and stream.isatty()):
+            raise KeygapError(f"the explorer needs a terminal, and its {name} is redirected: run it in a terminal "
+                              "(over SSH too), or use `keygap info` / `keygap compare` / `keygap sql` for text")
     from . import run
 
     run(store, config_path=Path(args.config) if getattr(args, "config", None) else None, store_note=note)

@@ -20,6 +20,7 @@ class Catalog:
     segments: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)  # (model, benchmark, modality)
     ropes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     depth: dict[str, int | None] = field(default_factory=dict)  # decoder layers per model (run manifest)
+    problems: list[str] = field(default_factory=list)  # damaged files left out of the store's view
 
     @property
     def empty(self) -> bool:
@@ -81,6 +82,7 @@ def read_catalog(store) -> Catalog:
                 found.update(str(v) for v in pc.unique(table["segment"]).to_pylist() if v is not None)
             if found:
                 cat.segments[(m, b, mod)] = sorted(found, key=_segment_order)
+    cat.problems = list(ks.problems)
     return cat
 
 

@@ -41,7 +41,7 @@ class HelpScreen(ModalScreen):
         table.add_column("action")
         table.add_column(Text("id (for [keys])"), style="dim", no_wrap=True)
         for key, description, binding_id in self.rows:
-            table.add_row(key, description, binding_id)
+            table.add_row(Text(key), Text(description), Text(binding_id))  # config values print as themselves
         with VerticalScroll():
             yield Static(Text(INTRO))
             yield Static(table)
