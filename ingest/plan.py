@@ -190,7 +190,8 @@ def committed_samples(root: str, settings: Mapping[str, Any], digest: str) -> fr
 
     ks = KeyStore(str(root))
     for run in ks.runs():
-        s = run.get("settings") if isinstance(run.get("settings"), dict) else {}
+        raw = run.get("settings")
+        s: dict[str, Any] = raw if isinstance(raw, dict) else {}
         same_target = s.get("model") == settings["model"] and s.get("benchmark") == settings["benchmark"]
         # Another split holds other items, so it may share the partitions; any other difference may not.
         diff = [k for k in sorted(set(s) | set(settings))

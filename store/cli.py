@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from .errors import warn_problems
 from .store_option import add_store_argument, default_store
 
 
@@ -44,12 +45,6 @@ def _seconds(text: str) -> float:
     if not 0 <= value < 10**7:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 10000000 seconds")
     return value
-
-
-def warn_problems(problems: list[str], command: str) -> None:
-    """Damaged files were left out of what the command saw: say which, on stderr, one line each."""
-    for problem in problems:
-        print(f"keygap {command}: warning: {problem}", file=sys.stderr)
 
 
 def run_sql(args: argparse.Namespace) -> int:
@@ -108,9 +103,9 @@ def run_info(args: argparse.Namespace) -> int:
     summary = summarize(args.store or default_store())
     warn_problems(summary["problems"], "info")
     if args.json:
-        from .jsontext import json_ready
+        from .jsonsafe import json_safe
 
-        print(json.dumps(json_ready(summary), indent=1, allow_nan=False))  # strict JSON: NaN becomes null
+        print(json.dumps(json_safe(summary), indent=1, allow_nan=False))  # strict JSON: NaN becomes null
         return 0
     print(format_summary(summary))
     return 0

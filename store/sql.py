@@ -20,7 +20,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .catalog import SqlCatalog
-from .jsontext import json_ready
 from .errors import SqlError
 from .jsonsafe import json_safe
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from store_helpers import write_synthetic_store
 
 from keygap_tui.cli import main as keygap
-from tests.store_helpers import write_synthetic_store
 
 
 # -- the store and its damage --------------------------------------------------------------------------------
@@ -40,6 +40,10 @@ def _key_file(store: Path) -> Path:
 
 def _marker(store: Path) -> Path:
     return sorted((store / "samples").glob("part-*.parquet"))[0]
+
+
+def _rows(store: Path) -> int:
+    return pq.read_metadata(_key_file(store)).num_rows
 
 
 def _run_manifest(store: Path) -> Path:
@@ -63,10 +67,10 @@ DAMAGE = {
     "key-empty": lambda s: _key_file(s).write_bytes(b""),
     "key-wrong-schema": lambda s: pq.write_table(pa.table({"x": [1, 2, 3]}), _key_file(s)),
     "key-unknown-dtype": lambda s: pq.write_table(
-        pq.read_table(_key_file(s)).set_column(10, "dtype", pa.array(["float8"] * pq.read_metadata(_key_file(s)).num_rows).dictionary_encode()),
+        pq.read_table(_key_file(s)).set_column(10, "dtype", pa.array(["float8"] * _rows(s)).dictionary_encode()),
         _key_file(s)),
     "key-odd-length": lambda s: pq.write_table(
-        pq.read_table(_key_file(s)).set_column(11, "key", pa.array([b"\x01\x02\x03"] * pq.read_metadata(_key_file(s)).num_rows, pa.binary())),
+        pq.read_table(_key_file(s)).set_column(11, "key", pa.array([b"\x01\x02\x03"] * _rows(s), pa.binary())),
         _key_file(s)),
     "stray-parquet": lambda s: (s / "keys" / "stray.parquet").write_bytes(b"junk"),
     "stray-partition": lambda s: ((s / "keys" / "model=m" / "benchmark=b" / "layer=x").mkdir(),
@@ -124,8 +128,9 @@ def _assert_one_line_messages(err: str, code: int, expect: str) -> None:
 # -- the cases ---------------------------------------------------------------------------------------------
 # (id, argv, damage, exit code, text stderr must contain). {store} and {tmp} are filled in.
 C = "compare --store {store} --model m --benchmark b --layer 1"
-R = "report --store {store} --out {tmp}/rep --models m --layers 1 --no-png --permutations 9 --replicates 1 --projection pca"
-I = "ingest --store {store} --model tiny:llava --benchmark sample --limit 2 --no-progress"
+R = ("report --store {store} --out {tmp}/rep --models m --layers 1 --no-png --permutations 9 --replicates 1 "
+     "--projection pca")
+ING = "ingest --store {store} --model tiny:llava --benchmark sample --limit 2 --no-progress"
 CASES = [
     # --param: unknown metrics and names, values of the wrong kind
     ("param-unknown-metric", C + " --param bogus.x=1", None, 2, "unknown metric 'bogus'; choose from"),
@@ -136,19 +141,22 @@ CASES = [
     ("param-no-equals", C + " --param mmd.estimator", None, 2, "write METRIC.NAME=VALUE"),
     ("param-empty-name", C + " --param .x=1", None, 2, "write METRIC.NAME=VALUE"),
     ("param-bad-estimator", C + " --param mmd.estimator=nope", None, 2, "estimator"),
-    ("param-bad-scales", C + " --param mmd.scales=abc --metrics mmd", None, 2, "mmd cannot use --param mmd.scales='abc'"),
+    ("param-bad-scales", C + " --param mmd.scales=abc --metrics mmd", None, 2,
+     "mmd cannot use --param mmd.scales='abc'"),
     ("param-negative-bins", C + " --param js.bins=-3 --metrics js", None, 2, "bins=-3; pass an integer >= 2"),
     ("param-huge-bins", C + " --param js.bins=1e400 --metrics js", None, 2, "bins=inf"),
     ("param-nan-bandwidth", C + " --param mmd.bandwidth=NaN --metrics mmd", None, 2, "bandwidth"),
     ("report-param-unknown", R + " --param mmd.nope=2", None, 2, "mmd has no parameter 'nope'"),
     ("report-param-metric", R + " --param bogus.x=1", None, 2, "unknown metric 'bogus'"),
     # counts
-    ("permutations-huge", C + " --permutations 1000000000000", None, 2, "--permutations 1,000,000,000,000 would need about"),
+    ("permutations-huge", C + " --permutations 1000000000000", None, 2,
+     "--permutations 1,000,000,000,000 would need about"),
     ("permutations-huge-all", C + " --permutations 100000000000 --n all", None, 2, "would need about"),
     ("permutations-negative", C + " --permutations -5", None, 2, "--permutations must be 0 or more"),
     ("permutations-text", C + " --permutations many", None, 2, "argument --permutations: invalid int value"),
     ("permutations-float", C + " --permutations 1e9", None, 2, "invalid int value: '1e9'"),
-    ("report-permutations-huge", R.replace("--permutations 9", "--permutations 999999999999"), None, 2, "would need about"),
+    ("report-permutations-huge", R.replace("--permutations 9", "--permutations 999999999999"), None, 2,
+     "would need about"),
     ("replicates-negative", C + " --controls --replicates -1", None, 2, "--replicates must be at least 1"),
     ("replicates-zero", C + " --controls --replicates 0", None, 2, "--replicates must be at least 1"),
     ("n-zero", C + " --n 0", None, 2, "--n must be at least 2"),
@@ -164,11 +172,13 @@ CASES = [
     ("side-unknown", C + " --a nosuch", None, 2, "unknown side 'nosuch'"),
     ("side-segment", C + " --b text:nosuchsegment", None, 2, "only 0 text keys in segments nosuchsegment"),
     ("side-markup", C + " --b text:[/x]", None, 2, "[/x]"),
-    ("layer-missing", "compare --store {store} --model m --benchmark b --layer 99", None, 2, "layer must be one of: 1, 2"),
+    ("layer-missing", "compare --store {store} --model m --benchmark b --layer 99", None, 2,
+     "layer must be one of: 1, 2"),
     ("layer-text", "compare --store {store} --model m --benchmark b --layer nosuch", None, 2, "nosuch"),
     ("layer-percent", "compare --store {store} --model m --benchmark b --layer 250%", None, 2, "250%"),
     ("layer-negative", "compare --store {store} --model m --benchmark b --layer -1", None, 2, "layer"),
-    ("model-unknown", "compare --store {store} --model nosuch --benchmark b --layer 1", None, 2, "model must be one of: m"),
+    ("model-unknown", "compare --store {store} --model nosuch --benchmark b --layer 1", None, 2,
+     "model must be one of: m"),
     ("benchmark-unknown", "compare --store {store} --model m --benchmark nosuch --layer 1", None, 2, "nosuch"),
     ("rope-unknown", C + " --rope middle", None, 2, "argument --rope: invalid choice: 'middle'"),
     ("compare-no-layer", "compare --store {store} --model m", None, 2, "the following arguments are required: --layer"),
@@ -188,23 +198,24 @@ CASES = [
     ("store-file-sql", "sql --store {store}/keygap.json 'SELECT 1'", None, 2, "not a keygap store"),
     ("store-file-tui", "tui --store {store}/keygap.json", None, 2, "not a keygap store"),
     ("store-file-report", R.replace("--store {store}", "--store {store}/keygap.json"), None, 2, "not a keygap store"),
-    ("store-file-ingest", I.replace("--store {store}", "--store {store}/keygap.json"), None, 2, "is a file, not a folder"),
+    ("store-file-ingest", ING.replace("--store {store}", "--store {store}/keygap.json"), None, 2,
+     "is a file, not a folder"),
     ("store-file-demo", "demo --store {store}/keygap.json --no-tui", None, 2, "is a file, not a folder"),
-    ("store-foreign-ingest", I.replace("--store {store}", "--store {store}/keys"), None, 2, "is not a keygap store"),
+    ("store-foreign-ingest", ING.replace("--store {store}", "--store {store}/keys"), None, 2, "is not a keygap store"),
     # a damaged keygap.json: every command names the file and the remedy
     ("manifest-list-info", "info --store {store}", "manifest-list", 2, "keygap.json is not a JSON object"),
     ("manifest-list-sql", "sql --store {store} 'SELECT 1'", "manifest-list", 2, "keygap.json is not a JSON object"),
     ("manifest-list-compare", C, "manifest-list", 2, "keygap.json is not a JSON object"),
     ("manifest-list-report", R, "manifest-list", 2, "keygap.json is not a JSON object"),
     ("manifest-list-tui", "tui --store {store}", "manifest-list", 2, "keygap.json is not a JSON object"),
-    ("manifest-list-ingest", I, "manifest-list", 2, "keygap.json is not a JSON object"),
+    ("manifest-list-ingest", ING, "manifest-list", 2, "keygap.json is not a JSON object"),
     ("manifest-list-demo", "demo --store {store} --no-tui", "manifest-list", 2, "keygap.json is not a JSON object"),
     ("manifest-garbage-info", "info --store {store}", "manifest-garbage", 2, "keygap.json is unreadable"),
-    ("manifest-garbage-ingest", I, "manifest-garbage", 2, "keygap.json is unreadable"),
+    ("manifest-garbage-ingest", ING, "manifest-garbage", 2, "keygap.json is unreadable"),
     ("manifest-version-info", "info --store {store}", "manifest-version", 2, "schema version 99"),
-    ("manifest-version-ingest", I, "manifest-version", 2, "schema version 99"),
+    ("manifest-version-ingest", ING, "manifest-version", 2, "schema version 99"),
     ("manifest-folder-info", "info --store {store}", "manifest-folder", 2, "keygap.json is not a file"),
-    ("manifest-folder-ingest", I, "manifest-folder", 2, "keygap.json"),
+    ("manifest-folder-ingest", ING, "manifest-folder", 2, "keygap.json"),
     ("manifest-nan-info", "info --store {store} --json", "manifest-nan", 0, ""),
     # a damaged run manifest: left out with a warning, everything else answers
     ("run-list-info", "info --store {store}", "run-list", 0, "is damaged and was left out"),
@@ -219,18 +230,23 @@ CASES = [
     ("key-garbage-sql", "sql --store {store} 'SELECT count(*) FROM keys'", "key-garbage", 0, "is damaged"),
     ("key-garbage-sql-one", "sql --store {store} 'SELECT 1'", "key-garbage", 0, "is damaged"),
     ("key-garbage-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-garbage", 0, "was left out"),
-    ("key-garbage-compare-other-layer", C.replace("--layer 1", "--layer 2") + " --metrics centroid --permutations 0 --no-cache",
+    ("key-garbage-compare-other-layer",
+     C.replace("--layer 1", "--layer 2") + " --metrics centroid --permutations 0 --no-cache",
      "key-garbage", 0, "was left out"),
     ("key-truncated-info", "info --store {store}", "key-truncated", 0, "is damaged"),
-    ("key-truncated-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-truncated", 0, "was left out"),
+    ("key-truncated-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-truncated", 0,
+     "was left out"),
     ("key-empty-sql", "sql --store {store} 'SELECT count(*) FROM keys'", "key-empty", 0, "is damaged"),
     ("key-wrong-schema-info", "info --store {store}", "key-wrong-schema", 0, "is damaged"),
     ("key-wrong-schema-sql", "sql --store {store} 'SELECT count(*) FROM keys'", "key-wrong-schema", 0, ""),
-    ("key-wrong-schema-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-wrong-schema", 0, "was left out"),
+    ("key-wrong-schema-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-wrong-schema", 0,
+     "was left out"),
     ("key-unknown-dtype-info", "info --store {store}", "key-unknown-dtype", 0, ""),
-    ("key-unknown-dtype-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-unknown-dtype", 0, "was left out"),
+    ("key-unknown-dtype-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-unknown-dtype", 0,
+     "was left out"),
     ("key-unknown-dtype-sql-vec", "sql --store {store} 'SELECT vec FROM keys'", "key-unknown-dtype", 0, "was left out"),
-    ("key-odd-length-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-odd-length", 0, "was left out"),
+    ("key-odd-length-compare", C + " --metrics centroid --permutations 0 --no-cache", "key-odd-length", 0,
+     "was left out"),
     ("key-odd-length-sql-vec", "sql --store {store} 'SELECT vec FROM keys'", "key-odd-length", 0, "was left out"),
     ("stray-parquet-sql", "sql --store {store} 'SELECT count(*) FROM keys'", "stray-parquet", 0, ""),
     ("stray-partition-info", "info --store {store}", "stray-partition", 0, ""),
@@ -250,13 +266,15 @@ CASES = [
     ("sql-export", "sql --store {store} \"EXPORT DATABASE '{store}/x'\"", None, 2, "refused"),
     ("sql-multi", "sql --store {store} 'SELECT 1; DROP VIEW keys'", None, 2, "refused"),
     ("sql-read-text", "sql --store {store} \"SELECT * FROM read_text('/etc/passwd')\"", None, 2, ""),
-    ("sql-read-parquet", "sql --store {store} \"SELECT * FROM read_parquet('{store}/keys/**/*.parquet')\"", None, 2, ""),
+    ("sql-read-parquet", "sql --store {store} \"SELECT * FROM read_parquet('{store}/keys/**/*.parquet')\"", None, 2,
+     ""),
     ("sql-set", "sql --store {store} \"SET temp_directory='{store}'\"", None, 2, "refused"),
     ("sql-empty", "sql --store {store} ''", None, 2, "empty query"),
     ("sql-syntax", "sql --store {store} 'SELEKT 1'", None, 2, "syntax error"),
     ("sql-markup-value", "sql --store {store} \"SELECT '[/x]' AS a, '[bold]b' AS \\\"[/y]\\\"\"", None, 0, ""),
     ("sql-markup-error", "sql --store {store} 'SELECT [/x] FROM keys'", None, 2, ""),
-    ("sql-nan-json", "sql --store {store} --format json \"SELECT 'nan'::DOUBLE AS x, 'inf'::DOUBLE AS y\"", None, 0, ""),
+    ("sql-nan-json", "sql --store {store} --format json \"SELECT 'nan'::DOUBLE AS x, 'inf'::DOUBLE AS y\"", None, 0,
+     ""),
     ("sql-out-folder", "sql --store {store} 'SELECT 1' --out {tmp}", None, 2, "is a folder: give a file name"),
     ("sql-out-dev-full", "sql --store {store} 'SELECT 1' --out /dev/full", None, 2, "No space left on device"),
     ("sql-out-no-parent", "sql --store {store} 'SELECT 1' --out {tmp}/no/such.csv", None, 2, "does not exist"),
@@ -266,25 +284,26 @@ CASES = [
     ("sql-memory-limit", "sql --store {store} 'SELECT 1' --memory-limit lots", None, 2, "memory"),
     ("sql-format", "sql --store {store} 'SELECT 1' --format xml", None, 2, "invalid choice: 'xml'"),
     # ingest: refused before any model loads or any file is written
-    ("ingest-segments", I + " --segments nonsense", None, 2, "--segments: unknown text segment 'nonsense'"),
-    ("ingest-segments-empty", I + " --segments ,", None, 2, "--segments is empty"),
-    ("ingest-segments-image", I + " --segments image", None, 2, "unknown text segment 'image'"),
-    ("ingest-split", I + " --split nosuch", None, 2, "--split 'nosuch':"),
-    ("ingest-split-mmmu", I.replace("--benchmark sample", "--benchmark sample-mmmu") + " --split nosuch", None, 2,
+    ("ingest-segments", ING + " --segments nonsense", None, 2, "--segments: unknown text segment 'nonsense'"),
+    ("ingest-segments-empty", ING + " --segments ,", None, 2, "--segments is empty"),
+    ("ingest-segments-image", ING + " --segments image", None, 2, "unknown text segment 'image'"),
+    ("ingest-split", ING + " --split nosuch", None, 2, "--split 'nosuch':"),
+    ("ingest-split-mmmu", ING.replace("--benchmark sample", "--benchmark sample-mmmu") + " --split nosuch", None, 2,
      "no 'nosuch' files"),
-    ("ingest-tokens", I + " --tokens a:b", None, 2, "--tokens 'a:b' is not understood"),
-    ("ingest-tokens-negative", I + " --tokens=-1:4", None, 2, "is not understood"),
-    ("ingest-shard", I + " --shard 2/2", None, 2, "shards are numbered from 0"),
-    ("ingest-shard-text", I + " --shard half", None, 2, "is not I/N"),
-    ("ingest-batch", I + " --batch-size 0", None, 2, "--batch-size must be at least 1"),
-    ("ingest-limit", I + " --limit 0", None, 2, "--limit must be at least 1"),
-    ("ingest-keys", I + " --keys sideways", None, 2, "invalid choice: 'sideways'"),
-    ("ingest-harness", I + " --harness mine", None, 2, "invalid choice: 'mine'"),
-    ("ingest-model", I.replace("tiny:llava", "tiny:gpt"), None, 2, "unknown built-in model 'tiny:gpt'"),
-    ("ingest-benchmark", I.replace("--benchmark sample", "--benchmark {tmp}/none.tsv"), None, 2, "no such file"),
-    ("ingest-benchmark-name", I.replace("--benchmark sample", "--benchmark mmbench-xx"), None, 2, "unknown benchmark"),
-    ("ingest-benchmark-folder", I.replace("--benchmark sample", "--benchmark {store}/keys"), None, 2, ""),
-    ("ingest-benchmark-not-tsv", I.replace("--benchmark sample", "--benchmark {store}/keygap.json"), None, 2,
+    ("ingest-tokens", ING + " --tokens a:b", None, 2, "--tokens 'a:b' is not understood"),
+    ("ingest-tokens-negative", ING + " --tokens=-1:4", None, 2, "is not understood"),
+    ("ingest-shard", ING + " --shard 2/2", None, 2, "shards are numbered from 0"),
+    ("ingest-shard-text", ING + " --shard half", None, 2, "is not I/N"),
+    ("ingest-batch", ING + " --batch-size 0", None, 2, "--batch-size must be at least 1"),
+    ("ingest-limit", ING + " --limit 0", None, 2, "--limit must be at least 1"),
+    ("ingest-keys", ING + " --keys sideways", None, 2, "invalid choice: 'sideways'"),
+    ("ingest-harness", ING + " --harness mine", None, 2, "invalid choice: 'mine'"),
+    ("ingest-model", ING.replace("tiny:llava", "tiny:gpt"), None, 2, "unknown built-in model 'tiny:gpt'"),
+    ("ingest-benchmark", ING.replace("--benchmark sample", "--benchmark {tmp}/none.tsv"), None, 2, "no such file"),
+    ("ingest-benchmark-name", ING.replace("--benchmark sample", "--benchmark mmbench-xx"), None, 2,
+     "unknown benchmark"),
+    ("ingest-benchmark-folder", ING.replace("--benchmark sample", "--benchmark {store}/keys"), None, 2, ""),
+    ("ingest-benchmark-not-tsv", ING.replace("--benchmark sample", "--benchmark {store}/keygap.json"), None, 2,
      "is neither a .tsv"),
     # tui and demo
     ("tui-redirected", "tui --store {store}", None, 2, "the explorer needs a terminal"),
@@ -293,7 +312,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case_id,argv,damage,code,expect", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case_id", "argv", "damage", "code", "expect"), CASES, ids=[c[0] for c in CASES])
 def test_hostile_input_is_refused_in_one_line_and_the_store_is_untouched(
         pristine, tmp_path, capsys, monkeypatch, case_id, argv, damage, code, expect):
     import shlex

@@ -239,10 +239,9 @@ def _progress_bar(description: str):
 
 # --- compare ---------------------------------------------------------------------------------------------
 def run_compare(args) -> int:
-    from store.cli import warn_problems
+    from store.errors import warn_problems
 
     from . import comparisons as cmp
-    from .errors import AnalysisError
     from .sides import Side, open_store, parse_what
 
     ks = open_store(_store(args))
@@ -339,7 +338,7 @@ def run_report(args) -> int:
                 f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}"
             ) from None
         iterations = (early, main)
-    from store.cli import warn_problems
+    from store.errors import warn_problems
 
     from .sides import open_store
 
