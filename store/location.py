@@ -88,7 +88,9 @@ class Location:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
-        return posixpath.join(self.root, *parts)
+        """``parts`` joined under the root; no parts (or "") is the root itself, without a trailing slash
+        (a file given as the store must read as that file, not as a folder that is missing)."""
+        return posixpath.join(self.root, *[p for p in parts if p])
 
     def rel(self, path: str) -> str:
         return posixpath.relpath(path, self.root)

@@ -131,6 +131,7 @@ C = "compare --store {store} --model m --benchmark b --layer 1"
 R = ("report --store {store} --out {tmp}/rep --models m --layers 1 --no-png --permutations 9 --replicates 1 "
      "--projection pca")
 ING = "ingest --store {store} --model tiny:llava --benchmark sample --limit 2 --no-progress"
+FILE_STORE = "is a file: pass the folder that holds keygap.json"
 CASES = [
     # --param: unknown metrics and names, values of the wrong kind
     ("param-unknown-metric", C + " --param bogus.x=1", None, 2, "unknown metric 'bogus'; choose from"),
@@ -192,12 +193,12 @@ CASES = [
     ("report-projection-n", R + " --projection-n 1", None, 2, "--n must be at least 2"),
     ("report-projection", R.replace("--projection pca", "--projection umap"), None, 2, "invalid choice: 'umap'"),
     # --store that is not a store
-    ("store-file-compare", "compare --store {store}/keygap.json --model m --layer 1", None, 2, "not a keygap store"),
+    ("store-file-compare", "compare --store {store}/keygap.json --model m --layer 1", None, 2, FILE_STORE),
     ("store-missing-info", "info --store {tmp}/nowhere", None, 2, "no store at"),
-    ("store-file-info", "info --store {store}/keygap.json", None, 2, "not a keygap store"),
-    ("store-file-sql", "sql --store {store}/keygap.json 'SELECT 1'", None, 2, "not a keygap store"),
-    ("store-file-tui", "tui --store {store}/keygap.json", None, 2, "not a keygap store"),
-    ("store-file-report", R.replace("--store {store}", "--store {store}/keygap.json"), None, 2, "not a keygap store"),
+    ("store-file-info", "info --store {store}/keygap.json", None, 2, FILE_STORE),
+    ("store-file-sql", "sql --store {store}/keygap.json 'SELECT 1'", None, 2, FILE_STORE),
+    ("store-file-tui", "tui --store {store}/keygap.json", None, 2, FILE_STORE),
+    ("store-file-report", R.replace("--store {store}", "--store {store}/keygap.json"), None, 2, FILE_STORE),
     ("store-file-ingest", ING.replace("--store {store}", "--store {store}/keygap.json"), None, 2,
      "is a file, not a folder"),
     ("store-file-demo", "demo --store {store}/keygap.json --no-tui", None, 2, "is a file, not a folder"),
