@@ -111,6 +111,28 @@ def test_no_statement_changes_a_byte(places, capsys):
     assert capsys.readouterr().out.splitlines()[1] == "80"
 
 
+@pytest.mark.slow
+def test_the_tui_sql_tab_changes_no_byte_and_runs_under_the_cli_limits(places):
+    """The TUI's SQL tab runs queries through keygap_tui.app.tasks (sql_catalog + sql_query): the same
+    hostile statements are refused there, nothing changes, and the tab has keygap sql's memory limit."""
+    from keygap_tui.app.tasks import sql_catalog, sql_query
+    from store.sql import default_memory_limit
+
+    store, cwd, outside = places
+    (cwd / ".tmp").symlink_to("/etc")
+    before = _tree_digest(store, cwd, outside)
+    catalog = sql_catalog(store)
+    for q in _hostile(store, outside):
+        with pytest.raises(SqlError):
+            sql_query(catalog, q)
+    assert _tree_digest(store, cwd, outside) == before
+    reference = duckdb.connect(":memory:", config={"memory_limit": default_memory_limit()})
+    want = reference.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    got = sql_query(catalog, "SELECT current_setting('memory_limit') AS m")
+    assert got.table.column("m").to_pylist() == [want]
+    assert sql_query(catalog, "SELECT count(*) AS n FROM keys").table.column("n").to_pylist() == [80]
+
+
 def test_the_connection_itself_cannot_touch_files(places):
     """Bypass the statement check: DuckDB has no file access and nothing outlives the connection."""
     store, cwd, outside = places

@@ -600,9 +600,7 @@ class KeygapApp(App):
         """The store's SQL tables, built once per session (store.catalog.SqlCatalog)."""
         with self._sql_lock:
             if self._sql_con is None:
-                from store.catalog import SqlCatalog
-
-                self._sql_con = SqlCatalog(self.store)
+                self._sql_con = _tasks().sql_catalog(self.store)  # with keygap sql's memory limit
             return self._sql_con
 
     def on_sql_pane_row_opened(self, event: SqlPane.RowOpened) -> None:

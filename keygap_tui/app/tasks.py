@@ -258,6 +258,15 @@ class SqlResult:
     seconds: float | None
 
 
+def sql_catalog(store):
+    """The SQL tab's catalog of ``store``: the limits of `keygap sql` by default, the memory limit included
+    (DuckDB's own default, 80 % of the machine, would starve the app), the timeout in sql_query."""
+    from store.catalog import SqlCatalog
+    from store.sql import default_memory_limit
+
+    return SqlCatalog(store, memory_limit=default_memory_limit())
+
+
 def sql_query(catalog, query: str, limit: int = 1000, on_cursor: Callable | None = None) -> SqlResult:
     """Run read-only SQL on a fresh connection of ``catalog`` (a store.catalog.SqlCatalog), so nothing a
     statement does outlives it; ``on_cursor`` receives the connection so Esc can interrupt it."""
