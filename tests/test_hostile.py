@@ -396,6 +396,7 @@ def _mounted(kind: str, source: Path | None, target: Path):
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_compare_and_report_answer_from_a_read_only_store_and_say_nothing_was_cached(pristine, tmp_path, capsys):
     source = tmp_path / "source"
     shutil.copytree(pristine, source)

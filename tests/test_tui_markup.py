@@ -6,6 +6,7 @@ closing tag that opens nothing raises)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_tui_support import make_app, screen_text, settle, sync
 
 from keygap_tui.app.config import Config
@@ -33,6 +34,7 @@ def _store_with_markup_segment(root):
     return root
 
 
+@pytest.mark.slow
 @sync
 async def test_markup_in_values_errors_and_labels_is_shown_as_text(tmp_path):
     store = _store_with_markup_segment(tmp_path / "store")
