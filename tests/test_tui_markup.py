@@ -10,6 +10,7 @@ import pytest
 from test_tui_support import make_app, screen_text, settle, sync
 
 from keygap_tui.app.config import Config
+from keygap_tui.app.widgets.matrix_table import MatrixTable
 from keygap_tui.app.widgets.problems_bar import ProblemsBar
 from store.writer import KeyBatch, KeyWriter, write_run
 
@@ -50,7 +51,8 @@ async def test_markup_in_values_errors_and_labels_is_shown_as_text(tmp_path):
         assert MARKUP in screen_text(app)
         await pilot.press("c")
         await settle(app, pilot)
-        assert app.is_running and [r["measure"] for r in app.query_one("#results").raw_rows] == ["mmd", "js"]
+        rows = list(app.query_one(MatrixTable).matrix.rows.values())
+        assert app.is_running and [sorted(r.measures) for r in rows] == [["js", "mmd"]]
 
         # SQL: a value, a column name and an error message holding markup
         await pilot.press("f5")
