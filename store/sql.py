@@ -129,7 +129,12 @@ def query_store(
         catalog = store
     else:
         catalog = SqlCatalog(store, memory_limit=memory_limit or default_memory_limit())
-    con = catalog.connect()
+    try:
+        con = catalog.connect()
+    except RuntimeError as exc:  # Ctrl-C while DuckDB registers the views arrives as this
+        if str(exc) == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
     try:
         with interrupt_on_sigint(con) as interrupted:
             try:

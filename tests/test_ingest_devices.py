@@ -6,6 +6,7 @@ byte for byte, no duplicates): that is what a user expects from running on more 
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import time
 import pytest
 from store_helpers import assert_same_rows, stored_rows, stored_samples
 
+from ingest.benchmarks import SAMPLE_TSV
 from ingest.shards import ShardError, parse_devices, shard_from_environment
 from keygap_tui.cli import main as keygap
 
@@ -47,17 +49,31 @@ def test_two_cpu_processes_equal_one_run(tmp_path, plain):
     assert_same_rows(stored_rows(root), plain[0])
 
 
+def _doubled_sample(path) -> str:
+    """The bundled MMBench-CN sample twice over (new indices): enough items that Ctrl-C lands mid-run."""
+    csv.field_size_limit(1 << 30)
+    with open(SAMPLE_TSV, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    copies = [{**r, "index": str(int(r["index"]) + 10_000_000),
+               "image": str(int(r["image"]) + 10_000_000) if r["image"].isdigit() else r["image"]} for r in rows]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows + copies)
+    return f"mmbench-cn:{path}"
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_shard_and_the_rerun_completes(tmp_path):
     root = tmp_path / "store"
-    args = ["--model", "tiny:llava", "--benchmark", "sample", "--layers", "all", "--tokens", "all",
-            "--batch-size", "1", "--no-progress"]  # the whole sample, one item a forward: work to interrupt
+    args = ["--model", "tiny:llava", "--benchmark", _doubled_sample(tmp_path / "mmbench.tsv"), "--layers", "all",
+            "--tokens", "all", "--batch-size", "1", "--no-progress"]  # one item a forward: work to interrupt
     p = subprocess.Popen([sys.executable, "-m", "keygap_tui.cli", "ingest", *args, "--store", str(root),
                           "--devices", "cpu,cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while len(list((root / "runs").glob("*.json"))) < 2 and time.time() < deadline and p.poll() is None:
-        time.sleep(0.1)  # both shards have planned their run and started
-    time.sleep(0.5)
+        time.sleep(0.05)  # both shards have planned their run: the forwards, most of the work, are to come
+    assert p.poll() is None, "the run ended before it could be interrupted"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (out, err)
