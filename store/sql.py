@@ -181,7 +181,10 @@ def interrupt_on_sigint(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Ev
                 if signal.SIGINT in data:
                     interrupted.set()
             if interrupted.is_set():
-                con.interrupt()
+                try:
+                    con.interrupt()
+                except duckdb.Error:  # the connection closed under us: nothing left to stop
+                    return
 
     watcher = threading.Thread(target=watch, name="keygap-sigint", daemon=True)
     watcher.start()
@@ -190,7 +193,7 @@ def interrupt_on_sigint(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Ev
     finally:
         signal.set_wakeup_fd(previous)
         os.write(w, b"\xff")
-        watcher.join(1.0)
+        watcher.join()  # it leaves at the b"\xff" at once; a timeout here let it outlive the pipe under load
         os.close(w)
         os.close(r)
 
