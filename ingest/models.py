@@ -66,6 +66,7 @@ class LoadedModel:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     mrope: bool = False
+    num_heads: int = 0  # query heads; query head h reads kv head h // (num_heads // num_kv_heads)
 
     @property
     def num_layers(self) -> int:
@@ -74,6 +75,13 @@ class LoadedModel:
     @property
     def key_dim(self) -> int:
         return self.num_kv_heads * self.head_dim
+
+    def head_layout(self) -> dict:
+        """The attention head layout, as the run manifest records it: stored keys are the kv heads
+        concatenated in this order (head_dim values each), stored queries the query heads."""
+        group = self.num_heads // self.num_kv_heads
+        return {"num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads, "head_dim": self.head_dim,
+                "kv_head_of_query_head": [h // group for h in range(self.num_heads)]}
 
     @property
     def tokenizer(self):
@@ -237,6 +245,9 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
     if attn.k_proj.out_features != kv_heads * head_dim:
         raise ModelError(f"{model_id}: k_proj gives {attn.k_proj.out_features} features, expected "
                          f"{kv_heads} kv heads x {head_dim}")
+    if attn.q_proj.out_features != heads * head_dim or heads % kv_heads:
+        raise ModelError(f"{model_id}: q_proj gives {attn.q_proj.out_features} features, expected "
+                         f"{heads} heads x {head_dim} in groups of {kv_heads} kv heads")
     tok = processor.tokenizer
     image_token_id = getattr(config, "image_token_id", None)
     if image_token_id is None:
@@ -252,7 +263,7 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
     return LoadedModel(
         model_id=model_id, label=model_label(model_id), model=model, processor=processor,
         model_type=model_type, family=FAMILIES[model_type], layers=layers, rotary=rotary,
-        apply_rotary=apply_rotary, num_kv_heads=kv_heads, head_dim=head_dim,
+        apply_rotary=apply_rotary, num_kv_heads=kv_heads, head_dim=head_dim, num_heads=heads,
         image_token_id=int(image_token_id),
         video_token_id=None if video_token_id is None else int(video_token_id),
         special_ids=frozenset(int(i) for i in special), device=param.device, dtype=param.dtype,

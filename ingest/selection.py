@@ -117,3 +117,41 @@ def _draw(rng: np.random.Generator, pool: np.ndarray, k: int | None) -> np.ndarr
     if k is None or k >= len(pool):
         return pool
     return np.sort(rng.choice(pool, size=k, replace=False))
+
+
+#: which tokens' queries are captured (`--queries`): the last prompt token only; it plus the text tokens the
+#: key draw kept; it plus every text token (of --segments)
+QUERY_POLICIES = ("last", "text", "all-text")
+
+
+def parse_queries(spec: str | None) -> str | None:
+    """None (no queries) or one of QUERY_POLICIES."""
+    if spec is None:
+        return None
+    text = str(spec).strip().lower()
+    if text not in QUERY_POLICIES:
+        raise ValueError(f"--queries {spec!r}: use last (the last prompt token), text (it plus the text tokens "
+                         "whose keys are drawn) or all-text (it plus every text token of --segments)")
+    return text
+
+
+def select_queries(tokens: SampleTokens, query_policy: str, key_positions: np.ndarray,
+                   segments: frozenset | None) -> np.ndarray:
+    """Sorted positions whose queries are captured; the last prompt token (the one that produces the
+    answer) is always among them, and is always the last entry."""
+    last = len(tokens) - 1
+    if last < 0:
+        return np.zeros(0, np.int64)
+    if query_policy == "last":
+        return np.array([last], np.int64)
+    is_text = tokens.modality == "text"
+    if segments is not None:
+        is_text &= np.isin(tokens.segment.astype(str), sorted(segments))
+    if query_policy == "text":
+        pool = np.asarray(key_positions, np.int64)
+        pool = pool[is_text[pool]]
+    elif query_policy == "all-text":
+        pool = np.flatnonzero(is_text)
+    else:
+        raise ValueError(f"unknown query policy {query_policy!r}: use one of {', '.join(QUERY_POLICIES)}")
+    return np.unique(np.concatenate([pool, [last]])).astype(np.int64)

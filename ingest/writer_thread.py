@@ -21,8 +21,14 @@ from store.writer import KeyBatch, KeyWriter
 from .plan import IngestError
 
 
+def key_rows(batches: list[Any]) -> int:
+    """Key rows among one batch's writes (query vectors and attention rows are not keys)."""
+    return sum(len(b) for b in batches if getattr(b, "kind", None) == "key")
+
+
 class WriterThread(threading.Thread):
-    """Adds and commits whole batches in order; ``samples_done``, ``samples_skipped`` and ``rows`` count them."""
+    """Adds and commits whole batches in order; ``samples_done``, ``samples_skipped`` and ``rows`` (key rows)
+    count them."""
 
     def __init__(self, writer: KeyWriter, checkpoint_seconds: float):
         super().__init__(daemon=True, name="keygap-writer")
@@ -60,7 +66,7 @@ class WriterThread(threading.Thread):
                 self.writer.commit(rows)
                 self.samples_done += sum(1 for r in rows if r.get("status") == "done")
                 self.samples_skipped += sum(1 for r in rows if r.get("status") != "done")
-                self.rows += sum(len(b) for b in batches)
+                self.rows += key_rows(batches)
                 if time.monotonic() - self._last_flush >= self.checkpoint_seconds:
                     self.writer.flush()
                     self._last_flush = time.monotonic()

@@ -1,4 +1,5 @@
-"""DuckDB over a store: views ``keys``, ``samples``, ``runs`` and ``results``, read-only by construction.
+"""DuckDB over a store: views ``keys``, ``queries``, ``attention``, ``samples``, ``runs`` and ``results``,
+read-only by construction.
 
 ``keys.vec`` is decoded by an Arrow-vectorised Python UDF. DuckDB prunes unused view columns, so a query
 that does not select ``vec`` never calls it and reads no key bytes (measured: zero UDF calls).
@@ -24,9 +25,16 @@ from .inventory import list_parquet
 from .jsonsafe import json_safe
 from .reader import KeyStore
 from .results import RESULTS_SCHEMA
-from .schema import KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
+from .schema import ATTENTION_SCHEMA, KEYS_SCHEMA, QUERIES_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
 
-VIEWS = ("keys", "samples", "runs", "results", "tokens")
+VIEWS = ("keys", "queries", "attention", "samples", "runs", "results", "tokens")
+#: the columns of the keys and queries views: labels, partitions, the raw vector and its decoded ``vec``
+_VECTOR_VIEW = (
+    "CREATE VIEW {view} AS SELECT model, benchmark, layer, rope, modality, "
+    "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
+    "octet_length({column}) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, {column}, "
+    "keygap_decode({column}, dtype) AS vec FROM _keygap_{view}"
+)
 
 
 def decode_vectors(key: pa.Array, dtype: pa.Array) -> pa.Array:
@@ -75,8 +83,11 @@ class SqlCatalog:
         self.memory_limit = memory_limit
         self.threads = threads
         ks = self.store
-        self.keys = _dataset([f.path for f in ks.inventory.all_files()], KEYS_SCHEMA, ks.fs,
-                             [_partition_expression(f.partition) for f in ks.inventory.all_files()], PARTITION_FIELDS)
+        self.keys = _partitioned(ks.inventory.all_files(), KEYS_SCHEMA, ks.fs, PARTITION_FIELDS)
+        self.queries = _partitioned([f for fs in ks.inventory.queries.values() for f in fs], QUERIES_SCHEMA, ks.fs,
+                                    PARTITION_FIELDS)
+        self.attention = _partitioned([f for fs in ks.inventory.attention.values() for f in fs], ATTENTION_SCHEMA,
+                                      ks.fs, PARTITION_FIELDS[:3])
         self.samples = _dataset([m.path for m in ks.inventory.markers], SAMPLES_SCHEMA, ks.fs)
         self.tokens = _tokens_table(self.samples)
         self.runs = _runs_table(ks.runs())
@@ -84,7 +95,7 @@ class SqlCatalog:
         self.problems = list(ks.problems) + results_problems
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory connection with views keys / samples / runs / results and no file access."""
+        """A new in-memory connection with the views of VIEWS and no file access."""
         config: dict[str, str | bool | int | float | list[str]] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
@@ -112,13 +123,13 @@ class SqlCatalog:
         )
         for name in VIEWS:
             con.register(f"_keygap_{name}", getattr(self, name))
+        con.execute(_VECTOR_VIEW.format(view="keys", column="key"))
+        con.execute(_VECTOR_VIEW.format(view="queries", column="query"))
         con.execute(
-            "CREATE VIEW keys AS SELECT model, benchmark, layer, rope, modality, "
-            "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
-            "octet_length(key) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, key, "
-            "keygap_decode(key, dtype) AS vec FROM _keygap_keys"
+            "CREATE VIEW attention AS SELECT model, benchmark, layer, sample_id, head, query, n_queries, "
+            "\"group\", modality, keys, token_share, mass, run_id FROM _keygap_attention"
         )
-        for name in VIEWS[1:]:
+        for name in VIEWS[3:]:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _keygap_{name}")
         con.execute("SET lock_configuration = true")
         return con
@@ -139,9 +150,15 @@ PARTITION_FIELDS = [
 ]
 
 
-def _partition_expression(partition: tuple) -> pads.Expression:
+def _partitioned(files, schema: pa.Schema, fs, fields: list[pa.Field]) -> pads.Dataset:
+    """A dataset over committed files whose partition values come from the inventory, not from globbing."""
+    return _dataset([f.path for f in files], schema, fs, [_partition_expression(f.partition, fields) for f in files],
+                    fields)
+
+
+def _partition_expression(partition: tuple, fields: list[pa.Field] = PARTITION_FIELDS) -> pads.Expression:
     expr = None
-    for f, value in zip(PARTITION_FIELDS, partition):
+    for f, value in zip(fields, partition):
         term = pads.field(f.name) == pa.scalar(value, f.type)
         expr = term if expr is None else expr & term
     return expr

@@ -129,6 +129,9 @@ def format_summary(s: dict) -> str:
         part = f" ({h['part']})" if h.get("part") else ""
         lines.append(f"being written now: {h['model']} on {h['benchmark']}{part} by `{h['command']}` "
                      f"(pid {h['pid']} on host {h['host']})")
+    for tree, what in (("queries", "query vectors"), ("attention", "attention rows")):
+        for g in s.get(tree, []):
+            lines.append(f"{g['model']:<28} {g['benchmark']:<14} {g['layers']:<18} {g['rows']:>10,} {what}")
     lines.append(f"{s['samples']} samples committed; {len(s['runs'])} runs")
     for r in s["runs"]:
         lines.append(

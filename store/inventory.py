@@ -24,7 +24,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import first_line
-from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
+from .schema import (
+    ATTENTION_DIR,
+    ATTENTION_PARTITIONS,
+    KEY_DTYPES,
+    KEYS_DIR,
+    PARTITIONS,
+    QUERIES_DIR,
+    SAMPLES_DIR,
+    VECTOR_COLUMN,
+)
 
 #: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
 MARKER_FILES_KEY = b"keygap.files"
@@ -37,14 +46,14 @@ class KeyFile:
 
     path: str  # filesystem path (absolute for a local store)
     rel: str  # path relative to the store root: the name the marker and the results cache use
-    partition: tuple  # (model, benchmark, layer, rope, modality)
+    partition: tuple  # (model, benchmark, layer, rope, modality); (model, benchmark, layer) for attention
     run_id: str
     flush: int
     rows: int
     size: int
     mtime_ns: int
-    dim: int
-    dtype: str
+    dim: int  # 0 for attention files (no vectors)
+    dtype: str  # "" for attention files
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class Inventory:
     """The committed content of a store; ``problems`` says what was left out and why (one line each)."""
 
     files: dict[tuple, list[KeyFile]] = field(default_factory=dict)
+    queries: dict[tuple, list[KeyFile]] = field(default_factory=dict)  # the queries tree, keyed like files
+    attention: dict[tuple, list[KeyFile]] = field(default_factory=dict)  # keyed (model, benchmark, layer)
     markers: list[Marker] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     uncommitted: int = 0  # key files without a marker: a running ingest, or a crashed one until its rerun
@@ -95,10 +106,24 @@ def scan(fs: pafs.FileSystem, root: str) -> Inventory:
                 described.update(json.loads(listed))
             except ValueError:
                 pass  # a marker whose list is unreadable: fall back to the files' own footers
-    keys_root = posixpath.join(root, KEYS_DIR)
-    for info in list_parquet(fs, keys_root, recursive=True):
+    inv.files = _scan_tree(fs, root, KEYS_DIR, PARTITIONS, committed, described, inv)
+    inv.queries = _scan_tree(fs, root, QUERIES_DIR, PARTITIONS, committed, described, inv)
+    inv.attention = _scan_tree(fs, root, ATTENTION_DIR, ATTENTION_PARTITIONS, committed, described, inv)
+    for rel, entry in described.items():
+        if not _exists(fs, posixpath.join(root, rel)):
+            inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
+    inv.markers.sort(key=lambda mk: mk.path)
+    return inv
+
+
+def _scan_tree(fs: pafs.FileSystem, root: str, tree: str, names: tuple, committed: set, described: dict,
+               inv: Inventory) -> dict[tuple, list[KeyFile]]:
+    """The committed files of one tree (keys, queries or attention), by partition, each list sorted by path."""
+    out: dict[tuple, list[KeyFile]] = {}
+    tree_root = posixpath.join(root, tree)
+    for info in list_parquet(fs, tree_root, recursive=True):
         m = PART_NAME.match(info.base_name)
-        partition = _partition(posixpath.relpath(posixpath.dirname(info.path), keys_root))
+        partition = _partition(posixpath.relpath(posixpath.dirname(info.path), tree_root), names)
         if not m or partition is None:
             continue  # a stray file: not part of the store
         if (m["run"], int(m["flush"])) not in committed:
@@ -107,32 +132,28 @@ def scan(fs: pafs.FileSystem, root: str) -> Inventory:
         rel = _rel(root, info.path)
         entry = described.get(rel)
         if entry is not None and entry.get("bytes") == info.size:
-            rows, dim, dtype = int(entry["rows"]), int(entry["dim"]), str(entry["dtype"])
+            rows, dim, dtype = int(entry["rows"]), int(entry.get("dim", 0)), str(entry.get("dtype", ""))
         else:
             try:
-                rows, dim, dtype = read_file_shape(fs, info.path)
+                rows, dim, dtype = read_file_shape(fs, info.path, VECTOR_COLUMN.get(tree))
             except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
                 inv.problems.append(
                     f"{rel} is damaged ({first_line(exc)}) and was left out: "
                     "delete it and re-run the ingest that wrote it"
                 )
                 continue
-        inv.files.setdefault(partition, []).append(
+        out.setdefault(partition, []).append(
             KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim,
                     dtype)
         )
-    for rel in described:
-        if not _exists(fs, posixpath.join(root, rel)):
-            inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
-    for files in inv.files.values():
+    for files in out.values():
         files.sort(key=lambda f: f.path)
         _leave_out_odd_dims(files, inv.problems)
-    inv.markers.sort(key=lambda mk: mk.path)
-    return inv
+    return out
 
 
 def _leave_out_odd_dims(files: list[KeyFile], problems: list[str]) -> None:
-    """Keys of one partition share one length; a file that disagrees with the most rows is damaged."""
+    """Vectors of one partition share one length; a file that disagrees with the most rows is damaged."""
     rows_by_dim: dict[int, int] = {}
     for f in files:
         rows_by_dim[f.dim] = rows_by_dim.get(f.dim, 0) + f.rows
@@ -145,17 +166,20 @@ def _leave_out_odd_dims(files: list[KeyFile], problems: list[str]) -> None:
                         "was left out: delete it and re-run the ingest that wrote it")
 
 
-def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
-    """(rows, dim, dtype) of a key file from its footer and first row: the slow path the marker list avoids."""
+def read_file_shape(fs: pafs.FileSystem, path: str, vector: str | None = "key") -> tuple[int, int, str]:
+    """(rows, dim, dtype) of a key (query) file from its footer and first row: the slow path the marker list
+    avoids. ``vector=None`` (attention files) reads the footer only: (rows, 0, "")."""
     pf = pq.ParquetFile(fs.open_input_file(path))
     rows = pf.metadata.num_rows
+    if vector is None:
+        return rows, 0, ""
     if rows == 0:
         return 0, 0, "float16"
-    t = pf.read_row_group(0, columns=["dtype", "key"]).slice(0, 1)
+    t = pf.read_row_group(0, columns=["dtype", vector]).slice(0, 1)
     dtype = str(t["dtype"][0])
     if dtype not in KEY_DTYPES:
         raise ValueError(f"unknown key dtype {dtype!r}")
-    nbytes = len(t["key"][0].as_py())
+    nbytes = len(t[vector][0].as_py())
     if nbytes % KEY_DTYPES[dtype]:
         raise ValueError(f"a key of {nbytes} bytes is no whole number of {dtype} values")
     return rows, nbytes // KEY_DTYPES[dtype], dtype
@@ -172,10 +196,10 @@ def list_parquet(fs: pafs.FileSystem, base: str, recursive: bool) -> list[pafs.F
     ]
 
 
-def _partition(rel_dir: str) -> tuple | None:
+def _partition(rel_dir: str, names: tuple = PARTITIONS) -> tuple | None:
     try:
         values = dict(part.split("=", 1) for part in rel_dir.split("/"))
-        return tuple(int(values[k]) if k == "layer" else values[k] for k in PARTITIONS)
+        return tuple(int(values[k]) if k == "layer" else values[k] for k in names)
     except (ValueError, KeyError):
         return None
 

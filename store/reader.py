@@ -24,7 +24,20 @@ from .errors import StoreError, first_line
 from .inventory import Inventory, KeyFile, scan
 from .location import open_location
 from .sampling import RAND, FileIndex, choose
-from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, load_manifest
+from .schema import (
+    ATTENTION_SCHEMA,
+    KEYS_DIR,
+    MANIFEST,
+    PARTITIONS,
+    QUERIES_DIR,
+    RUNS_DIR,
+    SAMPLES_SCHEMA,
+    VECTOR_COLUMN,
+    load_manifest,
+)
+
+#: what ``load`` can read: stored keys, or stored queries (`keygap ingest --queries`)
+VECTOR_KINDS = {"key": KEYS_DIR, "query": QUERIES_DIR}
 
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
 Filter = str | Iterable[str] | None  # segments or sample ids a read keeps (None: all)
@@ -107,12 +120,17 @@ class KeyStore:
         """Forget the cached inventory (after an ingest wrote more files)."""
         self.__dict__.pop("inventory", None)
 
-    def partitions(self) -> list[dict]:
+    def _vector_files(self, kind: str) -> dict[tuple, list[KeyFile]]:
+        if kind not in VECTOR_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(VECTOR_KINDS)}, got {kind!r}")
+        return self.inventory.files if kind == "key" else self.inventory.queries
+
+    def partitions(self, kind: str = "key") -> list[dict]:
         """One dict per partition: model, benchmark, layer, rope, modality, rows, files, dim, dtype, bytes.
 
-        From the inventory: no key file is opened."""
+        ``kind="query"`` lists the queries tree. From the inventory: no file is opened."""
         rows = []
-        for key, files in sorted(self._key_files.items()):
+        for key, files in sorted(self._vector_files(kind).items()):
             rows.append(
                 dict(zip(PARTITIONS, key))
                 | {"rows": sum(f.rows for f in files), "files": len(files), "dim": files[0].dim,
@@ -179,8 +197,10 @@ class KeyStore:
         samples: Filter = None,
         n: int | None = None,
         seed: int | None = None,
+        kind: str = "key",
     ) -> KeySlice:
-        """Read one slice as float32, touching only the row groups that hold the rows returned.
+        """Read one slice as float32, touching only the row groups that hold the rows returned
+        (``kind="query"``: the stored query vectors instead of the keys).
 
         ``n`` rows are a uniform random sample: a window of the store's random order that starts at 0
         without a seed and at a seed-drawn point otherwise, so one seed takes the same (sample id,
@@ -191,21 +211,25 @@ class KeyStore:
             raise ValueError("n must be positive or None (all rows)")
         key = (model, benchmark, int(layer), rope, modality)
         try:
-            return self._load(key, segments, samples, n, seed)
+            return self._load(key, segments, samples, n, seed, kind)
         except FileNotFoundError:
             # A compaction replaced the files this view of the store listed: look again, once.
             self.refresh()
             try:
-                return self._load(key, segments, samples, n, seed)
+                return self._load(key, segments, samples, n, seed, kind)
             except FileNotFoundError as exc:
                 raise StoreError(
                     f"a key file of {self._describe(key)} vanished while reading ({first_line(exc)}): "
                     "is something deleting files in the store? Try again"
                 ) from None
 
-    def _load(self, key: tuple, segments: Filter, samples: Filter, n: int | None, seed: int | None) -> KeySlice:
-        files = self._key_files.get(key)
+    def _load(self, key: tuple, segments: Filter, samples: Filter, n: int | None, seed: int | None,
+              kind: str) -> KeySlice:
+        files = self._vector_files(kind).get(key)
         if not files:
+            if kind == "query":
+                raise StoreError(f"no queries for {self._describe(key)}: ingest with --queries "
+                                 "(`keygap sql \"SELECT DISTINCT model, layer, modality FROM queries\"` lists what is stored)")
             raise StoreError(f"no keys for {self._describe(key)}; {self._what_exists(key)}")
         pfs = [self._parquet(f) for f in files]
         indexes = [self._index(f, pf) for f, pf in zip(files, pfs)]
@@ -217,7 +241,7 @@ class KeyStore:
             return _read_groups(pfs[i], groups, [RAND])[RAND].to_numpy()
 
         choice = choose(indexes, read_rand, n, seed, masks)
-        columns = [*_LABEL_COLUMNS, "dtype", "key"]
+        columns = [*_LABEL_COLUMNS, "dtype", VECTOR_COLUMN[VECTOR_KINDS[kind]]]
         parts = [_read_rows(pf, rows, columns) for pf, rows in zip(pfs, choice.rows) if len(rows)]
         if not parts:
             dim = files[0].dim
@@ -231,7 +255,7 @@ class KeyStore:
         dtypes = set(table["dtype"].unique().to_pylist())
         if len(dtypes) > 1:
             raise StoreError(f"{self._describe(key)} mixes key dtypes {sorted(dtypes)}: ingest it into one dtype")
-        x = codec.decode(table["key"], dtypes.pop())
+        x = codec.decode(table[columns[-1]], dtypes.pop())
         return KeySlice(
             x=x,
             sample_id=_np(table["sample_id"]),
@@ -243,9 +267,41 @@ class KeyStore:
             files=_identity(files),
         )
 
-    def files_of(self, model: str, benchmark: str, layer: int, modality: str, rope: str = "post") -> tuple:
+    def files_of(self, model: str, benchmark: str, layer: int, modality: str, rope: str = "post",
+                 kind: str = "key") -> tuple:
         """(path, size, mtime_ns) of a partition's files: the identity a cached result depends on."""
-        return _identity(self._key_files.get((model, benchmark, int(layer), rope, modality), []))
+        return _identity(self._vector_files(kind).get((model, benchmark, int(layer), rope, modality), []))
+
+    # -- attention allocation ---------------------------------------------------------------------------
+    def attention_layers(self, model: str, benchmark: str) -> list[int]:
+        """Layers with committed attention rows (`keygap ingest --attention`)."""
+        return sorted({k[2] for k in self.inventory.attention if k[:2] == (model, benchmark)})
+
+    def load_attention(self, model: str, benchmark: str, layers=None, columns: list[str] | None = None) -> pa.Table:
+        """Committed attention rows of one model and benchmark (ATTENTION_SCHEMA plus a ``layer`` column,
+        dictionary columns as plain strings); ``layers`` limits which. A StoreError says how to get them."""
+        wanted = None if layers is None else {int(x) for x in _as_list(layers)}
+        found = sorted(k for k in self.inventory.attention if k[:2] == (model, benchmark)
+                       and (wanted is None or k[2] in wanted))
+        if not found:
+            raise StoreError(f"no attention rows for model={model}, benchmark={benchmark}"
+                             + ("" if wanted is None else f", layers {sorted(wanted)}")
+                             + ": ingest with --attention")
+        names = [c for c in (columns or ATTENTION_SCHEMA.names) if c != "layer"]
+        tables = []
+        for key in found:
+            for f in self.inventory.attention[key]:
+                t = self._read(f.path, columns=names)
+                t = t.append_column("layer", pa.array(np.full(t.num_rows, key[2], np.int32)))
+                tables.append(t)
+        table = pa.concat_tables(tables, promote_options="default")
+        return pa.table({name: (col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col)
+                         for name, col in zip(table.column_names, table.columns)})
+
+    def attention_files_of(self, model: str, benchmark: str) -> tuple:
+        """(path, size, mtime_ns) of a model's attention files on a benchmark: their data identity."""
+        return _identity([f for k, files in sorted(self.inventory.attention.items()) if k[:2] == (model, benchmark)
+                          for f in files])
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _parquet(self, f: KeyFile) -> pq.ParquetFile:

@@ -20,23 +20,30 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     KEYS_SCHEMA: pa.Schema  # columns of a keys file (partition columns are not stored in the file)
+    QUERIES_SCHEMA: pa.Schema  # query files: the columns of a keys file, the vector in ``query``
+    ATTENTION_SCHEMA: pa.Schema  # attention allocation: one row per (sample, query head, query kind, key group)
     SAMPLES_SCHEMA: pa.Schema  # columns of a samples file (the commit marker of a flush)
 
 SCHEMA_VERSION = 1
 MANIFEST = "keygap.json"
 KEYS_DIR = "keys"
+QUERIES_DIR = "queries"  # query vectors (`keygap ingest --queries`), partitioned like keys
+ATTENTION_DIR = "attention"  # attention allocation (`keygap ingest --attention`), per model/benchmark/layer
 SAMPLES_DIR = "samples"
 RUNS_DIR = "runs"
 RESULTS_DIR = "results"
 
 # Hive partition columns, outermost first.
 PARTITIONS = ("model", "benchmark", "layer", "rope", "modality")
+ATTENTION_PARTITIONS = ("model", "benchmark", "layer")
 ROPE_KINDS = ("post", "pre")
 MODALITIES = ("image", "text", "special", "video")
 KEY_DTYPES = {"float16": 2, "bfloat16": 2, "float32": 4}
 #: every time keygap stores (manifests, cached answers, reports): UTC, ISO 8601, whole seconds
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
+#: the vector column of each tree of vector files
+VECTOR_COLUMN = {KEYS_DIR: "key", QUERIES_DIR: "query"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -52,16 +59,22 @@ def model_label(model_id: str) -> str:
     return _UNSAFE.sub("_", text).strip("_") or "model"
 
 
-def partition_dir(root: Path, model: str, benchmark: str, layer: int, rope: str, modality: str) -> Path:
+def partition_dir(root: Path, model: str, benchmark: str, layer: int, rope: str, modality: str,
+                  tree: str = KEYS_DIR) -> Path:
+    """The folder of one partition of the keys tree (or, with ``tree=QUERIES_DIR``, of the queries tree)."""
     return (
         Path(root)
-        / KEYS_DIR
+        / tree
         / f"model={model}"
         / f"benchmark={benchmark}"
         / f"layer={int(layer)}"
         / f"rope={rope}"
         / f"modality={modality}"
     )
+
+
+def attention_dir(root: Path, model: str, benchmark: str, layer: int) -> Path:
+    return Path(root) / ATTENTION_DIR / f"model={model}" / f"benchmark={benchmark}" / f"layer={int(layer)}"
 
 
 def utc_now() -> str:
@@ -167,12 +180,27 @@ def _arrow_schemas() -> dict[str, pa.Schema]:
             ("status", pa.string()),  # "done" or "skipped: <reason>"
         ]
     )
-    return {"KEYS_SCHEMA": keys, "SAMPLES_SCHEMA": samples}
+    queries = pa.schema([f if f.name != "key" else pa.field("query", pa.binary()) for f in keys])
+    attention = pa.schema(
+        [
+            ("sample_id", pa.dictionary(pa.int32(), pa.string())),
+            ("head", pa.int16()),  # query head (kv head = head // (n_heads / n_kv_heads), see the run manifest)
+            ("query", pa.dictionary(pa.int32(), pa.string())),  # "last" (last prompt token) or "text" (mean)
+            ("n_queries", pa.int32()),  # query tokens averaged (1 for "last")
+            ("group", pa.dictionary(pa.int32(), pa.string())),  # sink / image / special / video / a text segment
+            ("modality", pa.dictionary(pa.int32(), pa.string())),  # of the group's tokens (sink: of token 0)
+            ("keys", pa.float64()),  # visible keys in the group (mean over the queries)
+            ("token_share", pa.float64()),  # keys / visible keys (mean over the queries): FastV's reference
+            ("mass", pa.float64()),  # attention probability summed over the group (mean over the queries)
+            ("run_id", pa.dictionary(pa.int32(), pa.string())),
+        ]
+    )
+    return {"KEYS_SCHEMA": keys, "SAMPLES_SCHEMA": samples, "QUERIES_SCHEMA": queries, "ATTENTION_SCHEMA": attention}
 
 
 def __getattr__(name: str) -> Any:
-    """KEYS_SCHEMA and SAMPLES_SCHEMA, built (once) when first asked for."""
-    if name in ("KEYS_SCHEMA", "SAMPLES_SCHEMA"):
+    """KEYS_SCHEMA, SAMPLES_SCHEMA, QUERIES_SCHEMA and ATTENTION_SCHEMA, built (once) when first asked for."""
+    if name in ("KEYS_SCHEMA", "SAMPLES_SCHEMA", "QUERIES_SCHEMA", "ATTENTION_SCHEMA"):
         schemas = _arrow_schemas()
         globals().update(schemas)
         return schemas[name]

@@ -36,6 +36,11 @@ def summarize(store: str | KeyStore) -> dict:
         rows_by_run[f.run_id] = rows_by_run.get(f.run_id, 0) + f.rows
     locks = held_locks(ks.uri)
     writing = {(h["model"], h["benchmark"], h["part"]) for h in locks}
+    extras = {
+        tree: [dict(zip(("model", "benchmark", "layers"), key)) | {"rows": rows, "files": files}
+               for key, (rows, files) in sorted(_per_model(getattr(ks.inventory, tree)).items())]
+        for tree in ("queries", "attention")
+    }
     return {
         "store": ks.uri,
         "schema_version": ks.meta.get("schema_version"),
@@ -46,6 +51,8 @@ def summarize(store: str | KeyStore) -> dict:
         "benchmarks": ks.benchmarks(),
         "partitions": parts,
         "groups": groups,
+        "queries": extras["queries"],  # query vectors (`ingest --queries`), per model, benchmark and layers
+        "attention": extras["attention"],  # attention allocation rows (`ingest --attention`)
         "samples": samples.num_rows,
         # Counts are what readers can see (committed), not what a manifest claims: a killed run's manifest
         # may count samples whose keys never reached a commit marker.
@@ -72,6 +79,17 @@ def _status(run: dict, writing: set[tuple]) -> str | None:
     if (run.get("model"), run.get("benchmark"), f"shard-{i}of{n}") in writing:
         return status
     return "stopped (killed or crashed; rerun its command to resume)"
+def _per_model(files_by_partition: dict) -> dict[tuple, tuple[int, int]]:
+    """{(model, benchmark, layer ranges): (rows, files)} of one tree's committed files."""
+    layers: dict[tuple, set] = {}
+    totals: dict[tuple, list[int]] = {}
+    for partition, files in files_by_partition.items():
+        key = partition[:2]
+        layers.setdefault(key, set()).add(partition[2])
+        t = totals.setdefault(key, [0, 0])
+        t[0] += sum(f.rows for f in files)
+        t[1] += len(files)
+    return {key + (_ranges(sorted(layers[key])),): tuple(totals[key]) for key in totals}
 
 
 def _ranges(values: list[int]) -> str:

@@ -33,16 +33,22 @@ from .inventory import MARKER_FILES_KEY, PART_NAME
 from .location import Location, open_location
 from .lock import StoreLock
 from .schema import (
+    ATTENTION_DIR,
+    ATTENTION_SCHEMA,
     KEY_DTYPES,
     KEYS_DIR,
     KEYS_SCHEMA,
     MANIFEST,
     MODALITIES,
+    QUERIES_DIR,
+    QUERIES_SCHEMA,
     ROPE_KINDS,
     RUNS_DIR,
     SAMPLES_DIR,
     SAMPLES_SCHEMA,
     SCHEMA_VERSION,
+    VECTOR_COLUMN,
+    attention_dir,
     load_manifest,
     partition_dir,
     utc_now,
@@ -59,6 +65,8 @@ ROW_GROUP_BYTES = 8 << 20
 def row_group_rows(row_bytes: int) -> int:
     """Rows per row group for rows of ``row_bytes`` bytes (see ROW_GROUP_ROWS)."""
     return max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // max(1, int(row_bytes))))
+_DICTIONARY_COLUMNS = ("sample_id", "segment", "run_id", "dtype", "query", "group", "modality")
+_STATISTICS_COLUMNS = ("rand", "position", "sample_id", "head")
 
 
 @dataclass
@@ -78,9 +86,37 @@ class KeyBatch:
     dtype: str = "float16"
     image_index: np.ndarray | None = None
     rope_thw: np.ndarray | None = None  # [n, 3] t/h/w positions (Qwen M-RoPE); None -> position
+    kind: str = "key"  # "key" (the keys tree) or "query" (the queries tree, same partitions and columns)
 
     def __len__(self) -> int:
         return len(self.position)
+
+    @property
+    def tree(self) -> str:
+        return {"key": KEYS_DIR, "query": QUERIES_DIR}[self.kind]
+
+
+@dataclass
+class AttentionBatch:
+    """Attention allocation rows of one (model, benchmark, layer) from one batch (ATTENTION_SCHEMA columns)."""
+
+    model: str
+    benchmark: str
+    layer: int
+    sample_id: np.ndarray
+    head: np.ndarray
+    query: np.ndarray
+    n_queries: np.ndarray
+    group: np.ndarray
+    modality: np.ndarray
+    keys: np.ndarray
+    token_share: np.ndarray
+    mass: np.ndarray
+
+    tree = ATTENTION_DIR
+
+    def __len__(self) -> int:
+        return len(self.head)
 
 
 @dataclass
@@ -204,7 +240,8 @@ class KeyWriter:
             m = PART_NAME.match(info.base_name)
             if m and m["run"] == self.run_id:
                 committed.add(int(m["flush"]))
-        for info in loc.list(KEYS_DIR, recursive=True) + loc.list(SAMPLES_DIR):
+        trees = [info for tree in (KEYS_DIR, QUERIES_DIR, ATTENTION_DIR) for info in loc.list(tree, recursive=True)]
+        for info in trees + loc.list(SAMPLES_DIR):
             name = info.base_name
             m = PART_NAME.match(name)
             if m and m["run"] == self.run_id:
@@ -215,10 +252,14 @@ class KeyWriter:
         return max(committed, default=-1) + 1
 
     # -- public API -------------------------------------------------------------------------------------
-    def add(self, batch: KeyBatch) -> None:
-        """Stage one partition's keys; they become durable after ``commit`` and the next flush."""
-        table = self._to_table(batch)
-        key = (batch.model, batch.benchmark, int(batch.layer), batch.rope, batch.modality)
+    def add(self, batch: KeyBatch | AttentionBatch) -> None:
+        """Stage one partition's keys (queries, attention rows); durable after ``commit`` and the next flush."""
+        if isinstance(batch, AttentionBatch):
+            table = self._attention_table(batch)
+            key = (ATTENTION_DIR, batch.model, batch.benchmark, int(batch.layer))
+        else:
+            table = self._to_table(batch)
+            key = (batch.tree, batch.model, batch.benchmark, int(batch.layer), batch.rope, batch.modality)
         self._staged.append((key, table))
 
     def commit(self, samples_rows: list[dict]) -> None:
@@ -257,7 +298,7 @@ class KeyWriter:
                 self.location.delete(rel)
             raise
         # counted only now: rows of a flush whose marker never got written are not the store's
-        self.rows_written += sum(entry["rows"] for entry in listed.values())
+        self.rows_written += sum(entry["rows"] for rel, entry in listed.items() if rel.startswith(f"{KEYS_DIR}/"))
         self.files_written += len(listed)
         self._buffers.clear()
         self._samples.clear()
@@ -265,16 +306,23 @@ class KeyWriter:
         self._flush_no += 1
 
     def _write_flush(self, name: str, listed: dict[str, dict]) -> None:
-        """The key files of one flush, then its marker; ``listed`` gains each key file once it is in place."""
-        for key, buf in self._buffers.items():
+        """The key (query, attention) files of one flush, then its marker; ``listed`` gains each file once it
+        is in place."""
+        for (tree, *partition), buf in self._buffers.items():
             table = pa.concat_tables(buf.tables)
+            row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+            if tree == ATTENTION_DIR:
+                rel = (attention_dir(Path(), *partition) / name).as_posix()
+                size = self._write_parquet(table, rel, row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
+                listed[rel] = {"rows": table.num_rows, "bytes": size}
+                continue
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
             table = table.take(pa.array(order))
-            rel = (partition_dir(Path(), *key) / name).as_posix()
-            rows = row_group_rows(table.nbytes // max(1, table.num_rows))
-            size = self._write_parquet(table, rel, row_group_size=rows)
+            rel = (partition_dir(Path(), *partition, tree=tree) / name).as_posix()
+            size = self._write_parquet(table, rel, row_group_size=row_group_rows(row_bytes))
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
-            dim = (len(table["key"][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
+            vector = VECTOR_COLUMN[tree]
+            dim = (len(table[vector][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
             listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype}
         # The marker lists the files it commits, so readers learn a store's content without opening them.
         samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
@@ -295,6 +343,8 @@ class KeyWriter:
 
     # -- internals --------------------------------------------------------------------------------------
     def _to_table(self, b: KeyBatch) -> pa.Table:
+        if b.kind not in ("key", "query"):
+            raise ValueError(f"kind must be key or query, got {b.kind!r}")
         if b.rope not in ROPE_KINDS:
             raise ValueError(f"rope must be one of {ROPE_KINDS}, got {b.rope!r}")
         if b.modality not in MODALITIES:
@@ -329,17 +379,38 @@ class KeyWriter:
                 pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [b.dtype]),
                 codec.to_arrow(b.keys, b.dtype),
             ],
-            schema=KEYS_SCHEMA,
+            schema=KEYS_SCHEMA if b.kind == "key" else QUERIES_SCHEMA,
+        )
+
+    def _attention_table(self, b: AttentionBatch) -> pa.Table:
+        n = len(b.head)
+        for name in ("sample_id", "query", "n_queries", "group", "modality", "keys", "token_share", "mass"):
+            if len(getattr(b, name)) != n:
+                raise ValueError(f"attention column {name} has {len(getattr(b, name))} values for {n} rows")
+        return pa.Table.from_arrays(
+            [
+                pa.array(np.asarray(b.sample_id).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.head, dtype=np.int16)),
+                pa.array(np.asarray(b.query).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.n_queries, dtype=np.int32)),
+                pa.array(np.asarray(b.group).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.modality).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.keys, dtype=np.float64)),
+                pa.array(np.asarray(b.token_share, dtype=np.float64)),
+                pa.array(np.asarray(b.mass, dtype=np.float64)),
+                pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [self.run_id]),
+            ],
+            schema=ATTENTION_SCHEMA,
         )
 
     def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
-        """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
+        """One whole key, query, attention or marker file at ``rel`` (store/location.py); returns its size."""
         return self.location.write_parquet(
             rel,
             table,
             row_group_size=row_group_size,
             compression=self.compression,
             compression_level=self.compression_level,
-            use_dictionary=["sample_id", "segment", "run_id", "dtype"],
-            write_statistics=["rand", "position", "sample_id"],
+            use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names],
+            write_statistics=[c for c in _STATISTICS_COLUMNS if c in table.column_names],
         )

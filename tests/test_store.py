@@ -321,3 +321,56 @@ def test_codec_rejects_ragged_vectors():
 
     with pytest.raises(ValueError, match="different lengths"):
         codec.decode(pa.array([b"\x00\x00\x00\x00", b"\x00\x00"]), "float16")
+
+
+def _attention_batch(sample="a", layer=1):
+    from store.writer import AttentionBatch
+
+    groups = np.array(["sink", "image", "question"], dtype=object)
+    return AttentionBatch(
+        model="m", benchmark="b", layer=layer, sample_id=np.array([sample] * 6, dtype=object),
+        head=np.repeat([0, 1], 3), query=np.array(["last"] * 6, dtype=object), n_queries=np.ones(6, int),
+        group=np.tile(groups, 2), modality=np.tile(np.array(["special", "image", "text"], dtype=object), 2),
+        keys=np.tile([1.0, 8.0, 3.0], 2), token_share=np.tile([1 / 12, 8 / 12, 3 / 12], 2),
+        mass=np.array([0.5, 0.2, 0.3, 0.1, 0.6, 0.3]),
+    )
+
+
+def test_queries_and_attention_views_show_committed_files_only(tmp_path):
+    root = tmp_path / "s"
+    w = KeyWriter(root, "r")
+    query = _batch(4, dim=8, sample="a", modality="text")
+    query.kind = "query"
+    w.add(_batch(8, sample="a"))
+    w.add(query)
+    w.add(_attention_batch("a"))
+    w.commit([{"model": "m", "benchmark": "b", "sample_id": "a", "status": "done"}])
+    w.flush()
+    # a second flush's files without their commit marker: a killed run
+    w.add(_attention_batch("b"))
+    query_b = _batch(4, dim=8, sample="b", modality="text")
+    query_b.kind = "query"
+    w.add(query_b)
+    w.commit([{"model": "m", "benchmark": "b", "sample_id": "b", "status": "done"}])
+    w.flush()
+    (root / "samples" / "part-r-00001.parquet").unlink()
+    con = connect(str(root))
+    assert con.execute("SELECT DISTINCT sample_id FROM attention").fetchall() == [("a",)]
+    assert con.execute("SELECT DISTINCT sample_id FROM queries").fetchall() == [("a",)]
+    got = con.execute("SELECT layer, head, \"group\", mass FROM attention ORDER BY head, mass").fetchall()
+    assert got == [(1, 0, "image", 0.2), (1, 0, "question", 0.3), (1, 0, "sink", 0.5),
+                   (1, 1, "sink", 0.1), (1, 1, "question", 0.3), (1, 1, "image", 0.6)]
+    dim, vec = con.execute("SELECT dim, vec FROM queries ORDER BY position LIMIT 1").fetchone()
+    assert dim == 8 and vec == list(range(8))
+    ks = KeyStore(root)
+    assert ks.load("m", "b", 1, "text", kind="query").x.shape == (4, 8)
+    assert ks.load_attention("m", "b").num_rows == 6 and ks.inventory.uncommitted == 2
+    with pytest.raises(StoreError, match="no attention rows for model=m, benchmark=b, layers \\[2\\]: ingest with --attention"):
+        ks.load_attention("m", "b", layers=[2])
+    with pytest.raises(StoreError, match="no queries for .*ingest with --queries"):
+        ks.load("m", "b", 1, "image", kind="query")
+    # reopening the run deletes the orphans of every tree
+    KeyWriter(root, "r").close()
+    assert not list((root / "attention").rglob("part-r-00001.parquet"))
+    assert not list((root / "queries").rglob("part-r-00001.parquet"))
+    assert KeyStore(root).inventory.uncommitted == 0
