@@ -80,8 +80,11 @@ class LoadedModel:
         """The attention head layout, as the run manifest records it: stored keys are the kv heads
         concatenated in this order (head_dim values each), stored queries the query heads."""
         group = self.num_heads // self.num_kv_heads
+        attn = self.layers[0].self_attn
         return {"num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads, "head_dim": self.head_dim,
-                "kv_head_of_query_head": [h // group for h in range(self.num_heads)]}
+                "kv_head_of_query_head": [h // group for h in range(self.num_heads)],
+                "attention_scaling": float(getattr(attn, "scaling", self.head_dim ** -0.5)),
+                "attn_logit_softcapping": getattr(attn, "attn_logit_softcapping", None)}
 
     @property
     def tokenizer(self):

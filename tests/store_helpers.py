@@ -69,8 +69,10 @@ def write_synthetic_store(
                    "token_text": json.dumps(texts)} for s in ids])
         w.flush()
     w.close()
-    write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "benchmark": benchmark,
-                     "num_layers": max(layers) + 1})
+    # the head layout of a real manifest: the synthetic keys are one kv head of `dim` values
+    write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "model": model, "benchmark": benchmark,
+                     "num_layers": max(layers) + 1, "num_heads": 1, "num_kv_heads": 1, "head_dim": dim,
+                     "kv_head_of_query_head": [0]})
     return written
 
 

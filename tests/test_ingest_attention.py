@@ -196,6 +196,7 @@ def test_head_layout_is_in_the_run_manifest(tmp_path):
     assert run["num_kv_heads"] == config.num_key_value_heads == 2
     assert run["head_dim"] == config.hidden_size // config.num_attention_heads
     assert run["kv_head_of_query_head"] == [0, 0, 1, 1]
+    assert run["attention_scaling"] == lm.layers[1].self_attn.scaling == run["head_dim"] ** -0.5
     assert run["settings"]["queries"] == "last" and "attention" not in run["settings"]
     # --queries last: exactly one query (the last prompt token) per sample and layer, in heads * head_dim
     q = _table(tmp_path, "queries")
