@@ -10,9 +10,10 @@ import pyarrow.dataset as ds
 import pytest
 import torch
 
-from ingest.benchmarks import decode_image, open_benchmark
+from test_ingest_capture import _processed
+
+from ingest.benchmarks import open_benchmark
 from ingest.models import load_model
-from ingest.prompts import build_prompt
 from ingest.run import ingest
 from store import codec
 from store.reader import KeyStore
@@ -58,8 +59,7 @@ def _table(root, tree: str) -> "dict":
 
 def _eager_forward(lm, item):
     """The model's own eager attention weights of one sample, and each decoder layer's input."""
-    prompt = build_prompt(item, lm.family)
-    inputs = lm.processor(text=[prompt.text], images=[decode_image(b) for b in item.images], return_tensors="pt")
+    inputs = _processed(lm, item)
     layer_inputs = {}
 
     def keep(i):
