@@ -28,11 +28,20 @@ def register(subparsers) -> None:
     )
     p.add_argument("--a", default="image", help="first side: modality[:segment,...] (default image)")
     p.add_argument("--b", default="text", help="second side: modality[:segment,...] (default text)")
-    p.add_argument("--metrics", default=None, help="comma list (default mmd,js); see keygap_tui.stats.METRICS")
+    p.add_argument(
+        "--metrics", default=None,
+        help="comma list (default mmd,js); see keygap_tui.stats.METRICS; 'logits' = the logit decomposition over "
+        "stored text queries (ingest --queries)",
+    )
     p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 500)")
     p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rope", default="post", choices=ROPE_KINDS, help="keys after (post) or before RoPE")
+    p.add_argument(
+        "--heads", default=None,
+        help="per attention head: 'all' or indices like 0,5 (kv heads for key measures, query heads for logits); "
+        "one row per head (default: whole keys)",
+    )
     p.add_argument("--controls", action="store_true", help="also run the three control groups")
     p.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
     p.add_argument(
@@ -258,10 +267,14 @@ def run_compare(args) -> int:
     layer_spec = _split(args.layer)
     use_cache = not args.no_cache
     threads = _threads(args.threads)
+    want_logits = "logits" in metrics
+    metrics = [m for m in metrics if m != "logits"]
     bar, update = _progress_bar("compare")
     with bar:
         single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
-        if len(models) == 1 and models[0] != "all" and single_layer:
+        if not metrics:
+            rows = []
+        elif len(models) == 1 and models[0] != "all" and single_layer and args.heads is None:
             ma, sa = parse_what(args.a)
             mb, sb = parse_what(args.b)
             layer = int(layer_spec[0])
@@ -282,6 +295,14 @@ def run_compare(args) -> int:
                 ks, models, args.benchmark, layer_spec, args.a, args.b, metrics, n, args.seed, rope=args.rope,
                 permutations=permutations, with_controls=args.controls, replicates=replicates,
                 metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
+                heads=args.heads,
+            )
+        if want_logits:
+            from .logits import logit_sweep
+
+            rows += logit_sweep(
+                ks, models, args.benchmark, layer_spec, args.a, args.b, n, args.seed, rope=args.rope,
+                heads=args.heads, use_cache=use_cache, progress=update,
             )
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
@@ -292,15 +313,16 @@ def run_compare(args) -> int:
 
 def format_rows(rows) -> str:
     """A readable, aligned table of comparison rows (one line per metric value)."""
-    headers = ["model", "layer", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a", "n_b",
-               "seconds", "cached"]
+    headers = ["model", "layer", "head", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a",
+               "n_b", "seconds", "cached"]
     lines = []
     for r in rows:
         m = r.result
         pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
         lines.append(
             [
-                r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
+                r.side_a.model, str(r.side_a.layer), "all" if r.side_a.head is None else str(r.side_a.head),
+                "-" if r.depth is None else f"{r.depth:.2f}", pair,
                 "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
                 "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
                 "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
@@ -313,6 +335,16 @@ def format_rows(rows) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     out = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
+    logit_rows = [r for r in rows if r.result.metric == "logits"]
+    if logit_rows:
+        out += ["", "logits: value = mean logit gap (image - text keys) that text queries see, scaled like the model; "
+                "= centroid term + remainder"]
+        for r in logit_rows:
+            e = r.result.extra
+            head = "all heads" if r.side_a.head is None else f"query head {r.side_a.head}"
+            out.append(f"  {r.side_a.model} L{r.side_a.layer} {head}: gap {r.result.value:.6g} = centroid "
+                       f"{e['centroid']:.6g} + remainder {e['remainder']:.6g}; share explained "
+                       f"{_share(e.get('share_explained'))} over {e['n_queries']} queries")
     if rows:
         first = rows[0]
         out.append("")
@@ -320,6 +352,10 @@ def format_rows(rows) -> str:
         params = json.dumps(first.result.params, sort_keys=True)
         out.append(f"{first.side_a.benchmark}; params of the first row: {params}")
     return "\n".join(out)
+
+
+def _share(value) -> str:
+    return "-" if value is None or value != value else f"{value:.1%}"
 
 
 # --- report ----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .defaults import (
     GROUPS,
 )
 from .errors import AnalysisError
+from .heads import head_layout, parse_heads
 from .layers import model_depth, relative_depth, resolve_model_layers
 from .metrics import (
     MetricParams,
@@ -166,6 +167,7 @@ def controls(
     threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    head: int | None = None,
 ) -> list[ComparisonRow]:
     """The three control groups, ``replicates`` times; rows carry ``group`` and ``replicate``.
 
@@ -174,14 +176,15 @@ def controls(
     by all groups and replicates of this (model, benchmark, layer), so the three are comparable.
     ``image``/``text`` are modality specs (e.g. "text:question,options" to drop the system prompt).
     ``permutations`` defaults to 0: controls are for the distribution of values, not p-values.
+    ``head``: one kv head's columns of every key (None: all heads).
     """
     ks = open_store(store)
     names = metric_names(metrics)
     n = _n_arg(n)
     if replicates < 1:
         raise AnalysisError(f"replicates must be at least 1, got {replicates}")
-    side_i = Side(model, benchmark, layer, *_as_side_spec(image), rope=rope)
-    side_t = Side(model, benchmark, layer, *_as_side_spec(text), rope=rope)
+    side_i = Side(model, benchmark, layer, *_as_side_spec(image), rope=rope, head=head)
+    side_t = Side(model, benchmark, layer, *_as_side_spec(text), rope=rope, head=head)
     steps = Steps(1 + len(names) * replicates, progress, should_stop)
     steps.report(f"controls {side_i.model} L{layer}")
 
@@ -275,11 +278,13 @@ def layer_sweep(
     threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    heads: str | None = None,
 ) -> list[ComparisonRow]:
     """compare() (and optionally controls()) for every model x layer; rows carry ``depth`` = layer/(L-1).
 
     ``models`` may be ["all"] for every model in the store; ``layers`` as in resolve_model_layers, resolved
-    per model so "middle" is each model's own middle layer.
+    per model so "middle" is each model's own middle layer. ``heads`` ('all' or '0,5'): one row set per kv
+    head of each model (head_dim from its run manifest); None compares whole keys.
     """
     ks = open_store(store)
     if list(models) == ["all"]:
@@ -289,16 +294,18 @@ def layer_sweep(
     plan = []
     for model in models:
         depth = model_depth(ks, model)
+        chosen = [None] if heads is None else parse_heads(heads, head_layout(ks, model).num_kv_heads) or [None]
         for layer in resolve_model_layers(ks, model, benchmark, layers, rope):
-            plan.append((model, layer, depth))
+            plan += [(model, layer, depth, head) for head in chosen]
     ma, sa = parse_what(a)
     mb, sb = parse_what(b)
     steps = Steps(len(plan), progress, should_stop)
     rows: list[ComparisonRow] = []
-    for model, layer, depth in plan:
+    for model, layer, depth, head in plan:
         sub = steps.sub(2 if with_controls else 1)
         got = compare(
-            ks, Side(model, benchmark, layer, ma, sa, rope), Side(model, benchmark, layer, mb, sb, rope), metrics, n,
+            ks, Side(model, benchmark, layer, ma, sa, rope, head), Side(model, benchmark, layer, mb, sb, rope, head),
+            metrics, n,
             seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
             progress=sub.child(), should_stop=should_stop,
         )
@@ -307,12 +314,12 @@ def layer_sweep(
             got += controls(
                 ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=a, text=b,
                 metric_params=metric_params, use_cache=use_cache, threads=threads, progress=sub.child(),
-                should_stop=should_stop,
+                should_stop=should_stop, head=head,
             )
         for row in got:
             row.depth = relative_depth(layer, depth)
         rows += got
-        steps.advance(f"{model} layer {layer}")
+        steps.advance(f"{model} layer {layer}" + ("" if head is None else f" head {head}"))
     return rows
 
 
