@@ -127,3 +127,21 @@ def box_grid_png(path: Path, panels: list[dict]) -> Path:
     fig.savefig(path, dpi=120)
     mpl.close(fig)
     return path
+
+
+def lines_text(title: str, x: Sequence[float], series: Sequence[tuple[str, Sequence[float]]], width: int = 70,
+               height: int = 18, ylabel: str = "") -> str:
+    """Several lines over one x axis (e.g. attention share per layer) as plain text."""
+    import plotext as plt
+
+    plt.clf()
+    plt.theme("clear")
+    plt.plotsize(width, height)
+    for i, (label, values) in enumerate(series):
+        plt.plot(list(x), [float(v) for v in values], label=label, marker=MARKERS[i % len(MARKERS)])
+    plt.title(title)
+    if ylabel:
+        plt.ylabel(ylabel)
+    text = plt.uncolorize(plt.build())
+    plt.clf()
+    return text + "\n"

@@ -11,6 +11,9 @@ the same slice and seed. Artefacts (all in ``out``):
   the control means and the inter/intra ratio = mean(Image-vs-Text) / mean(Image-vs-Image, Text-vs-Text)
   over the control replicates (same sizes and bandwidth; null where the intra mean is <= 0, which the
   unbiased MMD can be when two halves are alike).
+- attention_figure.txt / .csv and heads_table.csv / .md, where the store holds attention rows (`keygap
+  ingest --attention`): FastV's allocation over layers, the layer x kv head key gap beside image attention,
+  and their correlation with a within-layer permutation p-value (report_attention.py).
 - report.json / report.md: every parameter used, the store, and how long each part took.
 PNG files need the optional extra "png" (matplotlib); without it they are skipped and the report says so.
 """
@@ -38,6 +41,7 @@ from .errors import AnalysisError
 from .layers import model_depth, relative_depth, resolve_model_layers
 from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
 from .progress import ProgressFn, Steps, StopFn
+from .report_attention import write_attention
 from .projection import DEFAULT_ITERATIONS, DEFAULT_PERPLEXITY, DEFAULT_PROJECTION_N, project
 from .rows import ComparisonRow
 from .sides import Side, open_store, parse_what
@@ -195,8 +199,13 @@ def report(
     files += write_table(out, table, metrics)
     files += write_figure1(out, projections, want_png)
     files += write_figure2(out, cells, control_rows, metrics, want_png)
+    pairs = sorted({(c.model, c.benchmark) for c in cells})
+    attention_files, attention_notes, attention_params = write_attention(out, ks, pairs, rope=rope, image=image,
+                                                                         text=text, seed=seed)
+    files += attention_files
     if not want_png:
         notes.append("PNG figures skipped: install the optional extra 'png' (matplotlib) to get them")
+    notes += attention_notes
     seconds["write"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - started
     cached = sum(r.cached for r in main_rows + control_rows)
@@ -235,6 +244,7 @@ def report(
         },
         "metric_params_requested": metric_params or {},
         "metric_params": _metric_params(main_rows, control_rows),
+        "attention": attention_params,
     }
     files += write_summary(out, params, seconds, notes, files, table, metrics)
     steps.advance("report written")
