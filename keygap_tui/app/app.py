@@ -28,6 +28,7 @@ from store.errors import KeygapError
 from .config import THEMES, AnalysisSettings, Config, State, load_config, load_state, save_state
 from .selection import Catalog, Selection, read_catalog
 from .threads import cap_before_load
+from .widgets.attention_pane import AttentionPane
 from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
@@ -40,7 +41,7 @@ from .widgets.sql_pane import SqlPane
 from .widgets.status_line import StatusLine
 from .widgets.vim_table import VimTable
 
-TABS = ("scatter", "controls", "layers", "sql")
+TABS = ("scatter", "controls", "layers", "sql", "attention")
 TAB_FOCUS = {"sql": "#sql-editor", "scatter": "#scatter-plot"}  # where focus goes when a tab opens
 TEXT_ENTRY = ("TextArea", "Input")  # widgets that take typed letters: Esc leaves them
 QUIET_GROUPS = {"warmup", "schema"}  # background chores: no "done" message over the user's last one
@@ -92,6 +93,7 @@ class KeygapApp(App):
         Binding("f3", "tab('controls')", "controls tab", id="tab_controls", show=False, priority=True),
         Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False, priority=True),
         Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False, priority=True),
+        Binding("f6", "tab('attention')", "attention tab", id="tab_attention", show=False, priority=True),
         Binding("t", "toggle_projection", "PCA / t-SNE", id="projection", show=False),
         Binding("a", "run_tab(True)", "Controls at every stored layer (r: the report's early, middle, late)",
                 id="controls_all", show=False),
@@ -171,6 +173,8 @@ class KeygapApp(App):
                 yield LayersPane(list(self.settings.metrics), self.state.layers_metric, id="layers-pane")
             with TabPane("SQL F5", id="sql"):
                 yield SqlPane(self.state.sql_history, id="sql-pane")
+            with TabPane("Attention F6", id="attention"):
+                yield AttentionPane(id="attention-pane")
         yield StatusLine(id="status")
         yield Footer()
 
@@ -520,6 +524,12 @@ class KeygapApp(App):
                 lambda progress, stop: _tasks().control_groups(self.store, sel, layers, settings, progress, stop),
                 lambda result: pane.show(result, f"{sel.model} / {sel.benchmark}"),
             )
+        elif tab == "attention":
+            attention = self.query_one(AttentionPane)
+            self.start_job(
+                "attention", f"attention of {sel.model} over layers and heads",
+                lambda progress, stop: _tasks().attention_view(self.store, sel, settings, progress, stop), attention.show,
+            )
         elif tab == "layers":
             pane = self.query_one(LayersPane)
             metric = pane.metric
@@ -615,7 +625,7 @@ class KeygapApp(App):
         tab = self.current_tab
         if tab == "sql":
             return "sql", self.query_one(SqlPane).export_table()
-        pane = {"scatter": ScatterPane, "controls": ControlsPane, "layers": LayersPane}[tab]
+        pane = {"scatter": ScatterPane, "controls": ControlsPane, "layers": LayersPane, "attention": AttentionPane}[tab]
         rows = self.query_one(pane).export_rows()
         if not rows and results.export_data:
             return "matrix", results.export_data

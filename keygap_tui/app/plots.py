@@ -136,3 +136,17 @@ def depth_lines(series: dict[str, list[tuple[float, float]]], width: int, height
     plt.xlabel("relative depth (layer / (L - 1))")
     plt.title(ylabel if series else f"{ylabel}: nothing computed yet")
     return plt.build()
+
+
+def allocation_lines(layers: Sequence[int], series: Sequence[tuple[str, Sequence[float]]], width: int, height: int,
+                     title: str) -> str:
+    """FastV's figure live: attention share of image / text / sink keys (and the image tokens' share) per layer."""
+    plt = _figure(width, height)
+    for i, (label, values) in enumerate(series):
+        plt.plot(list(layers), [float(v) for v in values], label=label, color=SERIES_COLORS[i % len(SERIES_COLORS)],
+                 marker=MARKERS[i % len(MARKERS)])
+    plt.ylim(0.0, 1.0)
+    plt.xticks(list(layers)[:: max(1, len(layers) // 8)])
+    plt.xlabel("layer")
+    plt.title(title)
+    return plt.build()

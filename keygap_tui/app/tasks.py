@@ -370,3 +370,36 @@ def sql_schema(catalog):
         return read_schema(con)
     finally:
         con.close()
+@dataclass
+class AttentionView:
+    """What the Attention tab shows for one model and benchmark (keygap_tui.analysis.attention)."""
+
+    model: str
+    benchmark: str
+    allocation: object  # analysis.attention.Allocation
+    matrix: object  # analysis.attention.HeadMatrix
+    correlation: object | None  # stats.correlation.Correlation, None when too few cells
+
+
+def attention_view(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None,
+                   should_stop: Stop = None) -> AttentionView:
+    """Allocation over layers, the layer x kv head matrix and the gap/deficit correlation of the selection's
+    model and benchmark (``settings.n`` keys per side for each layer's per-head gaps)."""
+    from keygap_tui.analysis.attention import allocation, gap_deficit_correlation, head_matrix
+    from keygap_tui.analysis.sides import open_store
+    from keygap_tui.stats import StatsInputError
+
+    steps = Steps(3, progress, should_stop)
+    ks = open_store(store)
+    steps.report("reading attention rows")
+    alloc = allocation(ks, sel.model, sel.benchmark)
+    steps.advance("key gaps per head")
+    matrix = head_matrix(ks, sel.model, sel.benchmark, rope=sel.rope, image=sel.spec("a"), text=sel.spec("b"),
+                         n=settings.n, seed=settings.seed)
+    steps.advance("correlation")
+    try:
+        corr = gap_deficit_correlation(matrix, permutations=999, seed=settings.seed)
+    except StatsInputError:
+        corr = None
+    steps.advance("done")
+    return AttentionView(sel.model, sel.benchmark, alloc, matrix, corr)
