@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from test_ingest_attention import _eager_forward, _plain
 
 from ingest.benchmarks import open_benchmark

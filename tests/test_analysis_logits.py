@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-
 from test_ingest_attention import _plain
 from test_stats_logits import _naive
 

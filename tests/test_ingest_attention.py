@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import torch
-
 from test_ingest_capture import _processed
 
 from ingest.benchmarks import open_benchmark
@@ -27,7 +26,7 @@ LIMIT = 3
 SHARPEN = 12.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _loaded(name: str):
     lm = load_model(name, device="cpu")
     with torch.no_grad():
@@ -40,7 +39,7 @@ def _loaded(name: str):
     return lm
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plain(name: str):
     return load_model(name, device="cpu")
 
@@ -52,7 +51,7 @@ def _model(name: str, attn: str, sharpen: bool = True):
     return lm
 
 
-def _table(root, tree: str) -> "dict":
+def _table(root, tree: str) -> dict:
     t = ds.dataset(f"{root}/{tree}", format="parquet", partitioning="hive").to_table()
     return {name: t[name].to_pylist() for name in t.column_names} | {"_table": t}
 
@@ -175,8 +174,8 @@ def test_attention_under_sdpa_equals_eager(tmp_path, name):
     sharpened queries would amplify that model-side rounding (to 2.6e-5 by the last Qwen3-VL layer)."""
     tables = {}
     for attn in ("eager", "sdpa"):
-        ingest(_model(name, attn, sharpen=False), "sample", str(tmp_path / attn), layers="all", queries="text", attention=True,
-               batch_size=2, limit=LIMIT, progress=False)
+        ingest(_model(name, attn, sharpen=False), "sample", str(tmp_path / attn), layers="all", queries="text",
+               attention=True, batch_size=2, limit=LIMIT, progress=False)
         t = ds.dataset(f"{tmp_path / attn}/attention", format="parquet", partitioning="hive").to_table()
         rows = zip(t["sample_id"].to_pylist(), t["layer"].to_pylist(), t["head"].to_pylist(), t["query"].to_pylist(),
                    t["group"].to_pylist(), t["mass"].to_pylist(), t["keys"].to_pylist())

@@ -8,9 +8,9 @@ import pytest
 from test_tui_support import make_app, screen_text, settle, sync
 
 from ingest.run import ingest
+from keygap_tui.app.formatting import fmt_number
 from keygap_tui.app.widgets.head_heatmap import HeadHeatmap
 from keygap_tui.app.widgets.plot_view import PlotView
-from keygap_tui.app.formatting import fmt_number
 from store.sql import query_store
 
 
@@ -49,7 +49,7 @@ async def test_attention_tab_heatmap_and_drill_down(attention_store, tmp_path):
         assert heatmap.picked() == (2, 1)
         detail = str(app.query_one("#attention-detail").render())
         want = fmt_number(_image_mass(attention_store, 2, 1), 3)
-        assert f"L2 kv head 1: key gap" in detail and f"image attention {want} / tokens" in detail
+        assert "L2 kv head 1: key gap" in detail and f"image attention {want} / tokens" in detail
         assert "heads shuffled per layer" in detail
         await pilot.press("f6")
         app.query_one("#attention-quantity").action_cycle(1)  # key gap

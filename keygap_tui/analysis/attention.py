@@ -18,7 +18,6 @@ import numpy as np
 
 from keygap_tui.stats.centroid import centroid_gap
 from keygap_tui.stats.correlation import Correlation, stratified_correlation
-
 from store.reader import KeyStore
 
 from .errors import AnalysisError

@@ -10,10 +10,9 @@ import csv
 import json
 from pathlib import Path
 
+from keygap_tui.stats.result import json_safe
 from store.errors import StoreError
 from store.reader import KeyStore
-
-from keygap_tui.stats.result import json_safe
 
 from .attention import (
     DEFAULT_CORRELATION_PERMUTATIONS,
@@ -81,9 +80,9 @@ def _write_figure(out: Path, allocations: list[Allocation]) -> list[Path]:
                 for j, bucket in enumerate(a.buckets):
                     w.writerow([a.model, a.benchmark, a.query, layer, bucket, f"{a.mass[i, j]:.6g}",
                                 f"{a.share[i, j]:.6g}"])
-            series = [(b, a.mass[:, j]) for j, b in enumerate(a.buckets) if b in ("image", "text", "sink")]
+            series = [(b, a.mass[:, j].tolist()) for j, b in enumerate(a.buckets) if b in ("image", "text", "sink")]
             if "image" in a.buckets:
-                series.append(("image tokens", a.share[:, a.buckets.index("image")]))
+                series.append(("image tokens", a.share[:, a.buckets.index("image")].tolist()))
             blocks.append(lines_text(f"{a.model} | {a.benchmark}: attention of the last prompt token", a.layers,
                                      series, ylabel="share"))
     txt.write_text("Attention allocation (FastV): mean attention mass on image / text / sink (position 0) keys per "

@@ -7,11 +7,15 @@ moving the cursor onto a cell posts ``Picked`` with its layer and head (the pane
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.message import Message
 
 from .vim_table import VimTable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: low -> high, readable on dark and light themes (foreground chosen per background)
 RAMP = ("#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8", "#fee090", "#fdae61", "#f46d43", "#d73027", "#a50026")
@@ -38,6 +42,8 @@ class HeadHeatmap(VimTable):
 
     def show(self, layers: list[int], heads: list[int], values: np.ndarray) -> None:
         """Fill with ``values`` [layers, heads]; NaN cells stay blank."""
+        import numpy as np  # only once a result arrives: the first screen loads no numpy
+
         self.layer_ids, self.head_ids, self.values = list(layers), list(heads), np.asarray(values, dtype=float)
         self.clear(columns=True)
         self.add_column(Text("L ", style="bold"), key="layer")
@@ -55,7 +61,8 @@ class HeadHeatmap(VimTable):
                     fg = "black" if d in DARK_TEXT else "white"
                     cells.append(Text(f" {d}", style=f"{fg} on {RAMP[d]}"))
             self.add_row(*cells, key=str(layer))
-            self.raw_rows.append({"layer": layer} | {f"h{h}": float(self.values[i, j]) for j, h in enumerate(self.head_ids)})
+            values = {f"h{h}": float(self.values[i, j]) for j, h in enumerate(self.head_ids)}
+            self.raw_rows.append({"layer": layer} | values)
         if self.layer_ids and self.head_ids:
             self.move_cursor(row=0, column=1)
 
@@ -77,6 +84,8 @@ class HeadHeatmap(VimTable):
 
 def _tenths(values: np.ndarray) -> np.ndarray:
     """Which tenth (0-9) of the range between the matrix's min and max each finite value is in; -1 for NaN."""
+    import numpy as np
+
     out = np.full(values.shape, -1, dtype=np.int64)
     finite = np.isfinite(values)
     if not finite.any():
