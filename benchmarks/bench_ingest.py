@@ -177,7 +177,9 @@ def main() -> int:
         }
         if args.only:
             variants = {k: v for k, v in variants.items() if args.only in k}
-        runners = {} if args.only else {"forward + hooks only, all layers, no early stop": lambda: time_hooks(lm, batches)}
+        runners = {}
+        if not args.only:
+            runners["forward + hooks only, all layers, no early stop"] = lambda: time_hooks(lm, batches)
         for name, kw in variants.items():
             runners["ingest " + name] = lambda kw=kw: time_ingest(lm, work / "store", args.samples, args.batch, **kw)
         time_plain(lm, batches[:1])  # warm up every path once

@@ -25,6 +25,7 @@ where set), softmax in float32; the probabilities are summed over each key group
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ def storage_dtype(model_dtype: torch.dtype, requested: str | None = None) -> str
     return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(model_dtype, "float32")
 
 
+_T = TypeVar("_T")
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -172,9 +174,10 @@ class KeyCapture:
                                    "this model does not follow the standard layout")
             if "pre" in self.ropes:
                 self._out[(layer, "pre")] = key.to(_TORCH_DTYPES[self.dtype])
-            if "post" in self.ropes:
-                self._out[(layer, "post")] = self._rotate(key, *pe, b, t, lm.num_kv_heads).to(_TORCH_DTYPES[self.dtype])
-            if self._needs_q and self._qselect is not None:
+            if "post" in self.ropes and pe is not None:
+                rotated = self._rotate(key, pe[0], pe[1], b, t, lm.num_kv_heads)
+                self._out[(layer, "post")] = rotated.to(_TORCH_DTYPES[self.dtype])
+            if self._needs_q and self._qselect is not None and pe is not None:
                 self._capture_queries(layer, full, pe)
             if last and self.stop_early:
                 raise _StopForward
@@ -198,10 +201,10 @@ class KeyCapture:
             raise RuntimeError(f"layer {layer}'s query projection ran after its key projection: this model "
                                "does not follow the standard layout, so queries cannot be captured")
         batch, tokens = q_out.shape[0], q_out.shape[1]
-        qb, qt = self._qselect
+        qb, qt = _required(self._qselect, "the query selection")
         heads = lm.num_heads
         q_pre = _tokens_major(q_out, heads).reshape(batch, tokens, heads * lm.head_dim)[qb, qt]  # [n_q, H*hd]
-        q_post = self._rotate(q_pre, *pe, qb, qt, heads)
+        q_post = self._rotate(q_pre, pe[0], pe[1], qb, qt, heads)
         if self.want_queries:
             if "pre" in self.ropes:
                 self._out[(layer, "pre", "query")] = q_pre.to(_TORCH_DTYPES[self.dtype])
@@ -214,31 +217,33 @@ class KeyCapture:
         """float32 [n_q, heads + 1, groups]: each head's attention mass on each key group, then the
         number of visible keys of each group (see the module docstring for the exact recipe)."""
         lm = self.loaded
-        attn = lm.layers[layer].self_attn
+        attn = lm.layers[layer].get_submodule("self_attn")
+        scaling = float(getattr(attn, "scaling", lm.head_dim ** -0.5))
         batch, tokens = keys_full.shape[0], keys_full.shape[1]
         cos, sin = pe
         k4 = keys_full.view(batch, tokens, lm.num_kv_heads, lm.head_dim).transpose(1, 2)  # [B, kv, T, hd]
         _, k_rot = lm.apply_rotary(k4, k4, cos.expand(batch, -1, -1), sin.expand(batch, -1, -1))
         k_rot = k_rot.float()
-        qb, qt = self._qselect
+        qb, qt = _required(self._qselect, "the query selection")
         n_q, heads, kv = len(qb), lm.num_heads, lm.num_kv_heads
         q = q_post.float().view(n_q, kv, heads // kv, lm.head_dim)  # query head h uses kv head h // (H / kv)
-        visible = self._visible
+        visible = _required(self._visible, "the visibility mask")
+        onehot_all = _required(self._onehot, "the key groups")
         window = getattr(attn, "sliding_window", None)
         if window:
             cols = torch.arange(tokens, device=qt.device)
             visible = visible & (cols[None, :] > qt[:, None] - int(window))
         cap = getattr(attn, "attn_logit_softcapping", None)
-        out = torch.empty((n_q, heads + 1, self._onehot.shape[-1]), dtype=torch.float32, device=q.device)
+        out = torch.empty((n_q, heads + 1, onehot_all.shape[-1]), dtype=torch.float32, device=q.device)
         for row in torch.unique(qb).tolist():
             rows = torch.nonzero(qb == row).flatten()
             logits = torch.einsum("nkgd,ktd->nkgt", q[rows], k_rot[row]).reshape(len(rows), heads, tokens)
-            logits = logits * attn.scaling
+            logits = logits * scaling
             if cap:
                 logits = torch.tanh(logits / cap) * cap
             logits = logits.masked_fill(~visible[rows][:, None, :], float("-inf"))
             probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-            onehot = self._onehot[row]  # [T, G]
+            onehot = onehot_all[row]  # [T, G]
             out[rows, :heads] = probs @ onehot
             out[rows, heads] = visible[rows].float() @ onehot
         return out
@@ -263,10 +268,10 @@ class KeyCapture:
         self._batch = int(inputs["input_ids"].shape[0])
         self._select = (torch.as_tensor(batch_index, dtype=torch.long, device=dev),
                         torch.as_tensor(token_index, dtype=torch.long, device=dev))
-        if self._needs_q:
+        if self._needs_q and query_index is not None:
             self._qselect = (torch.as_tensor(query_index[0], dtype=torch.long, device=dev),
                              torch.as_tensor(query_index[1], dtype=torch.long, device=dev))
-        if self.want_attention:
+        if self.want_attention and groups is not None:
             self._prepare_masks(groups, inputs.get("attention_mask"))
         self._out.clear()
         self._pe.clear()
@@ -291,7 +296,7 @@ class KeyCapture:
         self._onehot = torch.nn.functional.one_hot(g.clamp(min=0), max(n_groups, 1)).float()
         self._onehot *= (g >= 0).unsqueeze(-1).float()
         padding = g >= 0 if attention_mask is None else attention_mask.to(dev).bool()
-        qb, qt = self._qselect
+        qb, qt = _required(self._qselect, "the query selection")
         cols = torch.arange(g.shape[1], device=dev)
         self._visible = padding[qb] & (cols[None, :] <= qt[:, None])
 
@@ -339,6 +344,13 @@ class KeyCapture:
             captured.attention = {k[0]: att[j] for j, k in enumerate(a_order)}
         self._out.clear()
         return captured
+
+
+def _required(value: _T | None, what: str) -> _T:
+    """A per-batch value the hooks need; ``run`` sets it before the forward, so None is a bug."""
+    if value is None:
+        raise RuntimeError(f"{what} is missing: KeyCapture.run sets it before the forward")
+    return value
 
 
 def _tokens_major(output: torch.Tensor, heads: int) -> torch.Tensor:

@@ -150,7 +150,7 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
                     break
                 if isinstance(prep, BaseException):
                     raise prep
-                batches = []
+                batches: list[KeyBatch | AttentionBatch] = []
                 if prep.items:
                     if bar.total is None:
                         bar.set_total(pending.remaining)
@@ -166,8 +166,9 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
                             f"out of memory at batch size {plan.batch_size} on {plan.device}: rerun "
                             f"the same command with --batch-size {max(1, plan.batch_size // 2)} "
                             "(finished samples are kept)") from None
-                    batches = key_batches(plan, prep, captured) + query_batches(plan, prep, captured)
-                    batches += attention_batches(plan, prep, captured)
+                    batches = [
+                        *key_batches(plan, prep, captured), *query_batches(plan, prep, captured),
+                        *attention_batches(plan, prep, captured)]
                 sink.put(batches, prep.rows + prep.skipped_rows)
                 bar.advance(len(prep.items) + len(prep.skipped_rows), key_rows(batches))
     except KeyboardInterrupt:
@@ -234,12 +235,15 @@ def query_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) ->
         sel = np.flatnonzero(q.modality == modality)
         if not len(sel):
             continue
+        query_positions = captured.query_positions
+        if query_positions is None:
+            raise RuntimeError("queries were captured without their positions")
         for (layer, rope), vectors in captured.queries.items():
             out.append(KeyBatch(
                 model=plan.lm.label, benchmark=plan.source.name, layer=layer, rope=rope, modality=modality,
                 sample_id=sample_ids[sel], position=q.position[sel], token_id=q.token_id[sel],
                 segment=q.segment[sel], keys=vectors[sel], dtype=captured.dtype, image_index=q.image_index[sel],
-                rope_thw=captured.query_positions[sel] if plan.lm.mrope else None, kind="query"))
+                rope_thw=query_positions[sel] if plan.lm.mrope else None, kind="query"))
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import KeygapError, first_line
-from store.writer import KeyBatch, KeyWriter
+from store.writer import AttentionBatch, KeyBatch, KeyWriter
 
 from .plan import IngestError
 
@@ -35,13 +35,14 @@ class WriterThread(threading.Thread):
         self.writer = writer
         self.checkpoint_seconds = checkpoint_seconds
         self._last_flush = time.monotonic()
-        self.queue: queue.Queue[tuple[list[KeyBatch], list[dict[str, Any]]] | None] = queue.Queue(maxsize=4)
+        self.queue: queue.Queue[tuple[list[KeyBatch | AttentionBatch], list[dict[str, Any]]] | None] = queue.Queue(
+            maxsize=4)
         self.error: BaseException | None = None
         self.samples_done = 0
         self.samples_skipped = 0
         self.rows = 0
 
-    def put(self, batches: list[KeyBatch], rows: list[dict[str, Any]]) -> None:
+    def put(self, batches: list[KeyBatch | AttentionBatch], rows: list[dict[str, Any]]) -> None:
         if self.error is not None:
             raise write_failure(self.error, self.writer.root) from self.error
         while True:

@@ -1,5 +1,6 @@
 """`keygap demo`: the README's main command. Ingests the bundled sample benchmark with two tiny random
-models, with their text queries and attention allocation (once: ingest resumes, so a second run finds everything done), then opens the explorer on it.
+models, with their text queries and attention allocation (once: ingest resumes, so a second run finds
+everything done), then opens the explorer on it.
 
 Without a terminal (CI, a pipe) it prints what the explorer would start from: the store summary and the
 image-vs-text comparison of each model's middle layer, so the command still runs the whole job end to end.

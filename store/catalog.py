@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import duckdb
 import numpy as np
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError, first_line
-from .inventory import list_parquet
+from .inventory import KeyFile, list_parquet
 from .jsonsafe import json_safe
 from .reader import KeyStore
 from .results import RESULTS_SCHEMA
@@ -150,7 +150,8 @@ PARTITION_FIELDS = [
 ]
 
 
-def _partitioned(files, schema: pa.Schema, fs, fields: list[pa.Field]) -> pads.Dataset:
+def _partitioned(files: Iterable[KeyFile], schema: pa.Schema, fs: pafs.FileSystem,
+                 fields: list[pa.Field]) -> pads.Dataset:
     """A dataset over committed files whose partition values come from the inventory, not from globbing."""
     return _dataset([f.path for f in files], schema, fs, [_partition_expression(f.partition, fields) for f in files],
                     fields)

@@ -109,7 +109,7 @@ def scan(fs: pafs.FileSystem, root: str) -> Inventory:
     inv.files = _scan_tree(fs, root, KEYS_DIR, PARTITIONS, committed, described, inv)
     inv.queries = _scan_tree(fs, root, QUERIES_DIR, PARTITIONS, committed, described, inv)
     inv.attention = _scan_tree(fs, root, ATTENTION_DIR, ATTENTION_PARTITIONS, committed, described, inv)
-    for rel, entry in described.items():
+    for rel in described:
         if not _exists(fs, posixpath.join(root, rel)):
             inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
     inv.markers.sort(key=lambda mk: mk.path)

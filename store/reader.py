@@ -229,7 +229,8 @@ class KeyStore:
         if not files:
             if kind == "query":
                 raise StoreError(f"no queries for {self._describe(key)}: ingest with --queries "
-                                 "(`keygap sql \"SELECT DISTINCT model, layer, modality FROM queries\"` lists what is stored)")
+                                 "(`keygap sql \"SELECT DISTINCT model, layer, modality FROM queries\"` lists "
+                                 "what is stored)")
             raise StoreError(f"no keys for {self._describe(key)}; {self._what_exists(key)}")
         pfs = [self._parquet(f) for f in files]
         indexes = [self._index(f, pf) for f, pf in zip(files, pfs)]
@@ -277,7 +278,8 @@ class KeyStore:
         """Layers with committed attention rows (`keygap ingest --attention`)."""
         return sorted({k[2] for k in self.inventory.attention if k[:2] == (model, benchmark)})
 
-    def load_attention(self, model: str, benchmark: str, layers=None, columns: list[str] | None = None) -> pa.Table:
+    def load_attention(self, model: str, benchmark: str, layers: int | Iterable[int] | None = None,
+                       columns: list[str] | None = None) -> pa.Table:
         """Committed attention rows of one model and benchmark (ATTENTION_SCHEMA plus a ``layer`` column,
         dictionary columns as plain strings); ``layers`` limits which. A StoreError says how to get them."""
         wanted = None if layers is None else {int(x) for x in _as_list(layers)}

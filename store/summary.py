@@ -89,7 +89,7 @@ def _per_model(files_by_partition: dict) -> dict[tuple, tuple[int, int]]:
         t = totals.setdefault(key, [0, 0])
         t[0] += sum(f.rows for f in files)
         t[1] += len(files)
-    return {key + (_ranges(sorted(layers[key])),): tuple(totals[key]) for key in totals}
+    return {key + (_ranges(sorted(layers[key])),): (totals[key][0], totals[key][1]) for key in totals}
 
 
 def _ranges(values: list[int]) -> str:

@@ -254,6 +254,7 @@ class KeyWriter:
     # -- public API -------------------------------------------------------------------------------------
     def add(self, batch: KeyBatch | AttentionBatch) -> None:
         """Stage one partition's keys (queries, attention rows); durable after ``commit`` and the next flush."""
+        key: tuple[str | int, ...]
         if isinstance(batch, AttentionBatch):
             table = self._attention_table(batch)
             key = (ATTENTION_DIR, batch.model, batch.benchmark, int(batch.layer))
@@ -318,7 +319,8 @@ class KeyWriter:
                 continue
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
             table = table.take(pa.array(order))
-            rel = (partition_dir(Path(), *partition, tree=tree) / name).as_posix()
+            model, bench, layer, rope, modality = partition
+            rel = (partition_dir(Path(), model, bench, layer, rope, modality, tree=tree) / name).as_posix()
             size = self._write_parquet(table, rel, row_group_size=row_group_rows(row_bytes))
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
             vector = VECTOR_COLUMN[tree]

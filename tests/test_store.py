@@ -365,9 +365,10 @@ def test_queries_and_attention_views_show_committed_files_only(tmp_path):
     ks = KeyStore(root)
     assert ks.load("m", "b", 1, "text", kind="query").x.shape == (4, 8)
     assert ks.load_attention("m", "b").num_rows == 6 and ks.inventory.uncommitted == 2
-    with pytest.raises(StoreError, match="no attention rows for model=m, benchmark=b, layers \\[2\\]: ingest with --attention"):
+    with pytest.raises(StoreError,
+                       match=r"no attention rows for model=m, benchmark=b, layers \[2\]: ingest with --attention"):
         ks.load_attention("m", "b", layers=[2])
-    with pytest.raises(StoreError, match="no queries for .*ingest with --queries"):
+    with pytest.raises(StoreError, match=r"no queries for .*ingest with --queries"):
         ks.load("m", "b", 1, "image", kind="query")
     # reopening the run deletes the orphans of every tree
     KeyWriter(root, "r").close()

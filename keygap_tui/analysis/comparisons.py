@@ -296,7 +296,7 @@ def layer_sweep(
         depth = model_depth(ks, model)
         chosen: list[int | None] = [None]
         if heads is not None:
-            chosen = [h for h in parse_heads(heads, head_layout(ks, model).num_kv_heads) or []]
+            chosen = list(parse_heads(heads, head_layout(ks, model).num_kv_heads) or [])
         for layer in resolve_model_layers(ks, model, benchmark, layers, rope):
             plan += [(model, layer, depth, head) for head in chosen]
     ma, sa = parse_what(a)

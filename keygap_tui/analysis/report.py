@@ -41,8 +41,8 @@ from .errors import AnalysisError
 from .layers import model_depth, relative_depth, resolve_model_layers
 from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
 from .progress import ProgressFn, Steps, StopFn
-from .report_attention import write_attention
 from .projection import DEFAULT_ITERATIONS, DEFAULT_PERPLEXITY, DEFAULT_PROJECTION_N, project
+from .report_attention import write_attention
 from .rows import ComparisonRow
 from .sides import Side, open_store, parse_what
 

@@ -528,7 +528,8 @@ class KeygapApp(App):
             attention = self.query_one(AttentionPane)
             self.start_job(
                 "attention", f"attention of {sel.model} over layers and heads",
-                lambda progress, stop: _tasks().attention_view(self.store, sel, settings, progress, stop), attention.show,
+                lambda progress, stop: _tasks().attention_view(self.store, sel, settings, progress, stop),
+                attention.show,
             )
         elif tab == "layers":
             pane = self.query_one(LayersPane)

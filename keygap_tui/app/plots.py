@@ -8,6 +8,7 @@ background and foreground to the terminal, so one plot reads in the light and th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np

@@ -69,7 +69,7 @@ class AttentionPane(Vertical):
 
     def _fill_heatmap(self) -> None:
         m = self.result.matrix
-        values = getattr(m, QUANTITIES[self.quantity][0])
+        values = getattr(m, QUANTITIES[self.quantity][0]).tolist()  # numpy stays in the task's result
         self.query_one(HeadHeatmap).show(m.layers, m.heads, values)
         picked = self.query_one(HeadHeatmap).picked()
         if picked:

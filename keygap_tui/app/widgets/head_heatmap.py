@@ -7,15 +7,12 @@ moving the cursor onto a cell posts ``Picked`` with its layer and head (the pane
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
 
 from rich.text import Text
 from textual.message import Message
 
 from .vim_table import VimTable
-
-if TYPE_CHECKING:
-    import numpy as np
 
 #: low -> high, readable on dark and light themes (foreground chosen per background)
 RAMP = ("#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8", "#fee090", "#fdae61", "#f46d43", "#d73027", "#a50026")
@@ -38,13 +35,11 @@ class HeadHeatmap(VimTable):
         super().__init__(**kwargs)
         self.layer_ids: list[int] = []
         self.head_ids: list[int] = []
-        self.values: np.ndarray | None = None
+        self.values: list[list[float]] = []
 
-    def show(self, layers: list[int], heads: list[int], values: np.ndarray) -> None:
-        """Fill with ``values`` [layers, heads]; NaN cells stay blank."""
-        import numpy as np  # only once a result arrives: the first screen loads no numpy
-
-        self.layer_ids, self.head_ids, self.values = list(layers), list(heads), np.asarray(values, dtype=float)
+    def show(self, layers: list[int], heads: list[int], values: list[list[float]]) -> None:
+        """Fill with ``values`` [layer][head] (plain lists: the widgets load no numpy); NaN cells stay blank."""
+        self.layer_ids, self.head_ids, self.values = list(layers), list(heads), [list(map(float, r)) for r in values]
         self.clear(columns=True)
         self.add_column(Text("L ", style="bold"), key="layer")
         for h in self.head_ids:
@@ -54,15 +49,15 @@ class HeadHeatmap(VimTable):
         for i, layer in enumerate(self.layer_ids):
             cells = [Text(f"{layer:>2} ", style="bold")]
             for j in range(len(self.head_ids)):
-                d = bins[i, j]
+                d = bins[i][j]
                 if d < 0:
                     cells.append(Text("  "))
                 else:
                     fg = "black" if d in DARK_TEXT else "white"
                     cells.append(Text(f" {d}", style=f"{fg} on {RAMP[d]}"))
             self.add_row(*cells, key=str(layer))
-            values = {f"h{h}": float(self.values[i, j]) for j, h in enumerate(self.head_ids)}
-            self.raw_rows.append({"layer": layer} | values)
+            row_values = {f"h{h}": self.values[i][j] for j, h in enumerate(self.head_ids)}
+            self.raw_rows.append({"layer": layer} | row_values)
         if self.layer_ids and self.head_ids:
             self.move_cursor(row=0, column=1)
 
@@ -82,15 +77,16 @@ class HeadHeatmap(VimTable):
             self.post_message(self.Picked(*cell))
 
 
-def _tenths(values: np.ndarray) -> np.ndarray:
+def _tenths(values: list[list[float]]) -> list[list[int]]:
     """Which tenth (0-9) of the range between the matrix's min and max each finite value is in; -1 for NaN."""
-    import numpy as np
+    finite = [v for row in values for v in row if math.isfinite(v)]
+    if not finite:
+        return [[-1] * len(row) for row in values]
+    lo, hi = min(finite), max(finite)
 
-    out = np.full(values.shape, -1, dtype=np.int64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return out
-    lo, hi = float(values[finite].min()), float(values[finite].max())
-    scaled = np.zeros(values.shape) if hi == lo else (values - lo) / (hi - lo)
-    out[finite] = np.clip((scaled[finite] * 10).astype(np.int64), 0, 9)
-    return out
+    def tenth(v: float) -> int:
+        if not math.isfinite(v):
+            return -1
+        return 0 if hi == lo else min(9, max(0, int((v - lo) / (hi - lo) * 10)))
+
+    return [[tenth(v) for v in row] for row in values]
