@@ -12,7 +12,8 @@ class MeasureResult:
     """One two-sample comparison: headline value, optional test, and every parameter that produced it.
 
     `params` holds resolved values too (the fitted bandwidth, the method that auto chose), so a cached
-    result says exactly how it was computed without re-deriving defaults."""
+    result says exactly how it was computed without re-deriving defaults. `ci` is the bootstrap
+    confidence interval (low, high) at level params["ci"], when one was asked for."""
 
     metric: str
     value: float
@@ -23,6 +24,7 @@ class MeasureResult:
     seed: int | None
     seconds: float
     extra: dict = field(default_factory=dict)
+    ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -35,12 +37,14 @@ class MeasureResult:
             "seed": None if self.seed is None else int(self.seed),
             "seconds": float(self.seconds),
             "extra": json_safe(self.extra),
+            "ci": None if self.ci is None else json_safe(list(self.ci)),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> MeasureResult:
         """Inverse of to_dict, for reading cached results (a None value reads back as NaN)."""
         value = data.get("value")
+        ci = data.get("ci")
         return cls(
             metric=str(data["metric"]),
             value=float("nan") if value is None else float(value),
@@ -51,4 +55,9 @@ class MeasureResult:
             seed=None if data.get("seed") is None else int(data["seed"]),
             seconds=float(data.get("seconds", 0.0)),
             extra=dict(data.get("extra") or {}),
+            ci=None if ci is None else (_float_or_nan(ci[0]), _float_or_nan(ci[1])),
         )
+
+
+def _float_or_nan(value) -> float:
+    return float("nan") if value is None else float(value)
