@@ -30,8 +30,9 @@ def paired_items(
     """x (side a), y (side b) and their per-row sample ids.
 
     design='shared': every item gives an a block and a b block that share the item's effect (image vs
-    text of one prompt). design='disjoint': side a and side b hold different items (2 * items in all...
-    `items` per side). tokens: rows per block; unequal=True draws each block's size from 1..2*tokens-1
+    text of one prompt). design='disjoint': side a and side b hold different items (`items` per side).
+    design='mixed': shared, then a third of the items lose their b block and another third their a block
+    (what drawing n keys per side from many items produces). tokens: rows per block; unequal=True draws each block's size from 1..2*tokens-1
     (independently per side, so sizes differ within an item). item_effect: sd of the shared item effect in
     units of the token noise; shift: mean shift of side b along the first axis (the alternative), in the
     same units; offset: a common mean added to every row (keys sit far from the origin)."""
@@ -42,14 +43,17 @@ def paired_items(
             return np.full(count, mean)
         return rng.integers(1, 2 * mean, size=count)
 
-    n_items_b = items if design == "shared" else items
+    paired = design in ("shared", "mixed")
     effects_a = rng.standard_normal((items, d)) * item_effect
-    effects_b = effects_a if design == "shared" else rng.standard_normal((n_items_b, d)) * item_effect
-    size_a, size_b = sizes(items, tokens[0]), sizes(n_items_b, tokens[1])
+    effects_b = effects_a if paired else rng.standard_normal((items, d)) * item_effect
+    size_a, size_b = sizes(items, tokens[0]), sizes(items, tokens[1])
     ids_a = np.repeat(np.arange(items), size_a)
-    ids_b = np.repeat(np.arange(n_items_b) + (0 if design == "shared" else items), size_b)
+    ids_b = np.repeat(np.arange(items) + (0 if paired else items), size_b)
     x = (effects_a[ids_a] + rng.standard_normal((len(ids_a), d))) * scales + offset
-    y = (effects_b[ids_b - (0 if design == "shared" else items)] + rng.standard_normal((len(ids_b), d))) * scales
+    y = (effects_b[ids_b - (0 if paired else items)] + rng.standard_normal((len(ids_b), d))) * scales
     y = y + offset
     y[:, 0] += shift * scales[0]
+    if design == "mixed":
+        keep_a, keep_b = ids_a % 3 != 1, ids_b % 3 != 2
+        x, ids_a, y, ids_b = x[keep_a], ids_a[keep_a], y[keep_b], ids_b[keep_b]
     return x.astype(np.float32), y.astype(np.float32), ids_a.astype(str), ids_b.astype(str)

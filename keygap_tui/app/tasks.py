@@ -233,7 +233,8 @@ def sweep_layers(
 
     got = layer_sweep(
         store, ["all"], sel.benchmark, "all", sel.spec("a"), sel.spec("b"), [metric], settings.n, settings.seed,
-        rope=sel.rope, permutations=settings.permutations, progress=progress, should_stop=should_stop,
+        rope=sel.rope, permutations=settings.permutations, ci=settings.ci or None, progress=progress,
+        should_stop=should_stop,
     )
     rows = [result_row(r) for r in got]
     series: dict[str, list[tuple[float, float]]] = {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from .bootstrap import DEFAULT_CI_METHOD, DEFAULT_CI_REPLICATES, check_ci, ci_record, interval, resample_weights
 from .inputs import as_groups, as_pair, check_choice, check_count, resolve_device
-from .kernel_sums import Kernel, PairSums, exact_pair_sums, prefix_reporter, resolve_block, weighted_pair_sums
+from .kernel_sums import Kernel, PairSums, exact_sums, prefix_reporter, resolve_block
 from .permutation import permutation_p_value, plan_splits
 from .result import MeasureResult
 
@@ -52,8 +52,10 @@ def energy_distance(
     splits = plan_splits(len(x), len(y), groups, permutations, seed)
     block_rows = resolve_block(block)
     kernel = Kernel("distance")
-    sums = exact_pair_sums(x, y, splits.distinct, kernel, device=torch_device, block_rows=block_rows,
-                           progress=progress, on_prefix=prefix_reporter(on_estimate, energy_from_sums, estimator))
+    boot_weights = resample_weights(splits.design, ci_replicates, seed) if level is not None else None
+    sums, boot = exact_sums(x, y, splits.distinct, kernel, weights=boot_weights, device=torch_device,
+                            block_rows=block_rows, progress=progress,
+                            on_prefix=prefix_reporter(on_estimate, energy_from_sums, estimator))
     observed, null = splits.observed_and_null(energy_from_sums(sums, estimator))
     extra = {"sqrt": float(np.sqrt(max(observed, 0.0))), **splits.design.record()}
     p_value = None
@@ -71,9 +73,7 @@ def energy_distance(
         "convention": "2E|X-Y| - E|X-X'| - E|Y-Y'| (scipy.stats.energy_distance returns its square root)",
     }
     ci_bounds = None
-    if level is not None:
-        w_a, w_b = resample_weights(splits.design, ci_replicates, seed)
-        boot = weighted_pair_sums(x, y, w_a, w_b, kernel, device=torch_device, block_rows=block_rows)
+    if boot is not None:
         ci_bounds = interval(observed, energy_from_sums(boot, estimator), level, ci_method)
         params.update(ci_record(level, ci_replicates, ci_method, splits.design))
     return MeasureResult("energy", observed, p_value, len(x), len(y), params, seed,

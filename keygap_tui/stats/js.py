@@ -7,7 +7,7 @@ outside go to the edge bins), add eps to every bin probability and renormalise, 
 value = mean over components; extra has the max and every component.
 
 PCA is exact by default: the top-k eigenvectors of the smaller of the covariance (d x d) and Gram (N x N)
-matrices, by a converged Lanczos solver above 512 (machine precision, a second at d = 4096). Randomized
+matrices, by a converged Lanczos solver above 128 (machine precision, a second or two at d = 4096). Randomized
 SVD is available as pca='randomized' and is never chosen for you: on key-like data it moved the JS value
 by several percent (the measured deviations are in docs/STATISTICS.md).
 
@@ -33,8 +33,10 @@ from .inputs import as_groups, as_pair, check_choice, check_count
 from .permutation import permutation_p_value, plan_splits
 from .result import MeasureResult
 
-#: matrices up to this size are eigendecomposed in full (LAPACK); larger ones by Lanczos (ARPACK) to tolerance 0.
-FULL_EIGH_MAX = 512
+#: matrices up to this size are eigendecomposed in full (LAPACK); larger ones by Lanczos (ARPACK) to tolerance 0,
+#: which also stays fast on a loaded machine: a full 512 x 512 eigh took 17 s there with two BLAS threads
+#: contending (0.45 s with one), the Lanczos solver 0.7 s.
+FULL_EIGH_MAX = 128
 RANDOMIZED_POWER_ITERATIONS = 4
 
 
@@ -63,7 +65,7 @@ def js_divergence(
     permutations: design-aware relabellings for the bias correction and the p-value (0 turns both off).
     pca: 'exact' (default) or 'randomized' (faster at large N and d, not exact: see the module docstring).
     ci: a level such as 0.95 adds a bootstrap interval over samples for the bias-corrected value (for the
-    raw value when permutations=0). shuffles: the former name of permutations, refused with a message."""
+    raw value when permutations=0), centred on it: the resamples give its spread, not its bias. shuffles: the former name of permutations, refused with a message."""
     started = time.perf_counter()
     if shuffles is not None:
         raise StatsInputError(f"js takes permutations={shuffles} now (shuffles was renamed); pass js.permutations")
@@ -132,8 +134,11 @@ def js_divergence(
     ci_bounds = None
     if level is not None:
         w_a, w_b = resample_weights(splits.design, ci_replicates, seed)
-        replicates = _js_of_weights(onehots, w_a, w_b, eps, base).mean(axis=1) - bias
-        ci_bounds = interval(value - bias, replicates, level, ci_method)
+        # The resamples give the spread only: duplicated samples make their histograms spikier, so their
+        # mean overstates the bias, which the permutation draws estimate instead. Centred on the estimate.
+        raw = _js_of_weights(onehots, w_a, w_b, eps, base).mean(axis=1)
+        estimate = value - bias
+        ci_bounds = interval(estimate, raw - np.nanmean(raw) + estimate, level, ci_method)
         params.update(ci_record(level, ci_replicates, ci_method, splits.design))
         params["ci_of"] = "bias_corrected" if permutations else "value"
     return MeasureResult("js", value, p_value, len(x), len(y), params, seed, time.perf_counter() - started, extra,

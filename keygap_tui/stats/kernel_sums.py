@@ -142,17 +142,47 @@ def exact_pair_sums(
     ring; an exception raised by either callback cancels the computation.
     backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path).
     precision: 'float32' or 'float64' for the kernel evaluation (sums are float64 either way)."""
+    return exact_sums(x, y, membership, kernel, device=device, block_rows=block_rows, block_cols=block_cols,
+                      progress=progress, on_prefix=on_prefix, backend=backend, precision=precision)[0]
+
+
+def exact_sums(
+    x: np.ndarray,
+    y: np.ndarray,
+    membership: np.ndarray,
+    kernel: Kernel,
+    *,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
+    device,
+    block_rows: int = AUTO_BLOCK_ROWS,
+    block_cols: int = BLOCK_COLS,
+    progress: Callable[[float], None] | None = None,
+    on_prefix: Callable[[PairSums], None] | None = None,
+    backend: str = "auto",
+    precision: str = "float32",
+) -> tuple[PairSums, PairSums | None]:
+    """exact_pair_sums for the splits and, in the same pass over the kernel, weighted_pair_sums for
+    `weights` = (w_a, w_b) bootstrap multiplicities when given: an interval then costs one wider
+    reduction, not a second kernel evaluation."""
     order = visit_order(x.shape[0] + y.shape[0])
-    ordered = membership[order]
+    splits = membership.shape[1]
+    columns = membership.astype(np.float64)
+    if weights is not None:
+        w_a, w_b = (np.asarray(w, dtype=np.float64) for w in weights)
+        columns = np.concatenate([columns, w_a, w_b, w_a + w_b], axis=1)
+    ordered = columns[order]
 
     def prefix(total_upper, row_sums, upper, rows_done):
-        on_prefix(sums_from_reductions(total_upper, row_sums, upper, ordered[:rows_done, :1], kernel.diagonal))
+        on_prefix(sums_from_reductions(total_upper, row_sums, upper, ordered[:rows_done, :1] > 0, kernel.diagonal))
 
     total_upper, row_sums, upper = _reductions(
         x, y, ordered, order, kernel, device=device, block_rows=block_rows, block_cols=block_cols,
         progress=progress, on_prefix=None if on_prefix is None else prefix, backend=backend, precision=precision,
     )
-    return sums_from_reductions(total_upper, row_sums, upper, membership, kernel.diagonal)
+    split_sums = sums_from_reductions(total_upper, row_sums[:splits], upper[:splits], membership, kernel.diagonal)
+    if weights is None:
+        return split_sums, None
+    return split_sums, _weighted_from_upper(upper[splits:], w_a, w_b, kernel)
 
 
 def weighted_pair_sums(
@@ -172,12 +202,17 @@ def weighted_pair_sums(
 
     One pass over the kernel with columns [w_a | w_b | w_a + w_b]: the upper sums of the first two give the
     within sums, and upper(w_a + w_b) - upper(w_a) - upper(w_b) the between sum."""
-    replicates = weights_a.shape[1]
     columns = np.concatenate([weights_a, weights_b, weights_a + weights_b], axis=1).astype(np.float64)
     order = visit_order(x.shape[0] + y.shape[0])
     _, _, upper = _reductions(x, y, columns[order], order, kernel, device=device, block_rows=block_rows,
                               block_cols=block_cols, progress=None, on_prefix=None, backend=backend,
                               precision=precision)
+    return _weighted_from_upper(upper, weights_a, weights_b, kernel)
+
+
+def _weighted_from_upper(upper: np.ndarray, weights_a: np.ndarray, weights_b: np.ndarray, kernel: Kernel) -> PairSums:
+    """PairSums from the upper sums of the columns [w_a | w_b | w_a + w_b]."""
+    replicates = weights_a.shape[1]
     up_a, up_b, up_ab = upper[:replicates], upper[replicates: 2 * replicates], upper[2 * replicates:]
     n_a, n_b = weights_a.sum(axis=0, dtype=np.float64), weights_b.sum(axis=0, dtype=np.float64)
     sq_a = np.square(weights_a, dtype=np.float64).sum(axis=0)

@@ -17,7 +17,7 @@ from .bandwidth import fit_bandwidth, precision_for
 from .bootstrap import DEFAULT_CI_METHOD, DEFAULT_CI_REPLICATES, check_ci, ci_record, interval, resample_weights
 from .errors import StatsInputError
 from .inputs import as_groups, as_pair, check_choice, check_count, resolve_device
-from .kernel_sums import Kernel, PairSums, exact_pair_sums, prefix_reporter, resolve_block, weighted_pair_sums
+from .kernel_sums import Kernel, PairSums, exact_sums, prefix_reporter, resolve_block
 from .permutation import draw_splits, permutation_p_value, plan_splits
 from .result import MeasureResult
 from .rff import rff_pair_sums, rff_weighted_sums
@@ -108,6 +108,8 @@ def mmd(
     n_pooled = len(x) + len(y)
     resolved_method = method if method != "auto" else ("exact" if n_pooled <= AUTO_EXACT_MAX_POOLED else "rff")
 
+    boot_weights = resample_weights(splits.design, ci_replicates, seed) if level is not None else None
+    boot_sums = None
     extra: dict = {}
     features_used = None
     if resolved_method == "rff":
@@ -115,9 +117,10 @@ def mmd(
             x, y, splits, k, estimator, method, rff_features, seed, torch_device, precision, permutations)
         extra.update(rff_record)
     if resolved_method == "exact":
-        sums = exact_pair_sums(x, y, splits.distinct, k, device=torch_device, block_rows=block_rows,
-                               progress=progress, on_prefix=prefix_reporter(on_estimate, mmd_from_sums, estimator),
-                               precision=precision)
+        sums, boot_sums = exact_sums(x, y, splits.distinct, k, weights=boot_weights, device=torch_device,
+                                     block_rows=block_rows, progress=progress,
+                                     on_prefix=prefix_reporter(on_estimate, mmd_from_sums, estimator),
+                                     precision=precision)
         stats = mmd_from_sums(sums, estimator)
     elif progress is not None:
         progress(1.0)
@@ -132,13 +135,9 @@ def mmd(
         if keep_null:
             extra["null"] = null.tolist()
     ci_bounds = None
-    if level is not None:
-        w_a, w_b = resample_weights(splits.design, ci_replicates, seed)
-        if resolved_method == "exact":
-            boot_sums = weighted_pair_sums(x, y, w_a, w_b, k, device=torch_device, block_rows=block_rows,
-                                           precision=precision)
-        else:
-            boot_sums = rff_weighted_sums(x, y, w_a, w_b, k, features=features_used, seed=seed,
+    if boot_weights is not None:
+        if boot_sums is None:  # RFF: the same features, weighted
+            boot_sums = rff_weighted_sums(x, y, *boot_weights, k, features=features_used, seed=seed,
                                           device=torch_device, precision=precision)
         ci_bounds = interval(observed, mmd_from_sums(boot_sums, estimator), level, ci_method)
         record.update(ci_record(level, ci_replicates, ci_method, splits.design))

@@ -13,7 +13,8 @@ class MeasureResult:
 
     `params` holds resolved values too (the fitted bandwidth, the method that auto chose), so a cached
     result says exactly how it was computed without re-deriving defaults. `ci` is the bootstrap
-    confidence interval (low, high) at level params["ci"], when one was asked for."""
+    confidence interval (low, high) at level params["ci"], when one was asked for (ci_low / ci_high in
+    to_dict, so tables and SQL get two plain columns)."""
 
     metric: str
     value: float
@@ -37,14 +38,15 @@ class MeasureResult:
             "seed": None if self.seed is None else int(self.seed),
             "seconds": float(self.seconds),
             "extra": json_safe(self.extra),
-            "ci": None if self.ci is None else json_safe(list(self.ci)),
+            "ci_low": None if self.ci is None else json_safe(self.ci[0]),
+            "ci_high": None if self.ci is None else json_safe(self.ci[1]),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> MeasureResult:
         """Inverse of to_dict, for reading cached results (a None value reads back as NaN)."""
         value = data.get("value")
-        ci = data.get("ci")
+        low, high = data.get("ci_low"), data.get("ci_high")
         return cls(
             metric=str(data["metric"]),
             value=float("nan") if value is None else float(value),
@@ -55,7 +57,7 @@ class MeasureResult:
             seed=None if data.get("seed") is None else int(data["seed"]),
             seconds=float(data.get("seconds", 0.0)),
             extra=dict(data.get("extra") or {}),
-            ci=None if ci is None else (_float_or_nan(ci[0]), _float_or_nan(ci[1])),
+            ci=None if low is None and high is None else (_float_or_nan(low), _float_or_nan(high)),
         )
 
 
