@@ -29,9 +29,9 @@ import scipy.stats
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from stats_sim import keylike_scales, paired_items  # noqa: E402
+from stats_sim import keylike_scales, paired_items
 
-from keygap_tui.stats import (  # noqa: E402
+from keygap_tui.stats import (
     centroid_gap,
     classifier_test,
     energy_distance,
@@ -67,7 +67,8 @@ def rejection(fn, kwargs, replicates, *, seed_tag, design, item_effect, unequal,
 
 
 def part_null(replicates: int) -> None:
-    print(f"\n### Null rejection at alpha = 0.05 ({replicates} replicates each; 99% binomial band {band(replicates)})\n")
+    print(f"\n### Null rejection at alpha = 0.05 ({replicates} replicates each; 99% binomial band "
+          f"{band(replicates)})\n")
     print("| design (unit) | item effect | tokens per block | " + " | ".join(MEASURES) + " |")
     print("|---|---|---|" + "---|" * len(MEASURES))
     configs = [("shared", tau, unequal) for tau in (0.0, 1.0, 3.0) for unequal in (False, True)]
@@ -107,7 +108,8 @@ def _closed_form_mmd(d, v, s2, shift):
 def part_coverage(replicates: int) -> None:
     print(f"\n### Coverage of 90% bootstrap intervals ({replicates} replicates, 200 resamples each; d = 3, "
           "shift 0.6, blocks of 1-9 tokens; truth in closed form, fixed kernel width sigma^2 = 6)\n")
-    print("| design | item effect | items per side | centroid basic | centroid percentile | mmd basic | mmd percentile |")
+    print("| design | item effect | items per side | centroid basic | centroid percentile | mmd basic | "
+          "mmd percentile |")
     print("|---|---|---|---|---|---|---|")
     d, shift, s2 = 3, 0.6, 6.0
     for design, tau, items in (("shared", 1.0, 20), ("shared", 1.0, 60), ("shared", 1.0, 150),
@@ -124,7 +126,8 @@ def part_coverage(replicates: int) -> None:
                 for how in ("basic", "percentile"):
                     low, high = fn(x, y, groups_x=ga, groups_y=gb, ci=0.9, ci_method=how, seed=r, **kwargs).ci
                     covered[(name, how)] += low <= truth[name] <= high
-        print(f"| {design} | {tau:g} | {items} | " + " | ".join(f"{covered[k] / replicates:.3f}" for k in covered) + " |")
+        cells = " | ".join(f"{covered[k] / replicates:.3f}" for k in covered)
+        print(f"| {design} | {tau:g} | {items} | {cells} |")
 
 
 def part_c2st(replicates: int) -> None:
@@ -136,14 +139,16 @@ def part_c2st(replicates: int) -> None:
     for r in range(replicates):
         rng = np.random.default_rng([r, 23])
         x, y, ga, gb = paired_items(rng, 12, 3, tokens=(6, 6), item_effect=2.0, design="disjoint")
-        default_hits += classifier_test(x, y, groups_x=ga, groups_y=gb, folds=3, permutations=99, seed=r).p_value <= ALPHA
+        result = classifier_test(x, y, groups_x=ga, groups_y=gb, folds=3, permutations=99, seed=r)
+        default_hits += result.p_value <= ALPHA
         labels = np.r_[np.ones(len(x), np.int8), np.zeros(len(y), np.int8)]
         splits = _fold_splits(labels, (ga, gb), 3, r)
         scores = _held_out_scores(np.concatenate([x, y]), labels, splits, 1.0, 1000, r)
         p_rows = scipy.stats.mannwhitneyu(scores[labels == 1], scores[labels == 0], alternative="greater").pvalue
         rows_hits += p_rows <= ALPHA
     print("| p-value | rejection rate |\n|---|---|")
-    print(f"| default: held-out AUC, labels redrawn within folds by the design (99 draws) | {default_hits / replicates:.3f} |")
+    print("| default: held-out AUC, labels redrawn within folds by the design (99 draws) | "
+          f"{default_hits / replicates:.3f} |")
     print(f"| former default: Mann-Whitney on held-out rows as if independent | {rows_hits / replicates:.3f} |")
 
 

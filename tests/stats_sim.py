@@ -32,10 +32,11 @@ def paired_items(
     design='shared': every item gives an a block and a b block that share the item's effect (image vs
     text of one prompt). design='disjoint': side a and side b hold different items (`items` per side).
     design='mixed': shared, then a third of the items lose their b block and another third their a block
-    (what drawing n keys per side from many items produces). tokens: rows per block; unequal=True draws each block's size from 1..2*tokens-1
-    (independently per side, so sizes differ within an item). item_effect: sd of the shared item effect in
-    units of the token noise; shift: mean shift of side b along the first axis (the alternative), in the
-    same units; offset: a common mean added to every row (keys sit far from the origin)."""
+    (what drawing n keys per side from many items produces). tokens: rows per block; unequal=True draws
+    each block's size from 1..2*tokens-1 (independently per side, so sizes differ within an item).
+    item_effect: sd of the shared item effect in units of the token noise; shift: mean shift of side b
+    along the first axis (the alternative), in the same units; offset: a common mean added to every row
+    (keys sit far from the origin)."""
     scales = np.ones(d) if scales is None else scales
 
     def sizes(count, mean):

@@ -9,13 +9,12 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
-from store.reader import KeyStore
 from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import DEFAULT_CI, Side, compare, controls, report
 from keygap_tui.cli import main as keygap
 from keygap_tui.stats import METRICS
+from store.reader import KeyStore
 
 
 @pytest.fixture(scope="module")

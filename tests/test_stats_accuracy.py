@@ -124,7 +124,7 @@ def test_explicit_rff_feature_count_is_used_and_its_error_reported():
 
 
 # --- PCA for JS ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rows, dim", [(150, 600), (600, 530), (200, 60)])  # Gram, covariance (Lanczos), LAPACK
+@pytest.mark.parametrize(("rows", "dim"), [(150, 600), (600, 530), (200, 60)])  # Gram, covariance (Lanczos), LAPACK
 def test_exact_pca_matches_full_svd(rows, dim):
     rng = np.random.default_rng(rows)
     z = (rng.standard_normal((rows, dim)) * keylike_scales(dim)).astype(np.float32)

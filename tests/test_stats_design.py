@@ -37,7 +37,7 @@ def binomial_band(replicates, alpha=ALPHA, confidence=0.999):
 
 # --- which design ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "ids_a, ids_b, unit, counts",
+    ("ids_a", "ids_b", "unit", "counts"),
     [
         (["s1", "s1", "s2", "s3"], ["s3", "s2", "s1"], SWAP, (3, 0, 0)),
         (["s1", "s2"], ["t1", "t2", "t2"], SAMPLE, (0, 2, 2)),

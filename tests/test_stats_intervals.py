@@ -19,7 +19,7 @@ from keygap_tui.stats import (
     mmd,
 )
 from keygap_tui.stats.bootstrap import resample_weights
-from keygap_tui.stats.kernel_sums import Kernel, weighted_pair_sums
+from keygap_tui.stats.kernel_sums import Kernel, exact_sums
 from keygap_tui.stats.mmd import mmd_from_sums
 
 
@@ -54,15 +54,19 @@ def test_weighted_sums_equal_the_statistics_of_the_resampled_rows():
     design = exchange_design(len(x), len(y), (ids_a, ids_b))
     w_a, w_b = resample_weights(design, 5, seed=3)
     pooled = np.concatenate([x, y]).astype(np.float64)
-    sums = weighted_pair_sums(x, y, w_a, w_b, Kernel("gaussian", 2.0), device=_cpu(), block_rows=7)
+    observed = design.observed_on_a[design.block_of_row][:, None]
+    splits, sums = exact_sums(x, y, observed, Kernel("gaussian", 2.0), weights=(w_a, w_b), device=_cpu(), block_rows=7)
+    assert mmd_from_sums(splits, "unbiased")[0] == pytest.approx(mmd(x, y, bandwidth=2.0).value, rel=1e-6)
     values = mmd_from_sums(sums, "unbiased")
-    energy_sums = weighted_pair_sums(x, y, w_a, w_b, Kernel("distance"), device=_cpu(), block_rows=7)
+    _, energy_sums = exact_sums(x, y, observed, Kernel("distance"), weights=(w_a, w_b), device=_cpu(), block_rows=7)
     for r in range(5):
         wa, wb = w_a[:, r].astype(np.float64), w_b[:, r].astype(np.float64)
         kernel = np.exp(-cdist(pooled, pooled, "sqeuclidean") / 4.0)
         np.fill_diagonal(kernel, 0.0)  # pairs of distinct original rows: a row never pairs with its own copy
-        expected = (wa @ kernel @ wa / (wa.sum() ** 2 - (wa**2).sum()) + wb @ kernel @ wb / (wb.sum() ** 2 - (wb**2).sum())
-                    - 2 * wa @ np.exp(-cdist(pooled, pooled, "sqeuclidean") / 4.0) @ wb / (wa.sum() * wb.sum()))
+        within_a = wa @ kernel @ wa / (wa.sum() ** 2 - (wa**2).sum())
+        within_b = wb @ kernel @ wb / (wb.sum() ** 2 - (wb**2).sum())
+        between = wa @ np.exp(-cdist(pooled, pooled, "sqeuclidean") / 4.0) @ wb / (wa.sum() * wb.sum())
+        expected = within_a + within_b - 2 * between
         assert values[r] == pytest.approx(expected, rel=1e-5)
         # energy (V-statistic) on the resampled rows, rows repeated by their multiplicity
         rows_a = np.repeat(pooled, wa.astype(int), axis=0)
@@ -78,7 +82,7 @@ def _cpu():
     return CPU
 
 
-@pytest.mark.parametrize("fn, kwargs", [(mmd, {}), (energy_distance, {}), (centroid_gap, {}),
+@pytest.mark.parametrize(("fn", "kwargs"), [(mmd, {}), (energy_distance, {}), (centroid_gap, {}),
                                         (js_divergence, {"k": 2, "bins": 8, "permutations": 40})])
 def test_every_interval_is_recorded_and_round_trips(fn, kwargs):
     rng = np.random.default_rng(4)
@@ -87,13 +91,14 @@ def test_every_interval_is_recorded_and_round_trips(fn, kwargs):
     low, high = result.ci
     estimate = result.extra["bias_corrected"] if fn is js_divergence else result.value
     assert low < estimate < high
-    assert result.params["ci"] == 0.95 and result.params["ci_method"] == "basic" and result.params["ci_replicates"] == 100
+    assert result.params["ci"] == 0.95 and result.params["ci_method"] == "basic"
+    assert result.params["ci_replicates"] == 100
     again = MeasureResult.from_dict(json.loads(json.dumps(result.to_dict(), allow_nan=False)))
     assert again.ci == pytest.approx(result.ci)
     assert fn(x, y, groups_x=ga, groups_y=gb, **kwargs).ci is None
 
 
-@pytest.mark.parametrize("bad, message", [({"ci": 1.5}, "between 0.5 and 1"), ({"ci": "high"}, "confidence level"),
+@pytest.mark.parametrize(("bad", "message"), [({"ci": 1.5}, "between 0.5 and 1"), ({"ci": "high"}, "confidence level"),
                                           ({"ci": 0.9, "ci_method": "bca"}, "ci_method"),
                                           ({"ci": 0.9, "ci_replicates": 3}, "ci_replicates")])
 def test_bad_interval_requests_are_one_line_errors(bad, message):

@@ -188,14 +188,16 @@ def test_torch_code_path_matches_numpy_path(kind, scales):
     # the GPU runs the torch implementation; run it on the CPU here so both paths stay identical
     import torch
 
-    from keygap_tui.stats.kernel_sums import Kernel, exact_pair_sums
+    from keygap_tui.stats.kernel_sums import Kernel, exact_sums
 
     x, y = gaussian_pair(70, 50, 9, 0.3, seed=12)
     membership = permutation_membership(70, 50, 15, seed=2)
     kernel = Kernel(kind, 5.0, scales)
     cpu = torch.device("cpu")
-    a = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16)
-    b = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16, backend="torch")
+    weights = (membership[:, 1:4] * 2.0, (~membership[:, 1:4]) * 1.0)  # bootstrap-like multiplicities too
+    a, wa = exact_sums(x, y, membership, kernel, weights=weights, device=cpu, block_rows=16)
+    b, wb = exact_sums(x, y, membership, kernel, weights=weights, device=cpu, block_rows=16, backend="torch")
+    np.testing.assert_allclose(wb.between, wa.between, rtol=1e-5)
     for field in ("within_a", "within_b", "between", "diag_a", "n_a", "n_b"):
         np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-5)
 

@@ -20,8 +20,8 @@ from .result import MeasureResult
 
 
 def centroid_gap(x, y, *, groups_x=None, groups_y=None, seed: int = 0, permutations: int = 0,
-                 ci: float | None = None, ci_replicates: int = DEFAULT_CI_REPLICATES, ci_method: str = DEFAULT_CI_METHOD,
-                 keep_null: bool = False) -> MeasureResult:
+                 ci: float | None = None, ci_replicates: int = DEFAULT_CI_REPLICATES,
+                 ci_method: str = DEFAULT_CI_METHOD, keep_null: bool = False) -> MeasureResult:
     """permutations, ci, ci_replicates, ci_method: as for mmd."""
     started = time.perf_counter()
     permutations = check_count("permutations", permutations, 0)

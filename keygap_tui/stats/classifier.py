@@ -69,10 +69,10 @@ def classifier_test(
     if refits:
         plan = plan_splits(len(x), len(y), groups, refits, seed, symmetric=False, design=design,
                            refusal="refit_permutations=0")
-        per_split = [_auc(labels, scores)] + [
+        per_split = np.array([_auc(labels, scores)] + [
             _auc(column, _held_out_scores(features, column, splits, C, max_iter, seed))
             for column in plan.distinct[:, 1:].T.astype(np.int8)
-        ]
+        ])
         p_method, draws = "held-out AUC, labels redrawn by the design, model refit per draw", refits
     elif permutations:
         fold_of_row = np.empty(len(labels), dtype=np.int64)
@@ -85,7 +85,7 @@ def classifier_test(
         per_split = _auc_of_splits(plan.distinct, scores)
         p_method, draws = "held-out AUC, held-out labels redrawn within folds by the design (no refit)", permutations
     if draws:
-        auc_observed, null = plan.observed_and_null(np.asarray(per_split))
+        auc_observed, null = plan.observed_and_null(per_split)
         p_value = permutation_p_value(auc_observed, null)
         extra.update(null_mean=float(null.mean()), null_std=float(null.std()))
         if keep_null:

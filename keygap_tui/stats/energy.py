@@ -73,7 +73,7 @@ def energy_distance(
         "convention": "2E|X-Y| - E|X-X'| - E|Y-Y'| (scipy.stats.energy_distance returns its square root)",
     }
     ci_bounds = None
-    if boot is not None:
+    if boot is not None and level is not None:
         ci_bounds = interval(observed, energy_from_sums(boot, estimator), level, ci_method)
         params.update(ci_record(level, ci_replicates, ci_method, splits.design))
     return MeasureResult("energy", observed, p_value, len(x), len(y), params, seed,

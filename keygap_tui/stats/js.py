@@ -65,7 +65,8 @@ def js_divergence(
     permutations: design-aware relabellings for the bias correction and the p-value (0 turns both off).
     pca: 'exact' (default) or 'randomized' (faster at large N and d, not exact: see the module docstring).
     ci: a level such as 0.95 adds a bootstrap interval over samples for the bias-corrected value (for the
-    raw value when permutations=0), centred on it: the resamples give its spread, not its bias. shuffles: the former name of permutations, refused with a message."""
+    raw value when permutations=0), centred on it: the resamples give its spread, not its bias.
+    shuffles: the former name of permutations, refused with a message."""
     started = time.perf_counter()
     if shuffles is not None:
         raise StatsInputError(f"js takes permutations={shuffles} now (shuffles was renamed); pass js.permutations")

@@ -16,7 +16,7 @@ accumulated in float64. The half squared norms ride along as two extra columns, 
 yields the exponent z_r.z_c - |z_r|^2/2 - |z_c|^2/2 with no broadcast pass.
 
 The columns need not be 0/1: with multiplicities (a bootstrap resample) the same reductions give the
-weighted sums, which is how the confidence intervals reuse the engine (weighted_pair_sums).
+weighted sums, which is how the confidence intervals reuse the engine (exact_sums(weights=...)).
 
 On the CPU everything runs in numpy (see _NumpyOps for why not torch); on a GPU the same steps run in
 torch on the device.
@@ -91,7 +91,7 @@ def sums_from_reductions(total_upper, a_row_sums, a_upper, membership: np.ndarra
 
 
 def visit_order(n_rows: int) -> np.ndarray:
-    """The fixed random order in which exact_pair_sums visits pooled rows (the sums do not depend on it;
+    """The fixed random order in which exact_sums visits pooled rows (the sums do not depend on it;
     the progressive prefixes do)."""
     return np.random.default_rng(0).permutation(n_rows)
 
@@ -119,33 +119,6 @@ def resolve_block(block) -> int:
     return int(block)
 
 
-def exact_pair_sums(
-    x: np.ndarray,
-    y: np.ndarray,
-    membership: np.ndarray,
-    kernel: Kernel,
-    *,
-    device,
-    block_rows: int = AUTO_BLOCK_ROWS,
-    block_cols: int = BLOCK_COLS,
-    progress: Callable[[float], None] | None = None,
-    on_prefix: Callable[[PairSums], None] | None = None,
-    backend: str = "auto",
-    precision: str = "float32",
-) -> PairSums:
-    """Sums of `kernel` over pooled [x; y] for every column of `membership` (bool [n+m, P+1]).
-
-    Progressive: the pooled rows are visited in one fixed random order, in rings of block_rows rows;
-    ring r adds every pair whose later row lies in it. After each ring the sums are exact for a nested
-    random prefix of the pooled rows, and on_prefix receives them (observed split only), so a caller can
-    show a value that sharpens as it runs at no extra cost. progress(fraction of pairs done) follows each
-    ring; an exception raised by either callback cancels the computation.
-    backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path).
-    precision: 'float32' or 'float64' for the kernel evaluation (sums are float64 either way)."""
-    return exact_sums(x, y, membership, kernel, device=device, block_rows=block_rows, block_cols=block_cols,
-                      progress=progress, on_prefix=on_prefix, backend=backend, precision=precision)[0]
-
-
 def exact_sums(
     x: np.ndarray,
     y: np.ndarray,
@@ -161,9 +134,17 @@ def exact_sums(
     backend: str = "auto",
     precision: str = "float32",
 ) -> tuple[PairSums, PairSums | None]:
-    """exact_pair_sums for the splits and, in the same pass over the kernel, weighted_pair_sums for
-    `weights` = (w_a, w_b) bootstrap multiplicities when given: an interval then costs one wider
-    reduction, not a second kernel evaluation."""
+    """Sums of `kernel` over pooled [x; y] for every column of `membership` (bool [n+m, P+1], side b = the
+    rest) and, in the same pass, for `weights` = (w_a, w_b) bootstrap multiplicities ([n+m, R] each) when
+    given: an interval then costs one wider reduction, not a second kernel evaluation.
+
+    Progressive: the pooled rows are visited in one fixed random order, in rings of block_rows rows;
+    ring r adds every pair whose later row lies in it. After each ring the sums are exact for a nested
+    random prefix of the pooled rows, and on_prefix receives them (observed split only), so a caller can
+    show a value that sharpens as it runs at no extra cost. progress(fraction of pairs done) follows each
+    ring; an exception raised by either callback cancels the computation.
+    backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path).
+    precision: 'float32' or 'float64' for the kernel evaluation (sums are float64 either way)."""
     order = visit_order(x.shape[0] + y.shape[0])
     splits = membership.shape[1]
     columns = membership.astype(np.float64)
@@ -183,31 +164,6 @@ def exact_sums(
     if weights is None:
         return split_sums, None
     return split_sums, _weighted_from_upper(upper[splits:], w_a, w_b, kernel)
-
-
-def weighted_pair_sums(
-    x: np.ndarray,
-    y: np.ndarray,
-    weights_a: np.ndarray,
-    weights_b: np.ndarray,
-    kernel: Kernel,
-    *,
-    device,
-    block_rows: int = AUTO_BLOCK_ROWS,
-    block_cols: int = BLOCK_COLS,
-    backend: str = "auto",
-    precision: str = "float32",
-) -> PairSums:
-    """Sums for side weights that are not complements (bootstrap multiplicities), [n+m, R] each.
-
-    One pass over the kernel with columns [w_a | w_b | w_a + w_b]: the upper sums of the first two give the
-    within sums, and upper(w_a + w_b) - upper(w_a) - upper(w_b) the between sum."""
-    columns = np.concatenate([weights_a, weights_b, weights_a + weights_b], axis=1).astype(np.float64)
-    order = visit_order(x.shape[0] + y.shape[0])
-    _, _, upper = _reductions(x, y, columns[order], order, kernel, device=device, block_rows=block_rows,
-                              block_cols=block_cols, progress=None, on_prefix=None, backend=backend,
-                              precision=precision)
-    return _weighted_from_upper(upper, weights_a, weights_b, kernel)
 
 
 def _weighted_from_upper(upper: np.ndarray, weights_a: np.ndarray, weights_b: np.ndarray, kernel: Kernel) -> PairSums:
@@ -347,16 +303,9 @@ class _NumpyOps:
         np.add(a, b, out=a)
 
     @staticmethod
-    def exp_(a):
-        return np.exp(a, out=a)
-
-    @staticmethod
-    def sqrt_(a):
-        return np.sqrt(a, out=a)
-
-    @staticmethod
-    def cos_(a):
-        return np.cos(a, out=a)
+    def inplace(name, a):
+        """exp, sqrt or cos of a, written into a."""
+        return getattr(np, name)(a, out=a)
 
     @staticmethod
     def to64(a):
@@ -411,16 +360,8 @@ class _TorchOps:
         a.add_(b)
 
     @staticmethod
-    def exp_(a):
-        return a.exp_()
-
-    @staticmethod
-    def sqrt_(a):
-        return a.sqrt_()
-
-    @staticmethod
-    def cos_(a):
-        return a.cos_()
+    def inplace(name, a):
+        return getattr(a, f"{name}_")()
 
     @staticmethod
     def to64(a):
@@ -439,19 +380,19 @@ def _apply_kernel(neg_half_sq, kernel: Kernel, scratch, accum, size: int, ops):
     """In place where possible: neg_half_sq holds -|a-b|^2 / 2 (divided by sigma^2 for the Gaussian)."""
     if kernel.kind == "distance":
         ops.mul(neg_half_sq, -2.0, neg_half_sq)
-        return ops.sqrt_(neg_half_sq)
+        return ops.inplace("sqrt", neg_half_sq)
     if len(kernel.scales) == 1:
         if kernel.scales[0] != 1.0:
             ops.mul(neg_half_sq, 1.0 / kernel.scales[0] ** 2, neg_half_sq)
-        return ops.exp_(neg_half_sq)
+        return ops.inplace("exp", neg_half_sq)
     shape = neg_half_sq.shape
     total = accum[:size].reshape(shape)
     tmp = scratch[:size].reshape(shape)
     ops.mul(neg_half_sq, 1.0 / kernel.scales[0] ** 2, total)
-    ops.exp_(total)
+    ops.inplace("exp", total)
     for s in kernel.scales[1:]:
         ops.mul(neg_half_sq, 1.0 / s**2, tmp)
-        ops.add_(total, ops.exp_(tmp))
+        ops.add_(total, ops.inplace("exp", tmp))
     ops.mul(total, 1.0 / len(kernel.scales), total)
     return total
 

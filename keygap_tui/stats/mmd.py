@@ -135,8 +135,9 @@ def mmd(
         if keep_null:
             extra["null"] = null.tolist()
     ci_bounds = None
-    if boot_weights is not None:
+    if boot_weights is not None and level is not None:
         if boot_sums is None:  # RFF: the same features, weighted
+            assert features_used is not None
             boot_sums = rff_weighted_sums(x, y, *boot_weights, k, features=features_used, seed=seed,
                                           device=torch_device, precision=precision)
         ci_bounds = interval(observed, mmd_from_sums(boot_sums, estimator), level, ci_method)
@@ -193,7 +194,7 @@ def _rff_statistics(x, y, splits, k: Kernel, estimator: str, method: str, rff_fe
         null_std = float(np.nanstd(null))
         error_se = feature_sums.error_se(estimator)
         ratio = error_se / null_std if null_std > 0 else math.inf
-        record = {"rff_error_se": error_se, "rff_null_std": null_std, "rff_error_ratio": ratio,
+        record: dict[str, float | str] = {"rff_error_se": error_se, "rff_null_std": null_std, "rff_error_ratio": ratio,
                   "rff_target_ratio": RFF_TARGET_RATIO}
         if not adaptive or ratio <= RFF_TARGET_RATIO or features >= RFF_MAX_FEATURES:
             return "rff", features, stats, record

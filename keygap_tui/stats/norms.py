@@ -19,15 +19,15 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 def norm_summary(x, y, *, groups_x=None, groups_y=None, seed: int = 0, quantiles: Sequence[float] = QUANTILES,
                  outlier_factor: float = 10.0) -> MeasureResult:
-    """value = median |x_i| / median |y_i|; extra: quantiles, mean, and rows above outlier_factor x the pooled
-    median."""
+    """value = median |x_i| / median |y_i|; extra: quantiles, mean, and rows above outlier_factor x the
+    pooled median."""
     started = time.perf_counter()
     x, y = as_pair(x, y, min_rows=1)
     norm_a = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
     norm_b = np.sqrt(np.einsum("ij,ij->i", y, y, dtype=np.float64))
     pooled_median = float(np.median(np.concatenate([norm_a, norm_b])))
     threshold = outlier_factor * pooled_median
-    extra = {"quantiles": [float(q) for q in quantiles], "pooled_median": pooled_median}
+    extra: dict = {"quantiles": [float(q) for q in quantiles], "pooled_median": pooled_median}
     for side, norms in (("a", norm_a), ("b", norm_b)):
         extra[f"quantiles_{side}"] = np.quantile(norms, quantiles).tolist()
         extra[f"mean_{side}"] = float(norms.mean())

@@ -63,7 +63,7 @@ class Design:
         return {"samples_shared": self.shared, "samples_only_a": self.samples_a - self.shared,
                 "samples_only_b": self.samples_b - self.shared}
 
-    def stratified(self, stratum_of_sample_block: np.ndarray) -> "Design":
+    def stratified(self, stratum_of_sample_block: np.ndarray) -> Design:
         """The same design with unpaired blocks permuted only within strata (pairs are strata already)."""
         groups = []
         for block_ids, _ in self.free_groups:

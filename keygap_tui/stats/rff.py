@@ -89,7 +89,7 @@ def _feature_sums(x, y, weights_a, weights_b, kernel, features, seed, device, pr
             phi = phi_buf[: block.shape[0] * width].reshape(block.shape[0], width)
             ops.matmul(block, w, phi)
             ops.add_(phi, phase)
-            ops.cos_(phi)
+            ops.inplace("cos", phi)
             ops.mul(phi, amplitude, phi)
             block_sums = sums_buf.reshape(n_cols, width)
             ops.matmul(a_t[:, rows], phi, block_sums)
