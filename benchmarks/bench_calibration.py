@@ -6,6 +6,7 @@ reproduces its numbers exactly (timings aside). Parts (default: all):
   python benchmarks/bench_calibration.py null        # null rejection per design, item effect, token counts
   python benchmarks/bench_calibration.py power       # power of the paired test against the disjoint design
   python benchmarks/bench_calibration.py coverage    # bootstrap interval coverage (basic vs percentile)
+  python benchmarks/bench_calibration.py coverage-weak   # the same where the shift is small against the noise
   python benchmarks/bench_calibration.py c2st        # classifier test: default p-value vs row-level Mann-Whitney
   python benchmarks/bench_calibration.py js          # JS bias correction in the paired design
   python benchmarks/bench_calibration.py rff         # RFF error against the exact null sd at the auto switch
@@ -105,29 +106,38 @@ def _closed_form_mmd(d, v, s2, shift):
     return 2 * (1 + 2 * v / s2) ** (-d / 2) * (1 - np.exp(-shift**2 / (2 * (s2 + 2 * v))))
 
 
-def part_coverage(replicates: int) -> None:
-    print(f"\n### Coverage of 90% bootstrap intervals ({replicates} replicates, 200 resamples each; d = 3, "
-          "shift 0.6, blocks of 1-9 tokens; truth in closed form, fixed kernel width sigma^2 = 6)\n")
-    print("| design | item effect | items per side | centroid basic | centroid percentile | mmd basic | "
+COVERAGE_ROWS = {
+    # (design, item effect, items per side, d, shift, kernel width sigma^2, tokens per block, unequal blocks)
+    "coverage": [("shared", 1.0, 20, 3, 0.6, 6.0, 5, True), ("shared", 1.0, 60, 3, 0.6, 6.0, 5, True),
+                 ("shared", 1.0, 150, 3, 0.6, 6.0, 5, True), ("disjoint", 1.0, 20, 3, 0.6, 6.0, 5, True),
+                 ("disjoint", 1.0, 60, 3, 0.6, 6.0, 5, True), ("disjoint", 1.0, 150, 3, 0.6, 6.0, 5, True),
+                 ("shared", 0.0, 60, 3, 0.6, 6.0, 5, True)],
+    # a shift that is small against the noise of the means: where a distance's bias is large
+    "coverage-weak": [("shared", 1.0, 30, 4, 0.5, 8.0, 6, True), ("disjoint", 1.0, 30, 4, 0.5, 8.0, 6, True),
+                      ("disjoint", 1.0, 90, 4, 0.5, 8.0, 6, True)],
+}
+
+
+def part_coverage(replicates: int, rows: str = "coverage") -> None:
+    print(f"\n### Coverage of 90% bootstrap intervals ({replicates} replicates, 200 resamples each; truth in "
+          "closed form with a fixed kernel width)\n")
+    print("| design | item effect | items per side | d | shift | centroid basic | centroid percentile | mmd basic | "
           "mmd percentile |")
-    print("|---|---|---|---|---|---|---|")
-    d, shift, s2 = 3, 0.6, 6.0
-    for design, tau, items in (("shared", 1.0, 20), ("shared", 1.0, 60), ("shared", 1.0, 150),
-                               ("disjoint", 1.0, 20), ("disjoint", 1.0, 60), ("disjoint", 1.0, 150),
-                               ("shared", 0.0, 60)):
+    print("|---|---|---|---|---|---|---|---|---|")
+    for design, tau, items, d, shift, s2, tokens, unequal in COVERAGE_ROWS[rows]:
         v = 1 + tau**2
         truth = {"centroid": shift, "mmd": _closed_form_mmd(d, v, s2, shift)}
         covered = {(m, how): 0 for m in truth for how in ("basic", "percentile")}
         for r in range(replicates):
             rng = np.random.default_rng([r, 17])
-            x, y, ga, gb = paired_items(rng, items, d, tokens=(5, 5), unequal=True, item_effect=tau, shift=shift,
-                                        design=design)
+            x, y, ga, gb = paired_items(rng, items, d, tokens=(tokens, tokens), unequal=unequal, item_effect=tau,
+                                        shift=shift, design=design)
             for name, fn, kwargs in (("centroid", centroid_gap, {}), ("mmd", mmd, {"bandwidth": s2})):
                 for how in ("basic", "percentile"):
                     low, high = fn(x, y, groups_x=ga, groups_y=gb, ci=0.9, ci_method=how, seed=r, **kwargs).ci
                     covered[(name, how)] += low <= truth[name] <= high
         cells = " | ".join(f"{covered[k] / replicates:.3f}" for k in covered)
-        print(f"| {design} | {tau:g} | {items} | {cells} |")
+        print(f"| {design} | {tau:g} | {items} | {d} | {shift:g} | {cells} |")
 
 
 def part_c2st(replicates: int) -> None:
@@ -220,9 +230,11 @@ def part_pca(_replicates: int) -> None:
               f"{fast_seconds / exact_seconds:.2f} |")
 
 
-PARTS = {"null": part_null, "power": part_power, "coverage": part_coverage, "c2st": part_c2st, "js": part_js,
-         "rff": part_rff, "pca": part_pca}
-DEFAULT_REPLICATES = {"null": 500, "power": 300, "coverage": 300, "c2st": 300, "js": 200, "rff": 0, "pca": 0}
+PARTS = {"null": part_null, "power": part_power, "coverage": part_coverage,
+         "coverage-weak": lambda replicates: part_coverage(replicates, "coverage-weak"), "c2st": part_c2st,
+         "js": part_js, "rff": part_rff, "pca": part_pca}
+DEFAULT_REPLICATES = {"null": 500, "power": 300, "coverage": 300, "coverage-weak": 300, "c2st": 300, "js": 200,
+                      "rff": 0, "pca": 0}
 
 
 def main() -> None:
