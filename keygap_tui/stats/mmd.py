@@ -33,7 +33,7 @@ RFF_PILOT_FEATURES = 512
 #: rff_features="auto" never goes beyond this many features per scale (method="rff" then reports the ratio).
 RFF_MAX_FEATURES = 65536
 #: RFF with D features per scale costs about RFF_COST_FACTOR * D / N of the exact sums over N pooled rows
-#: (measured at d = 128 on 2 cores: D = 4096 took half the exact time at N = 24,000; BENCHMARKS.md).
+#: (measured at d = 128 on 2 cores: D = 4096 took 0.36-0.63 of the exact time at N = 24,000; docs/STATISTICS.md).
 RFF_COST_FACTOR = 3.0
 #: draws used only to measure the null standard deviation for that check when permutations are fewer.
 RFF_CHECK_DRAWS = 50
