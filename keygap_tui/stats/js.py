@@ -197,7 +197,7 @@ def _top_eigh(matrix: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nda
     else:
         from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
-        start = np.random.default_rng([seed, 4]).standard_normal(size).astype(matrix.dtype)
+        start = np.asarray(np.random.default_rng([seed, 4]).standard_normal(size), dtype=matrix.dtype)
         try:
             eigval, eigvec = eigsh(matrix, k=k, which="LA", tol=0, v0=start)
         except ArpackNoConvergence:  # clustered eigenvalues: the full solver is slower but always converges

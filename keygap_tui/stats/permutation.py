@@ -108,7 +108,9 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def _dense_ids(groups: np.ndarray) -> tuple[list, np.ndarray]:
-    """Distinct ids (as hashable Python values, compared by their text) and every row's index into them."""
+    """Distinct ids (compared by their text) in order of first appearance, and every row's index into them.
+
+    The draws therefore follow the order of the rows, which the store's reader fixes for a given seed."""
     keys = [str(g) for g in np.asarray(groups, dtype=object).tolist()]
     index: dict[str, int] = {}
     inverse = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
