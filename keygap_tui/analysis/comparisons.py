@@ -322,7 +322,8 @@ def layer_sweep(
 
 
 __all__ = [
-    "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
+    "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
+    "GROUPS",
     "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "relative_depth",
     "resolve_model_layers", "split_samples",
 ]

@@ -153,8 +153,11 @@ def exact_sums(
         columns = np.concatenate([columns, w_a, w_b, w_a + w_b], axis=1)
     ordered = columns[order]
 
+    report = on_prefix
+
     def prefix(total_upper, row_sums, upper, rows_done):
-        on_prefix(sums_from_reductions(total_upper, row_sums, upper, ordered[:rows_done, :1] > 0, kernel.diagonal))
+        assert report is not None  # prefix is passed on only with an on_prefix to call
+        report(sums_from_reductions(total_upper, row_sums, upper, ordered[:rows_done, :1] > 0, kernel.diagonal))
 
     total_upper, row_sums, upper = _reductions(
         x, y, ordered, order, kernel, device=device, block_rows=block_rows, block_cols=block_cols,

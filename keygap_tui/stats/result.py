@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from store.jsonsafe import json_safe  # the one JSON normaliser (standard library only)
 
@@ -61,5 +62,5 @@ class MeasureResult:
         )
 
 
-def _float_or_nan(value) -> float:
+def _float_or_nan(value: Any) -> float:
     return float("nan") if value is None else float(value)
