@@ -223,6 +223,9 @@ def _results_table(ks: KeyStore) -> tuple[pa.Table, list[str]]:
         rel = posixpath.relpath(info.path, ks.root)
         try:
             table = pq.read_table(ks.fs.open_input_file(info.path))
+            for field in RESULTS_SCHEMA:  # a file written before a column was added reads it as null
+                if field.name not in table.column_names:
+                    table = table.append_column(field, pa.nulls(len(table), field.type))
             tables.append(table.select(RESULTS_SCHEMA.names).cast(RESULTS_SCHEMA))
         except (OSError, pa.ArrowInvalid, KeyError, ValueError) as exc:
             problems.append(f"{rel} is not a readable results file ({first_line(exc)}) and was left out: "

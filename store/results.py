@@ -45,6 +45,8 @@ RESULTS_SCHEMA = pa.schema(
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("p_value", pa.float64()),
+        ("ci_low", pa.float64()),  # bootstrap confidence interval of value (level in params.ci), when asked
+        ("ci_high", pa.float64()),
         ("n_a", pa.int64()),
         ("n_b", pa.int64()),
         ("seed", pa.int64()),

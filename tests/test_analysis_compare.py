@@ -67,7 +67,7 @@ def test_compare_passes_sample_groups_and_records_every_parameter(store):
     mmd, js = (r.result for r in rows)
     assert mmd.n_a == mmd.n_b == 16 * 8  # n=None reads every key
     assert mmd.p_value == pytest.approx(1 / 51)  # a clear shift: no permutation beats it
-    assert mmd.params["permutation_unit"] == "sample"
+    assert mmd.params["permutation_unit"] == "within-sample swap"  # image and text of the same samples
     # The JS value is exactly what the metric gives on the reader's slices with sample ids as groups.
     ks = KeyStore(str(store))
     sa, sb = ks.load("m4", "b", 1, "image"), ks.load("m4", "b", 1, "text")

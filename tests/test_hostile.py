@@ -167,6 +167,10 @@ CASES = [
     ("threads-zero", C + " --threads 0", None, 2, "--threads must be a positive integer or auto"),
     ("threads-text", C + " --threads many", None, 2, "--threads must be a positive integer or auto"),
     ("seed-text", C + " --seed x", None, 2, "argument --seed: invalid int value"),
+    ("ci-percent", C + " --ci 95", None, 2, "--ci must be a confidence level such as 0.95"),
+    ("ci-nan", C + " --ci nan", None, 2, "--ci must be a confidence level such as 0.95"),
+    ("ci-text", C + " --ci high", None, 2, "argument --ci: invalid float value"),
+    ("report-ci", R + " --ci 1", None, 2, "--ci must be a confidence level such as 0.95"),
     # what to compare
     ("metric-unknown", C + " --metrics nope", None, 2, "unknown metric nope"),
     ("metric-empty", C + " --metrics ,", None, 2, "no metric given"),

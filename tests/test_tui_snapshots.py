@@ -85,18 +85,21 @@ def test_help_light_theme(snap_compare, app_in):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_matrix_every_layer_of_two_models(snap_compare, two_models_in, size):
     """Task 1: C fills the matrix; each model's largest value per column is highlighted."""
     assert snap_compare(two_models_in(), terminal_size=size, run_before=_steps("C", focus="#results"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_scatter_cursor_and_nearest_tokens(snap_compare, app_in, size):
     """Task 3: the cursor's point with its token text, and the text tokens nearest to A's centroid."""
     assert snap_compare(app_in(), terminal_size=size, run_before=_steps("f2", "r", "l", "l", "k", "n"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_side_by_side_two_models_same_depth(snap_compare, two_models_in, size):
     """Task 4: m's middle layer pinned on the left, n at the same relative depth beside it, rows on top."""
     assert snap_compare(two_models_in(), terminal_size=size,
@@ -104,6 +107,7 @@ def test_side_by_side_two_models_same_depth(snap_compare, two_models_in, size):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.slow
 def test_sql_row_viewer_on_a_wide_row(snap_compare, app_in, size):
     """Task 5's tool: SELECT * and the row viewer (key as its size, vec summarised and in full below)."""
     query = "SELECT * FROM keys WHERE layer = 1 ORDER BY sample_id, position LIMIT 5"

@@ -13,7 +13,8 @@ import importlib
 _EXPORTS = {
     "comparisons": ("compare", "controls", "layer_sweep", "split_samples"),
     "defaults": (
-        "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
+        "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
+        "GROUPS",
     ),
     "errors": ("AnalysisError", "Cancelled"),
     "layers": ("model_depth", "relative_depth", "resolve_model_layers"),

@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 500)")
     p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
+    p.add_argument("--ci", type=float, default=None,
+                   help="level of the bootstrap interval over samples per value (default 0.95; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rope", default="post", choices=ROPE_KINDS, help="keys after (post) or before RoPE")
     p.add_argument(
@@ -66,6 +68,8 @@ def register(subparsers) -> None:
     r.add_argument("--metrics", default=None, help="comma list (default mmd,js)")
     r.add_argument("--n", default=None, help="keys per side for the measures: integer or 'all' (default 500)")
     r.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200)")
+    r.add_argument("--ci", type=float, default=None,
+                   help="level of the bootstrap interval over samples in the Table (default 0.95; 0 = none)")
     r.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--image", default="image", help="image side spec, modality[:segments] (default image)")
@@ -79,7 +83,7 @@ def register(subparsers) -> None:
     png.add_argument("--no-png", dest="png", action="store_false", help="skip PNG figures")
     r.add_argument(
         "--param", action="append", default=[], metavar="METRIC.NAME=VALUE",
-        help="a metric parameter, e.g. js.shuffles=200 (repeatable)",
+        help="a metric parameter, e.g. js.bins=32 (repeatable)",
     )
     r.add_argument("--no-cache", action="store_true", help="recompute and do not store answers")
     r.set_defaults(func=run_report)
@@ -107,6 +111,19 @@ def _n(value, default):
     if n < 2:
         raise AnalysisError(f"--n must be at least 2 (or 'all'), got {n}")
     return n
+
+
+def _ci(value, default):
+    """The interval level: the default when not given, None for 0, else a level in [0.5, 1)."""
+    from .errors import AnalysisError
+
+    if value is None:
+        return default
+    if value == 0:
+        return None
+    if not 0.5 <= value < 1:
+        raise AnalysisError(f"--ci must be a confidence level such as 0.95 (or 0 for none), got {value}")
+    return float(value)
 
 
 def _threads(value):
@@ -262,6 +279,7 @@ def run_compare(args) -> int:
     permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
     replicates = cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates
     _check_counts(permutations, replicates, n, ks)
+    ci = _ci(args.ci, cmp.DEFAULT_CI)
     metric_params = _params(args.param)
     models = _split(args.model)
     layer_spec = _split(args.layer)
@@ -281,8 +299,8 @@ def run_compare(args) -> int:
             rows = cmp.compare(
                 ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
                 Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
-                permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
-                progress=update,
+                permutations=permutations, ci=ci, metric_params=metric_params, use_cache=use_cache,
+                threads=threads, progress=update,
             )
             if args.controls:
                 rows += cmp.controls(
@@ -293,7 +311,7 @@ def run_compare(args) -> int:
         else:
             rows = cmp.layer_sweep(
                 ks, models, args.benchmark, layer_spec, args.a, args.b, metrics, n, args.seed, rope=args.rope,
-                permutations=permutations, with_controls=args.controls, replicates=replicates,
+                permutations=permutations, ci=ci, with_controls=args.controls, replicates=replicates,
                 metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
                 heads=args.heads,
             )
@@ -313,7 +331,7 @@ def run_compare(args) -> int:
 
 def format_rows(rows) -> str:
     """A readable, aligned table of comparison rows (one line per metric value)."""
-    headers = ["model", "layer", "head", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a",
+    headers = ["model", "layer", "head", "depth", "pair", "rep", "metric", "value", "corrected", "ci", "p_value", "n_a",
                "n_b", "seconds", "cached"]
     lines = []
     for r in rows:
@@ -325,6 +343,7 @@ def format_rows(rows) -> str:
                 "-" if r.depth is None else f"{r.depth:.2f}", pair,
                 "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
                 "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
+                "-" if m.ci is None else f"[{m.ci[0]:.4g}, {m.ci[1]:.4g}]",
                 "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
                 "yes" if r.cached else "no",
             ]
@@ -348,7 +367,8 @@ def format_rows(rows) -> str:
     if rows:
         first = rows[0]
         out.append("")
-        out.append("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given")
+        out.append("corrected = value minus its mean over the permutation draws (finite-sample bias), where given; "
+                   f"ci = {_ci_level(rows)} bootstrap interval over samples (of corrected, where given)")
         params = json.dumps(first.result.params, sort_keys=True)
         out.append(f"{first.side_a.benchmark}; params of the first row: {params}")
     return "\n".join(out)
@@ -356,6 +376,11 @@ def format_rows(rows) -> str:
 
 def _share(value) -> str:
     return "-" if value is None or value != value else f"{value:.1%}"
+
+
+def _ci_level(rows) -> str:
+    levels = {r.result.params.get("ci") for r in rows if r.result.ci is not None}
+    return "/".join(f"{level:.0%}" for level in sorted(levels)) if levels else "no"
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -388,12 +413,13 @@ def run_report(args) -> int:
     metric_params = _params(args.param)
     projection_n = _n(args.projection_n, DEFAULT_PROJECTION_N)
     bar, update = _progress_bar("report")
+    ci = _ci(args.ci, cmp.DEFAULT_CI)
     try:
         with bar:
             result = report(
                 ks, args.out, _split(args.models) or None, _split(args.benchmarks) or None, args.layers,
                 metrics=_split([args.metrics]) if args.metrics else cmp.DEFAULT_METRICS,
-                n=n, seed=args.seed, permutations=permutations, replicates=replicates,
+                n=n, seed=args.seed, permutations=permutations, ci=ci, replicates=replicates,
                 image=args.image, text=args.text, rope=args.rope,
                 projection_n=projection_n, projection_method=args.projection,
                 iterations=iterations, png=args.png, metric_params=metric_params, use_cache=not args.no_cache,

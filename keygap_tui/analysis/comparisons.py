@@ -20,6 +20,7 @@ from store.reader import KeySlice, KeyStore
 
 from .answers import answer
 from .defaults import (
+    DEFAULT_CI,
     DEFAULT_METRICS,
     DEFAULT_N,
     DEFAULT_PERMUTATIONS,
@@ -74,6 +75,7 @@ def compare(
     seed: int = 0,
     *,
     permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
     metric_params: MetricParams | None = None,
     use_cache: bool = True,
     threads: int | str | None = DEFAULT_THREADS,
@@ -83,7 +85,9 @@ def compare(
     """Compare two sides with each metric; one ComparisonRow per metric, in the order asked.
 
     ``n`` keys per side are drawn uniformly (reader sample with ``seed``); ``n=None`` reads all.
-    ``permutations`` goes to every metric that takes it (sample-level: sample ids are the groups).
+    ``permutations`` goes to every metric that takes it (sample ids are the groups; the measure reads the
+    design from them, docs/STATISTICS.md). ``ci``: the level of a bootstrap interval over samples for every
+    metric that gives one (None or 0: none).
     ``metric_params`` = {metric: {param: value}} overrides a metric's defaults (e.g. mmd bandwidth).
     Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
     ``threads``: BLAS threads for the computation ("auto": one on a busy machine, see threads.py).
@@ -97,12 +101,12 @@ def compare(
     def question(metric: str) -> dict[str, Any]:
         return {
             "kind": "compare", "side_a": side_a.to_dict(), "side_b": side_b.to_dict(), "metric": metric,
-            "n": n, "seed": int(seed), "requested": requested_params(metric, permutations, metric_params),
+            "n": n, "seed": int(seed), "requested": requested_params(metric, permutations, metric_params, ci),
         }
 
     def compute(missing: list[str]) -> Iterator[tuple[str, list[ComparisonRow]]]:
         check_metrics(missing)
-        kwargs_of = {m: metric_kwargs(m, permutations, metric_params) for m in missing}
+        kwargs_of = {m: metric_kwargs(m, permutations, metric_params, ci=ci) for m in missing}
         steps.report("loading keys")
         a = load_side(ks, side_a, n=n, seed=seed)
         b = load_side(ks, side_b, n=n, seed=seed)
@@ -271,6 +275,7 @@ def layer_sweep(
     *,
     rope: str = "post",
     permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
     with_controls: bool = False,
     replicates: int = DEFAULT_REPLICATES,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -307,9 +312,8 @@ def layer_sweep(
         sub = steps.sub(2 if with_controls else 1)
         got = compare(
             ks, Side(model, benchmark, layer, ma, sa, rope, head), Side(model, benchmark, layer, mb, sb, rope, head),
-            metrics, n,
-            seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
-            progress=sub.child(), should_stop=should_stop,
+            metrics, n, seed, permutations=permutations, ci=ci, metric_params=metric_params, use_cache=use_cache,
+            threads=threads, progress=sub.child(), should_stop=should_stop,
         )
         if with_controls:
             sub.done = 1
@@ -326,7 +330,8 @@ def layer_sweep(
 
 
 __all__ = [
-    "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
+    "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
+    "GROUPS",
     "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "relative_depth",
     "resolve_model_layers", "split_samples",
 ]

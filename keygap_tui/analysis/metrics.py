@@ -48,7 +48,7 @@ def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
 
 
 #: keyword arguments metric_kwargs sets itself (the user may override them, but rarely does)
-_OUR_KWARGS = {"permutations", "bandwidth"}
+_OUR_KWARGS = {"permutations", "bandwidth", "ci"}
 #: arguments every measure takes from the analysis itself, never from --param
 _NOT_PARAMS = {"x", "y", "groups_x", "groups_y", "seed", "progress"}
 
@@ -74,9 +74,11 @@ def check_params(metric_params: MetricParams | None) -> None:
                                     f"its parameters: {', '.join(names)}")
 
 
-def requested_params(metric: str, permutations: int, metric_params: MetricParams | None) -> dict:
+def requested_params(metric: str, permutations: int, metric_params: MetricParams | None,
+                     ci: float | None = None) -> dict:
     """What the caller asked of one metric: the cache-key part that does not need the metric's code."""
-    return json_safe({"permutations": int(permutations), **dict((metric_params or {}).get(metric, {}))})
+    asked = {"permutations": int(permutations), **({"ci": float(ci)} if ci else {})}
+    return json_safe(asked | dict((metric_params or {}).get(metric, {})))
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -87,14 +89,17 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 
 def metric_kwargs(
-    metric: str, permutations: int, metric_params: MetricParams | None, bandwidth: float | None = None
+    metric: str, permutations: int, metric_params: MetricParams | None, bandwidth: float | None = None,
+    ci: float | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of one metric call: permutations (and a shared bandwidth) where the metric takes
-    them, then the user's parameters, which win."""
+    """Keyword arguments of one metric call: permutations, the interval level (and a shared bandwidth)
+    where the metric takes them, then the user's parameters, which win."""
     fn = _metrics()[metric]
     kwargs: dict[str, Any] = {}
     if _accepts(fn, "permutations"):
         kwargs["permutations"] = int(permutations)
+    if ci and _accepts(fn, "ci"):
+        kwargs["ci"] = float(ci)
     if bandwidth is not None and _accepts(fn, "bandwidth"):
         kwargs["bandwidth"] = float(bandwidth)
     kwargs.update(dict((metric_params or {}).get(metric, {})))
@@ -147,6 +152,5 @@ def sampling_record(n: int | None, seed: int) -> dict[str, Any]:
     return {
         "n_per_side": "all" if n is None else int(n),
         "sampling": "uniform random keys per side (reader, seeded)",
-        "permutation_unit": "sample",
         "seed": int(seed),
     }

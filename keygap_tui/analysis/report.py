@@ -36,7 +36,7 @@ from store.reader import KeyStore
 from store.schema import model_label, utc_now
 
 from .comparisons import compare, controls
-from .defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, GROUPS
+from .defaults import DEFAULT_CI, DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, GROUPS
 from .errors import AnalysisError
 from .layers import model_depth, relative_depth, resolve_model_layers
 from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
@@ -113,6 +113,7 @@ def report(
     n: int | None = DEFAULT_N,
     seed: int = 0,
     permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
     replicates: int = DEFAULT_REPLICATES,
     image: str = "image",
     text: str = "text",
@@ -162,7 +163,7 @@ def report(
         t0 = time.perf_counter()
         steps.report(f"compare {where}")
         rows = compare(
-            ks, side_i, side_t, metrics, n, seed, permutations=permutations, metric_params=metric_params,
+            ks, side_i, side_t, metrics, n, seed, permutations=permutations, ci=ci, metric_params=metric_params,
             use_cache=use_cache, progress=steps.child(), should_stop=should_stop,
         )
         seconds["compare"] += time.perf_counter() - t0
@@ -227,7 +228,9 @@ def report(
         "n_per_side": "all" if n is None else n,
         "seed": seed,
         "permutations": permutations,
-        "permutation_unit": "sample",
+        "ci": ci or None,
+        "permutation_unit": "read from the sample ids per comparison: within-sample swap when both sides hold "
+        "the same samples (compare), whole samples when they are disjoint (controls); see each result's params",
         "control_replicates": replicates,
         "control_split": "disjoint random halves of samples; image(A) vs image(B), text(A) vs text(B), "
         "image(A) vs text(B)",
@@ -289,6 +292,8 @@ def build_table(cells, main_rows, control_rows, metrics) -> list[dict]:
             row[f"{metric}"] = None if main is None else main.value
             row[f"{metric}_bc"] = None if main is None else main.extra.get("bias_corrected")
             row[f"{metric}_p"] = None if main is None else main.p_value
+            row[f"{metric}_ci_low"] = None if main is None or main.ci is None else main.ci[0]
+            row[f"{metric}_ci_high"] = None if main is None or main.ci is None else main.ci[1]
             row[f"{metric}_n"] = None if main is None else f"{main.n_a}/{main.n_b}"
             groups = {
                 g: _mean(r.result.value for r in ctrls if r.result.metric == metric and r.group == g)
@@ -315,7 +320,8 @@ def _fmt(v) -> str:
 def table_columns(metrics) -> list[str]:
     cols = ["model", "benchmark", "layer", "layer_name", "depth"]
     for m in metrics:
-        cols += [m, f"{m}_bc", f"{m}_p", f"{m}_n", f"{m}_ivi", f"{m}_tvt", f"{m}_ivt_ctrl", f"{m}_ratio"]
+        cols += [m, f"{m}_bc", f"{m}_p", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n", f"{m}_ivi", f"{m}_tvt",
+                 f"{m}_ivt_ctrl", f"{m}_ratio"]
     return cols
 
 
@@ -338,8 +344,9 @@ def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
     paths[1].write_text(_json(table))
     legend = (
         "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_bc` its bias-corrected value "
-        "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value "
-        "(MMD: sample-level permutations; JS: its shuffles, 20 by default, so p >= 1/21), "
+        "where the metric gives one (JS: minus its mean over the permutation draws), `<m>_p` its p-value "
+        "(design-aware permutations, --permutations of them; docs/STATISTICS.md), `<m>_ci_low`, `<m>_ci_high` "
+        "its bootstrap interval over samples (of the bias-corrected value for JS; level in report.md), "
         "`<m>_n` keys per side; `_ivi`, `_tvt`, `_ivt_ctrl` = means over control replicates (disjoint sample "
         "halves); `_ratio` = ivt_ctrl / mean(ivi, tvt), '-' where undefined.\n"
     )

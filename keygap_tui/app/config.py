@@ -13,7 +13,13 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from keygap_tui.analysis.defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES
+from keygap_tui.analysis.defaults import (
+    DEFAULT_CI,
+    DEFAULT_METRICS,
+    DEFAULT_N,
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_REPLICATES,
+)
 from store.files import atomic_write_bytes
 
 APP_DIR = "keygap"
@@ -46,6 +52,7 @@ class AnalysisSettings:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     n: int | None = DEFAULT_N  # keys per side; None = all. Same as `keygap compare`: same numbers, same cache
     permutations: int = DEFAULT_PERMUTATIONS
+    ci: float = DEFAULT_CI  # bootstrap interval level shown in the results table; 0 = none
     replicates: int = DEFAULT_REPLICATES  # control-group replicates
     seed: int = 0
     scatter_points: int = 1000  # keys per side projected: analysis's default; t-SNE cost grows fast beyond
@@ -130,6 +137,11 @@ def load_config(path: Path | None = None) -> Config:
                 values["metrics"] = tuple(value)
             else:
                 problem('[analysis] metrics must be a list of measure names, e.g. metrics = ["mmd", "js"]')
+        elif name == "ci":
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (value == 0 or 0.5 <= value < 1):
+                values["ci"] = float(value)
+            else:
+                problem("[analysis] ci must be a confidence level such as 0.95, or 0 for none")
         elif name == "n":
             if value in ("all", 0):
                 values["n"] = None

@@ -233,7 +233,8 @@ def sweep_layers(
 
     got = layer_sweep(
         store, ["all"], sel.benchmark, "all", sel.spec("a"), sel.spec("b"), [metric], settings.n, settings.seed,
-        rope=sel.rope, permutations=settings.permutations, progress=progress, should_stop=should_stop,
+        rope=sel.rope, permutations=settings.permutations, ci=settings.ci or None, progress=progress,
+        should_stop=should_stop,
     )
     rows = [result_row(r) for r in got]
     series: dict[str, list[tuple[float, float]]] = {}
@@ -327,9 +328,9 @@ def matrix_plan(cat, sel: Selection, scope: str) -> list[MatrixPlan]:
 
 
 def ci_kwargs(settings: AnalysisSettings) -> dict:
-    """Bootstrap intervals where the analysis offers them (settings.ci, a level such as 0.95)."""
-    level = getattr(settings, "ci", None)
-    return {"ci": level} if level else {}
+    """The bootstrap interval level for compare: settings.ci (0.95 by default), None for 0 (no interval;
+    compare's own default would give one)."""
+    return {"ci": settings.ci or None}
 
 
 def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings,
