@@ -285,6 +285,9 @@ def run_compare(args) -> int:
     layer_spec = _split(args.layer)
     use_cache = not args.no_cache
     threads = _threads(args.threads)
+    from .metrics import metric_names
+
+    metrics = list(metric_names(metrics))  # an empty list ("--metrics ,") is a one-line error here
     want_logits = "logits" in metrics
     metrics = [m for m in metrics if m != "logits"]
     bar, update = _progress_bar("compare")
