@@ -173,7 +173,9 @@ def test_killed_s3_ingest_resumed_equals_one_local_run(s3, tmp_path, capsys, mon
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "took over the stale lock of" in err and "4 already stored" in out
-    assert_same_rows(stored_rows(uri), stored_rows(local), atol=0.0)
+    # every label exactly; keys up to the float noise of torch's thread count, which differs between the
+    # killed process and this one (up to 7e-5 measured in the full suite)
+    assert_same_rows(stored_rows(uri), stored_rows(local), atol=2e-4)
     assert stored_samples(uri) == stored_samples(local)
     ks = KeyStore(uri)
     committed = {ks.location.rel(f.path) for f in ks.inventory.all_files()}
