@@ -60,32 +60,20 @@ class BatchGroups:
         return cls(index, list(names), modality)
 
 
-@dataclass
-class AttentionRows:
-    """Columns of ATTENTION_SCHEMA (less run_id) for one layer of one batch."""
-
-    sample_id: np.ndarray
-    head: np.ndarray
-    query: np.ndarray
-    n_queries: np.ndarray
-    group: np.ndarray
-    modality: np.ndarray
-    keys: np.ndarray
-    token_share: np.ndarray
-    mass: np.ndarray
-
-
 def allocation_rows(captured: np.ndarray, groups: BatchGroups, query_sample: np.ndarray, query_is_last: np.ndarray,
-                    query_is_text: np.ndarray, sample_ids: list[str]) -> AttentionRows:
+                    query_is_text: np.ndarray, sample_ids: list[str]) -> dict[str, np.ndarray]:
     """Rows of one layer from capture's float32 [n_q, heads + 1, groups] (masses, then visible key counts).
 
     For each sample: the ``last`` row from its last prompt token, the ``text`` row as the mean over its
     other text queries (absent when it has none); groups the query cannot see (none of its keys) are left
-    out."""
+    out. The columns are store.writer.AttentionBatch's, less the (model, benchmark, layer) the caller adds."""
+    from store.writer import AttentionBatch
+
     heads = captured.shape[1] - 1
     names = np.array(groups.names, dtype=object)
     modality = np.array(groups.modality, dtype=object)
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in AttentionRows.__dataclass_fields__}
+    per_batch = ("model", "benchmark", "layer")
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in AttentionBatch.__dataclass_fields__ if k not in per_batch}
     for s, sid in enumerate(sample_ids):
         for kind in QUERY_KINDS:
             pick = (query_sample == s) & (query_is_last if kind == "last" else (query_is_text & ~query_is_last))
@@ -107,4 +95,4 @@ def allocation_rows(captured: np.ndarray, groups: BatchGroups, query_sample: np.
             cols["keys"].append(np.tile(keys[present], heads))
             cols["token_share"].append(np.tile(share[present], heads))
             cols["mass"].append(mass[:, present].reshape(-1))
-    return AttentionRows(**{k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()})
+    return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}

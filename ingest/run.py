@@ -260,7 +260,7 @@ def attention_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys
     out = []
     for layer, masses in captured.attention.items():
         rows = allocation_rows(masses, prep.groups, q.sample_of, q.is_last, q.modality == "text", sample_ids)
-        out.append(AttentionBatch(model=plan.lm.label, benchmark=plan.source.name, layer=layer, **vars(rows)))
+        out.append(AttentionBatch(model=plan.lm.label, benchmark=plan.source.name, layer=layer, **rows))
     return out
 
 
