@@ -49,8 +49,16 @@ def _steps(*keys, focus: str | None = None, sql: str | None = None):
             app.query_one(focus).focus()
         await settle(app, pilot)
         await pilot.wait_for_scheduled_animations()
-        await pilot.pause(0.3)  # the last layout pass after a table's columns change (Controls' numbers)
-        await settle(app, pilot)
+        # layout passes after a table's columns change (the matrix fits its columns to the width, Controls'
+        # numbers) can come late on a loaded machine: wait until two screens in a row are the same
+        previous = None
+        for _ in range(30):
+            await pilot.pause(0.3)
+            await settle(app, pilot)
+            screen = app.export_screenshot()
+            if screen == previous:
+                break
+            previous = screen
 
     return run_before
 
