@@ -23,6 +23,12 @@ from keygap_tui.cli import main as keygap
 ARGS = ["--model", "tiny:llava", "--benchmark", "sample", "--layers", "1,2", "--tokens", "4:4",
         "--batch-size", "2", "--limit", "8", "--no-progress"]
 
+def _sigint_default() -> None:
+    """Ctrl-C reaches the child whatever pytest inherited: a job started in the background of a shell
+    without job control (nohup, `cmd &` in a script) ignores SIGINT, and exec keeps that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 
 def _keygap(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "keygap_tui.cli", *args], capture_output=True, text=True,
@@ -69,7 +75,8 @@ def test_ctrl_c_stops_every_shard_and_the_rerun_completes(tmp_path):
     args = ["--model", "tiny:llava", "--benchmark", _doubled_sample(tmp_path / "mmbench.tsv"), "--layers", "all",
             "--tokens", "all", "--batch-size", "1", "--no-progress"]  # one item a forward: work to interrupt
     p = subprocess.Popen([sys.executable, "-m", "keygap_tui.cli", "ingest", *args, "--store", str(root),
-                          "--devices", "cpu,cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--devices", "cpu,cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_sigint_default)
     deadline = time.time() + 300
     while len(list((root / "runs").glob("*.json"))) < 2 and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)  # both shards have planned their run: the forwards, most of the work, are to come

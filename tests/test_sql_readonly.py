@@ -26,6 +26,13 @@ from store.errors import SqlError
 from store.sql import check_read_only
 
 
+def _sigint_default() -> None:
+    """Ctrl-C reaches the child whatever pytest inherited: a job started in the background of a shell
+    without job control (nohup, `cmd &` in a script) ignores SIGINT, and exec keeps that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+
 def _tree_digest(*roots: Path) -> dict[str, str]:
     out = {}
     for root in roots:
@@ -249,7 +256,7 @@ def test_ctrl_c_ends_a_running_query_within_a_second(places):
         p = subprocess.Popen(
             [sys.executable, "-m", "keygap_tui.cli", "sql", "--store", str(store), "--timeout", "0",
              "SELECT sum(i) FROM range(1000000000000) t(i)"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default,
         )
         _wait_for_duckdb_threads(p)  # imports done and the catalog open, whatever the machine's load
         time.sleep(0.3)
