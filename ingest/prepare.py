@@ -175,15 +175,7 @@ class Preparer:
                                     replacements[b], lm.tokenizer, kinds)
                 pos = select_positions(toks, self.plan.policy, seed=self.plan.seed, sample_id=item.sample_id,
                                        store_image=item.circular_of is None)
-                n = len(pos)
-                cols["batch_index"].append(np.full(n, b))
-                cols["token_index"].append(valid[pos])
-                cols["sample_of"].append(np.full(n, b))
-                cols["position"].append(pos)
-                cols["token_id"].append(toks.token_id[pos])
-                cols["modality"].append(toks.modality[pos])
-                cols["segment"].append(toks.segment[pos])
-                cols["image_index"].append(toks.image_index[pos])
+                _append_tokens(cols, b, valid, pos, toks)
                 if policy is not None:
                     qpos = select_queries(toks, policy, pos, self.plan.policy.segments)
                     _append_queries(query_cols, b, valid, qpos, toks)
@@ -227,17 +219,23 @@ class Preparer:
             "segment_tokens": json.dumps(toks.segment_counts(), ensure_ascii=False), "status": "done"}
 
 
+def _append_tokens(cols: dict[str, list[np.ndarray]], b: int, valid: np.ndarray, pos: np.ndarray,
+                   toks: Any) -> None:
+    """The labels of sample ``b``'s chosen tokens ``pos`` (keys and queries carry the same ones)."""
+    n = len(pos)
+    cols["batch_index"].append(np.full(n, b))
+    cols["token_index"].append(valid[pos])
+    cols["sample_of"].append(np.full(n, b))
+    cols["position"].append(pos)
+    cols["token_id"].append(toks.token_id[pos])
+    cols["modality"].append(toks.modality[pos])
+    cols["segment"].append(toks.segment[pos])
+    cols["image_index"].append(toks.image_index[pos])
+
+
 def _append_queries(cols: dict[str, list[np.ndarray]], b: int, valid: np.ndarray, qpos: np.ndarray,
                     toks: Any) -> None:
-    n = len(qpos)
-    cols["batch_index"].append(np.full(n, b))
-    cols["token_index"].append(valid[qpos])
-    cols["sample_of"].append(np.full(n, b))
-    cols["position"].append(qpos)
-    cols["token_id"].append(toks.token_id[qpos])
-    cols["modality"].append(toks.modality[qpos])
-    cols["segment"].append(toks.segment[qpos])
-    cols["image_index"].append(toks.image_index[qpos])
+    _append_tokens(cols, b, valid, qpos, toks)
     cols["is_last"].append(qpos == len(toks) - 1)
 
 
