@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STORE  ?= demo-store
 HARNESS_CODE = lmms-eval==0.7.3 qwen-vl-utils==0.0.14
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test check bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -n 2 tests
+
+# The written rules, checked: lint (ruff), types (mypy), import directions (import-linter). The rules and
+# why: docs/ARCHITECTURE.md, "Rules that check themselves"; their settings: pyproject.toml.
+check: venv
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) benchmarks/run.py $(BENCH)

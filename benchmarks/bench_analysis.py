@@ -21,24 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import timed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from store.writer import KeyBatch, KeyWriter  # noqa: E402
-
-from keygap_tui.analysis import DEFAULT_N, DEFAULT_PERMUTATIONS, Side, compare  # noqa: E402
-from keygap_tui.analysis.projection import pca, tsne  # noqa: E402
-from keygap_tui.analysis.threads import limit_threads  # noqa: E402
-from keygap_tui.stats import METRICS  # noqa: E402
-
-
-def timed(fn, repeat=3):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+from keygap_tui.analysis import DEFAULT_N, DEFAULT_PERMUTATIONS, Side, compare
+from keygap_tui.analysis.projection import pca, tsne
+from keygap_tui.analysis.threads import limit_threads
+from keygap_tui.stats import METRICS
+from store.writer import KeyBatch, KeyWriter
 
 
 def gemm_gflops() -> float:
@@ -83,13 +72,19 @@ def bench_compare(tmp: Path) -> list[tuple[str, str]]:
     ks = KeyStore(str(root))
     xa = ks.load("bench", "b", 1, "image", n=DEFAULT_N, seed=0)
     xb = ks.load("bench", "b", 1, "text", n=DEFAULT_N, seed=0)
-    t_load, _ = timed(lambda: (ks.load("bench", "b", 1, "image", n=DEFAULT_N, seed=0),
-                               ks.load("bench", "b", 1, "text", n=DEFAULT_N, seed=0)))
+    def load_both():
+        return [ks.load("bench", "b", 1, modality, n=DEFAULT_N, seed=0) for modality in ("image", "text")]
+
+    def mmd_permuted():
+        return METRICS["mmd"](xa.x, xb.x, groups_x=xa.sample_id, groups_y=xb.sample_id, seed=0,
+                              permutations=DEFAULT_PERMUTATIONS)
+
+    t_load, _ = timed(load_both, repeat=3)
     with limit_threads("auto") as limit:  # the same thread rule compare() applies
-        t_base, _ = timed(lambda: METRICS["mmd"](xa.x, xb.x, seed=0))
-        t_mmd, _ = timed(lambda: METRICS["mmd"](xa.x, xb.x, groups_x=xa.sample_id, groups_y=xb.sample_id, seed=0,
-                                                permutations=DEFAULT_PERMUTATIONS))
-        t_js, _ = timed(lambda: METRICS["js"](xa.x, xb.x, groups_x=xa.sample_id, groups_y=xb.sample_id, seed=0))
+        t_base, _ = timed(lambda: METRICS["mmd"](xa.x, xb.x, seed=0), repeat=3)
+        t_mmd, _ = timed(mmd_permuted, repeat=3)
+        t_js, _ = timed(lambda: METRICS["js"](xa.x, xb.x, groups_x=xa.sample_id, groups_y=xb.sample_id, seed=0,
+                                              permutations=DEFAULT_PERMUTATIONS), repeat=3)
     out.append(("BLAS threads chosen by threads='auto' now", "1 (machine busy)" if limit == 1 else "library default"))
     # The machine is shared: run the variants interleaved, several rounds, and keep each one's median.
     variants = {
@@ -106,13 +101,13 @@ def bench_compare(tmp: Path) -> list[tuple[str, str]]:
             times[name].append(time.perf_counter() - t0)
     t_cmp = statistics.median(next(iter(times.values())))
     compare(root, a, b)  # fill the cache
-    t_hit, hit = timed(lambda: compare(root, a, b))
+    t_hit, hit = timed(lambda: compare(root, a, b), repeat=3)
     assert all(r.cached for r in hit)
     out += [
         (f"baseline: one exact MMD, no permutations (n = {DEFAULT_N} per side)", f"{t_base:.3f} s"),
         (f"read 2 x {DEFAULT_N} sampled keys from the store", f"{t_load:.3f} s"),
         (f"MMD + {DEFAULT_PERMUTATIONS} sample-level permutations", f"{t_mmd:.3f} s"),
-        ("JS (k = 10, 64 bins, 20 shuffles)", f"{t_js:.3f} s"),
+        (f"JS (k = 10, 64 bins, exact PCA, {DEFAULT_PERMUTATIONS} design-aware permutations)", f"{t_js:.3f} s"),
     ]
     out += [(name, f"median {statistics.median(ts):.3f} s (min {min(ts):.3f}, max {max(ts):.3f}, 5 rounds)")
             for name, ts in times.items()]
@@ -122,8 +117,8 @@ def bench_compare(tmp: Path) -> list[tuple[str, str]]:
     ]
     env = dict(os.environ, KEYGAP_STORE=str(root))
     cmd = [sys.executable, "-m", "keygap_tui.cli", "compare", "--model", "bench", "--benchmark", "b", "--layer", "1"]
-    t_cli, _ = timed(lambda: subprocess.run(cmd + ["--no-cache"], env=env, check=True, capture_output=True), repeat=1)
-    t_cli_hit, _ = timed(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeat=1)
+    t_cli, _ = timed(lambda: subprocess.run(cmd + ["--no-cache"], env=env, check=True, capture_output=True))
+    t_cli_hit, _ = timed(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True))
     out += [
         ("`keygap compare` process wall time, no cache (incl. Python start + imports)", f"{t_cli:.2f} s"),
         ("`keygap compare` process wall time, cached", f"{t_cli_hit:.2f} s"),
@@ -180,7 +175,6 @@ def bench_tsne(with_sklearn: bool) -> list[tuple[str, str]]:
 
 def bench_report(tmp: Path) -> list[tuple[str, str]]:
     from ingest.run import ingest
-
     from keygap_tui.analysis import report
 
     root = tmp / "tiny"

@@ -7,9 +7,11 @@ batches, timed in the same process right before each ingest run; the ratio of ea
 taken and the median reported, so load from other jobs drifting over minutes cancels out. Ingest
 times cover the whole run (image decoding, prompts, processor, labels, forward with hooks, Parquet
 writing in the writer thread); model loading is excluded. Target: ingest >= 0.95 x the plain
-forward's samples/s.
+forward's samples/s; with --queries text --attention (the attention mass of every captured query over
+every key, per head) >= 0.9.
 
-Run: python benchmarks/bench_ingest.py   (or `make bench BENCH=ingest`); on a GPU:
+Run: python benchmarks/bench_ingest.py   (or `make bench BENCH=ingest`; `--only attention` for the
+--queries --attention variants alone); on a GPU:
 python benchmarks/bench_ingest.py --model random:llava-1.5-7b --device cuda --samples 32 --batch 8
 Numbers go to BENCHMARKS.md.
 """
@@ -25,14 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ingest.benchmarks import decode_image, open_benchmark  # noqa: E402
-from ingest.capture import KeyCapture  # noqa: E402
-from ingest.models import load_model  # noqa: E402
-from ingest.prompts import build_prompt  # noqa: E402
-from ingest.run import ingest  # noqa: E402
-from ingest.tiny import build_tokenizer  # noqa: E402
+from ingest.benchmarks import decode_image, open_benchmark
+from ingest.capture import KeyCapture
+from ingest.models import load_model
+from ingest.prompts import build_prompt
+from ingest.run import ingest
+from ingest.tiny import build_tokenizer
 
 N_SAMPLES = 8
 BATCH = 4
@@ -41,8 +41,14 @@ REPEATS = 5
 
 def build_model(folder: Path):
     """A LLaVA-1.5 with 336 px CLIP input (576 image tokens) and a small Llama decoder; saved to `folder`."""
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tok = build_tokenizer("llava")
     vision = CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=2,
@@ -144,6 +150,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=N_SAMPLES)
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--only", default=None, help="run only the ingest variants whose name contains this text, "
+                    "e.g. --only attention")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="keygap-bench-ingest-"))
@@ -162,8 +170,16 @@ def main() -> int:
             "early,middle,late, post, 16:16": dict(layers="early,middle,late", keys="post", tokens="16:16"),
             "all layers, pre+post, 16:16": dict(layers="all", keys="both", tokens="16:16"),
             "all layers, post, all tokens": dict(layers="all", keys="post", tokens="all"),
+            "early,middle,late, 16:16, --queries text --attention": dict(
+                layers="early,middle,late", keys="post", tokens="16:16", queries="text", attention=True),
+            "all layers, post, 16:16, --queries text --attention": dict(
+                layers="all", keys="post", tokens="16:16", queries="text", attention=True),
         }
-        runners = {"forward + hooks only, all layers, no early stop": lambda: time_hooks(lm, batches)}
+        if args.only:
+            variants = {k: v for k, v in variants.items() if args.only in k}
+        runners = {}
+        if not args.only:
+            runners["forward + hooks only, all layers, no early stop"] = lambda: time_hooks(lm, batches)
         for name, kw in variants.items():
             runners["ingest " + name] = lambda kw=kw: time_ingest(lm, work / "store", args.samples, args.batch, **kw)
         time_plain(lm, batches[:1])  # warm up every path once

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ingest.benchmarks import open_benchmark
 from ingest.benchmarks import make_sample as ms
+from ingest.benchmarks import open_benchmark
 
 MMBENCH_ROWS = 4329  # MMBench_DEV_CN.tsv
 MMBENCH_ORIGINALS = 1164  # rows that hold a picture; the rest are CircularEval copies (references)

@@ -95,7 +95,8 @@ def write_run(root: Path, model: str, dim: int, layers: list[int], items: int, *
                 keys = rng.standard_normal((len(pos), dim), dtype=np.float32).astype(np.float16)
                 for rope in ropes:
                     w.add(KeyBatch(model=model, benchmark=benchmark, layer=layer, rope=rope, modality=modality,
-                                   sample_id=sid, position=pos.astype(np.int32), token_id=rng.integers(0, 32000, len(pos)),
+                                   sample_id=sid, position=pos.astype(np.int32),
+                                   token_id=rng.integers(0, 32000, len(pos)),
                                    segment=seg, keys=keys))
         w.commit([{"model": model, "benchmark": benchmark, "sample_id": s, "status": "done"} for s in ids])
         if checkpoint_items and (start + BATCH) % checkpoint_items == 0:
@@ -340,7 +341,8 @@ def measure_sweep(cache: Path, repeat: int) -> dict:
         proc.wait()
     sweep = statistics.median(sweeps)
     return {"single_compare_s": singles, "sweep_s": sweep, "rows": cells, "ratio": sweep / baseline,
-            "first_row_s": statistics.median(firsts), "cli_first_row_s": statistics.median(cli_first) if cli_first else None}
+            "first_row_s": statistics.median(firsts),
+            "cli_first_row_s": statistics.median(cli_first) if cli_first else None}
 
 
 MEASURES = {"compare": measure_compare, "big": measure_big, "bytes": measure_bytes, "info": measure_info,

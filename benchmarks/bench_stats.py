@@ -18,22 +18,13 @@ import argparse
 import os
 import platform
 import statistics
-import sys
-import time
 
 import numpy as np
+from timing import timed
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from keygap_tui.stats import js_divergence, median_bandwidth, mmd  # noqa: E402
+from keygap_tui.stats import js_divergence, median_bandwidth, mmd
 
 GEMM_ROWS, GEMM_COLS = 8192, 512
-
-
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def gemm_baseline(d: int, flops: float):
@@ -70,18 +61,22 @@ def main() -> None:
     flops = 4.0 * n * n * d
     baseline, baseline_flops = gemm_baseline(d, flops)
 
-    t_bw = timed(lambda: median_bandwidth((x, y), max_points=2000, seed=0))
+    t_bw, _ = timed(lambda: median_bandwidth((x, y), max_points=2000, seed=0))
     sigma_sq = median_bandwidth((x, y), max_points=2000, seed=0)
-    one = lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu")  # noqa: E731
-    permuted = lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu", permutations=B,  # noqa: E731
-                           groups_x=ids, groups_y=ids + n)
+
+    def one():
+        return mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu")
+
+    def permuted():
+        return mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu", permutations=B, groups_x=ids,
+                   groups_y=ids + n)
 
     rows = [("median bandwidth (2000 pooled points)", f"{t_bw:.2f} s", "")]
     efficiency, perm_ratio = [], []
     for rep in range(args.reps):
-        t_gemm = timed(baseline)
-        t_one = timed(one)
-        t_perm = timed(permuted)
+        t_gemm, _ = timed(baseline)
+        t_one, _ = timed(one)
+        t_perm, _ = timed(permuted)
         gemm_rate = baseline_flops / t_gemm / 1e9
         mmd_rate = flops / t_one / 1e9
         efficiency.append(mmd_rate / gemm_rate)
@@ -94,14 +89,19 @@ def main() -> None:
     rows.append(("median: exact MMD rate / GEMM rate", "", f"{statistics.median(efficiency):.0%}"))
     rows.append((f"median: {B} permutations / one MMD", "", f"{statistics.median(perm_ratio):.2f} x"))
 
-    t_one = timed(one)
-    t_multi = timed(lambda: mmd(x, y, bandwidth=sigma_sq, scales=(0.25, 0.5, 1, 2, 4), method="exact",
+    t_one, _ = timed(one)
+    t_multi, _ = timed(lambda: mmd(x, y, bandwidth=sigma_sq, scales=(0.25, 0.5, 1, 2, 4), method="exact",
                                 device="cpu"))
     rows.append(("multi-scale MMD (5 kernels) / one MMD", f"{t_multi:.2f} s", f"{t_multi / t_one:.2f} x"))
-    t_rff = timed(lambda: mmd(x, y, bandwidth=sigma_sq, method="rff", rff_features=1024, device="cpu"))
+    t_rff, _ = timed(lambda: mmd(x, y, bandwidth=sigma_sq, method="rff", rff_features=1024, device="cpu"))
     rows.append(("RFF MMD^2 (D=1024) / exact", f"{t_rff:.2f} s", f"{t_rff / t_one:.2f} x"))
-    t_js = timed(lambda: js_divergence(x, y, k=10, bins=64, shuffles=20))
-    rows.append(("JS (z-score, PCA k=10, 64 bins, 20 shuffles) / one MMD", f"{t_js:.2f} s", f"{t_js / t_one:.2f} x"))
+    t_js, _ = timed(lambda: js_divergence(x, y, k=10, bins=64, permutations=B, groups_x=ids, groups_y=ids + n))
+    rows.append((f"JS (z-score, exact PCA k=10, 64 bins, {B} permutations) / one MMD", f"{t_js:.2f} s",
+                 f"{t_js / t_one:.2f} x"))
+    t_ci, _ = timed(lambda: mmd(x, y, bandwidth=sigma_sq, method="exact", device="cpu", permutations=B,
+                                groups_x=ids, groups_y=ids + n, ci=0.95))
+    rows.append((f"MMD + {B} permutations + 95% bootstrap interval (200 resamples) / one MMD", f"{t_ci:.2f} s",
+                 f"{t_ci / t_one:.2f} x"))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, load average {load:.1f}")

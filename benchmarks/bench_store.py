@@ -5,13 +5,13 @@ Run: python benchmarks/bench_store.py   (or `make bench`). Prints a table; numbe
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from timing import timed
 
 from store.reader import KeyStore
 from store.writer import KeyBatch, KeyWriter
@@ -29,15 +29,6 @@ def _batch(x, sample0, modality):
         position=np.arange(n) % 32, token_id=np.zeros(n, np.int32), segment=np.array(["image"] * n, dtype=object),
         keys=x, dtype="float16",
     )
-
-
-def timed(fn, repeats=REPEATS):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -71,9 +62,9 @@ def main() -> None:
         def ours_sample():
             return ks.load("bench", "b", 1, "text", n=N).x
 
-        raw_s, a = timed(raw)
-        ours_s, b = timed(ours)
-        samp_s, _ = timed(ours_sample)
+        raw_s, a = timed(raw, repeat=REPEATS)
+        ours_s, b = timed(ours, repeat=REPEATS)
+        samp_s, _ = timed(ours_sample, repeat=REPEATS)
         assert a.shape == b.shape == (N, DIM)
         print(f"{'measure':<58} {'value':>12}")
         print(f"{'write rate (5 files, 25,000 x 4096 fp16, zstd-1)':<58} {mb / write_s:>9.0f} MB/s")

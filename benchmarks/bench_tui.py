@@ -82,7 +82,8 @@ def first_screen(store: Path, repeats: int) -> dict:
         for i in range(repeats + 1):  # launch 0 fills the results cache and the OS file cache; not counted
             for kind in ("bare", "keygap"):
                 t0 = time.time()
-                res = subprocess.run([sys.executable, "-c", CHILD, kind, str(t0), str(store), str(Path(tmp) / "state.json")],
+                res = subprocess.run([sys.executable, "-c", CHILD, kind, str(t0), str(store),
+                                      str(Path(tmp) / "state.json")],
                                      capture_output=True, text=True, env=env)
                 if res.returncode:
                     raise SystemExit(f"the {kind} app failed to start: {res.stderr.strip()[-2000:]}")
@@ -98,8 +99,9 @@ def first_screen(store: Path, repeats: int) -> dict:
 
 # --- 2. stall while work runs ------------------------------------------------------------------------------
 async def stall(store: Path, settings) -> dict:
-    from store.results import ResultsCache
     from test_tui_support import make_app
+
+    from store.results import ResultsCache
 
     with tempfile.TemporaryDirectory() as tmp:
         app = make_app(store, Path(tmp), settings=settings)
@@ -145,7 +147,8 @@ async def stall(store: Path, settings) -> dict:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"the jobs did not finish: {app.status.message}")
                 busy = [w for w in app.workers if not w.is_finished]
-                if not busy and app.query_one("#scatter-pane").result is not None and app.query_one("#results").matrix.rows:
+                scattered = app.query_one("#scatter-pane").result is not None
+                if not busy and scattered and app.query_one("#results").matrix.rows:
                     break
             await asyncio.sleep(0.3)
             work = list(gaps)
@@ -227,10 +230,9 @@ async def reactions(store: Path, settings, rounds: int) -> dict:
 
 
 def blocking_reference(store: Path, settings) -> dict:
-    from store.results import ResultsCache
-
     from keygap_tui.app import tasks
     from keygap_tui.app.selection import Selection, read_catalog
+    from store.results import ResultsCache
 
     sel = Selection().fitted(read_catalog(store))
     ResultsCache(store).clear()
@@ -249,10 +251,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=4096, help="key width (LLaVA-1.5-7B: 32 heads x 128 = 4096)")
     parser.add_argument("--keys", type=int, default=2000, help="keys per side in the store")
     parser.add_argument("--repeats", type=int, default=3, help="first-screen launches per app (median)")
-    parser.add_argument("--threads", type=int, default=0, help="compute_threads for the TUI (0 = CPUs - 1, the default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="compute_threads for the TUI (0 = CPUs - 1, the default)")
     parser.add_argument("--store", type=Path, default=None,
-                        help="time the first screen and key reactions on this store (e.g. demo-store after `make demo`) "
-                        "instead of a synthetic one")
+                        help="time the first screen and key reactions on this store (e.g. demo-store after "
+                        "`make demo`) instead of a synthetic one")
     parser.add_argument("--rounds", type=int, default=5, help="presses of each key (median)")
     parser.add_argument("--only", choices=("start", "keys", "stall"), default=None, help="run one part only")
     args = parser.parse_args()
@@ -270,7 +273,8 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f}")
         if "start" in parts:
             fs = first_screen(store, args.repeats)
-            print(f"first screen (Ready): keygap {fs['keygap_ready']:.2f} s vs bare Textual app {fs['bare_ready']:.2f} s "
+            print(f"first screen (Ready): keygap {fs['keygap_ready']:.2f} s vs bare Textual app "
+                  f"{fs['bare_ready']:.2f} s "
                   f"(x{fs['keygap_ready'] / fs['bare_ready']:.2f})")
             print(f"first screen that accepts c (picker filled): {fs['keygap_catalog']:.2f} s "
                   f"(x{fs['keygap_catalog'] / fs['bare_ready']:.2f} the bare app); c pressed then, cached answer on "
@@ -300,7 +304,8 @@ def report_stall(st: dict, ref: dict) -> None:
     print(f"blocking reference: compare (MMD+JS) {ref['compare']:.2f} s, t-SNE {ref['tsne']:.2f} s")
     print(f"event loop, start-up (catalog + library warm-up in workers): longest stall {start_max * 1000:.0f} ms, "
           f"p99 {start_p99 * 1000:.0f} ms ({len(st['startup'])} ticks)")
-    print(f"event loop, idle: longest stall {idle_max * 1000:.0f} ms, p99 {idle_p99 * 1000:.0f} ms ({len(st['idle'])} ticks)")
+    print(f"event loop, idle: longest stall {idle_max * 1000:.0f} ms, p99 {idle_p99 * 1000:.0f} ms "
+          f"({len(st['idle'])} ticks)")
     print(f"event loop, MMD + t-SNE in workers ({st['wall']:.1f} s wall): longest stall {work_max * 1000:.0f} ms, "
           f"p99 {work_p99 * 1000:.0f} ms ({len(st['work'])} ticks); results shown: {st['ok']}")
     print(f"longest stall vs blocking the loop with the same work: {work_max / (ref['compare'] + ref['tsne']):.3f}")

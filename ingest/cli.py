@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from store.cli import add_store_argument, default_store
+from store.store_option import add_store_argument, default_store
 
 _EPILOG = """\
 MODEL: a save_pretrained folder or a hub id already in the local Hugging Face cache (LLaVA-1.5,
@@ -50,6 +50,14 @@ def register(subparsers) -> None:
     p.add_argument("--segments", default=None,
                    help="comma-separated text segments eligible for the text draw, e.g. "
                         "question,options,hint (default: every segment)")
+    p.add_argument("--queries", nargs="?", const="text", default=None, choices=("last", "text", "all-text"),
+                   help="also store query vectors (pre/post RoPE as --keys) of: the last prompt token (last); "
+                        "it plus the text tokens whose keys are drawn (text, the value when the flag is given "
+                        "alone); it plus every text token of --segments (all-text)")
+    p.add_argument("--attention", action="store_true",
+                   help="also store, per sample, layer and query head, the attention mass the last prompt token "
+                        "(and the mean of the other text queries) puts on each key group: sink, image, special "
+                        "and each text segment (computed from q and K in the hook, exact under sdpa/flash too)")
     p.add_argument("--harness", choices=("lmms-eval", "lmms-eval-simple", "vlmevalkit"), default="lmms-eval",
                    help="whose prompts and image preprocessing to reproduce: lmms-eval (0.7.3, its default "
                         "chat classes), lmms-eval-simple (its --force_simple classes) or vlmevalkit (the "
@@ -96,7 +104,8 @@ def ingest_options(args: argparse.Namespace) -> dict:
     return dict(layers=args.layers, keys=args.keys, tokens=args.tokens, segments=args.segments,
                 device=args.device, dtype=args.dtype, key_dtype=args.key_dtype, batch_size=args.batch_size,
                 limit=args.limit, shard=args.shard, seed=args.seed, harness=args.harness, split=args.split,
-                wait=args.wait, progress=not args.no_progress and sys.stderr.isatty())
+                queries=args.queries, attention=args.attention, wait=args.wait,
+                progress=not args.no_progress and sys.stderr.isatty())
 
 
 def run_ingest(args) -> int:

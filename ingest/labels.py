@@ -5,7 +5,7 @@ lines up with the prompt text. The processor also reports where each placeholder
 (``text_replacement_offsets``); re-tokenising the expanded text with offsets, checking that it gives
 exactly the processor's input ids, and mapping every offset back through the replacements gives
 each token its character in the prompt, hence its segment. Modality is decided by token id alone,
-the rule that matched the model's own vision-feature positions (FIELD-NOTES section 2).
+the rule that matched the model's own vision-feature positions (docs/MODELS.md, "Labels").
 """
 from __future__ import annotations
 

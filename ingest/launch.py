@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 #: options of the parent that the launcher sets per child or handles itself
@@ -40,11 +41,11 @@ class ShardProgress:
         self.keys += int(event.get("keys", 0))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Child(ShardProgress):
-    index: int = 0
-    device: str = ""
-    proc: subprocess.Popen | None = None
+    index: int
+    device: str
+    proc: subprocess.Popen[str]
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
 
@@ -122,7 +123,12 @@ def run_on_devices(argv: list[str], devices: list[str], *, progress: bool) -> in
             failed += 1
             last = next((line for line in reversed(c.stderr) if line.strip()), f"exit code {code}")
             print(f"{name} failed: {last}", file=sys.stderr)
-    if interrupted or any(c.proc.returncode == 130 for c in children):
+    return shards_outcome(n, failed, interrupted or any(c.proc.returncode == 130 for c in children))
+
+
+def shards_outcome(n: int, failed: int, interrupted: bool) -> int:
+    """The exit code of an ingest run as n shards (130 interrupted, 2 some failed), said on stderr."""
+    if interrupted:
         print("interrupted: what was finished is kept; run the same command to resume", file=sys.stderr)
         return 130
     if failed:
@@ -181,7 +187,7 @@ class ShardBar:
             self._task = self._bar.add_task("ingest", total=None, rate="")
             self._bar.start()
 
-    def show(self, shards: list[ShardProgress]) -> None:
+    def show(self, shards: Sequence[ShardProgress]) -> None:
         if self._bar is None:
             return
         totals = [s.total for s in shards]

@@ -30,13 +30,15 @@ def start_manifest(plan: RunPlan) -> dict[str, Any]:
         "model": lm.label, "model_type": lm.model_type, "benchmark": plan.source.name,
         "benchmark_source": _describe_source(plan.source), "shard": f"{plan.shard[0]}/{plan.shard[1]}",
         "device": plan.device, "dtype": plan.dtype, "batch_size": plan.batch_size,
-        "num_layers": lm.num_layers, "num_kv_heads": lm.num_kv_heads,
-        "head_dim": lm.head_dim, **_model_identity(lm.model),
+        "num_layers": lm.num_layers, **lm.head_layout(), **_model_identity(lm.model),
         "started": utc_now(), "ended": None, "versions": _versions(),
         "notes": {"layers": "early,middle,late = 1, L//2, L-1 (our choice; the paper names none)",
                   "tokens": "IMAGE:TEXT tokens per sample drawn from (seed, sample id); the last "
                             "prompt token is always kept; 'all' keeps every token",
-                  "circular": "CircularEval copies store text and special keys only"},
+                  "circular": "CircularEval copies store text and special keys only",
+                  "heads": "stored keys are the kv heads concatenated in order (head_dim values each), stored "
+                           "queries the query heads; query head h reads kv head kv_head_of_query_head[h]",
+                  **_capture_notes(plan)},
     }
     previous = _previous_manifest(plan)
     if previous:
@@ -66,6 +68,21 @@ def committed_totals(plan: RunPlan) -> dict[str, int]:
     done = sum(1 for s in statuses if s == "done")
     keys = sum(f.rows for f in ks.inventory.all_files() if f.run_id == plan.run_id)
     return {"samples_done": done, "samples_skipped": len(statuses) - done, "keys_written": keys}
+
+
+def _capture_notes(plan: RunPlan) -> dict[str, str]:
+    notes = {}
+    if plan.query_policy is not None:
+        notes["queries"] = ("query tokens: the last prompt token" + {
+            "last": "", "text": " and the text tokens of the key draw",
+            "all-text": " and every text token of --segments"}[plan.query_policy]
+            + ("; their vectors are stored" if plan.queries else "; used for attention only"))
+    if plan.attention:
+        notes["attention"] = ("per sample, layer and query head: attention mass of the last prompt token (query "
+                              "'last') and the mean over the other text queries ('text') on each key group (sink = "
+                              "position 0, image, special, video, each text segment), computed in float32 from the "
+                              "layer's q and all K with the model's scaling, causal mask and softcapping")
+    return notes
 
 
 def _previous_manifest(plan: RunPlan) -> dict[str, Any] | None:

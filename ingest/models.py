@@ -11,11 +11,13 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from store.errors import KeygapError
+from store.errors import KeygapError, first_line
 from store.schema import model_label
 
 from . import tiny
@@ -50,12 +52,12 @@ class LoadedModel:
     model_id: str  # as the user gave it
     label: str  # partition-safe name used in the store
     model: torch.nn.Module
-    processor: object
+    processor: Any  # the model's transformers processor (tokenizer + image processor)
     model_type: str
     family: str  # prompt family for ingest.prompts
     layers: torch.nn.ModuleList  # the decoder's layers
     rotary: torch.nn.Module  # the decoder's rotary embedding (sees the positions the model uses)
-    apply_rotary: object  # the attention module's own apply_rotary_pos_emb
+    apply_rotary: Callable[..., tuple[Any, Any]]  # the attention module's own apply_rotary_pos_emb
     num_kv_heads: int
     head_dim: int
     image_token_id: int
@@ -64,6 +66,7 @@ class LoadedModel:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     mrope: bool = False
+    num_heads: int = 0  # query heads; query head h reads kv head h // (num_heads // num_kv_heads)
 
     @property
     def num_layers(self) -> int:
@@ -72,6 +75,16 @@ class LoadedModel:
     @property
     def key_dim(self) -> int:
         return self.num_kv_heads * self.head_dim
+
+    def head_layout(self) -> dict:
+        """The attention head layout, as the run manifest records it: stored keys are the kv heads
+        concatenated in this order (head_dim values each), stored queries the query heads."""
+        group = self.num_heads // self.num_kv_heads
+        attn = self.layers[0].self_attn
+        return {"num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads, "head_dim": self.head_dim,
+                "kv_head_of_query_head": [h // group for h in range(self.num_heads)],
+                "attention_scaling": float(getattr(attn, "scaling", self.head_dim ** -0.5)),
+                "attn_logit_softcapping": getattr(attn, "attn_logit_softcapping", None)}
 
     @property
     def tokenizer(self):
@@ -168,9 +181,9 @@ def _load_pretrained(spec: str, dev: torch.device, dtype):
     path = os.path.expanduser(spec) if local else spec
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, hub validation errors...
+    except Exception as exc:
         if local:
-            raise ModelError(f"{spec} holds no readable config.json ({_first_line(exc)}): pass a folder "
+            raise ModelError(f"{spec} holds no readable config.json ({first_line(exc)}): pass a folder "
                              "written by save_pretrained") from None
         raise ModelError(f"model {spec!r} is neither a local folder nor in the Hugging Face cache: "
                          f"download it first (`hf download {spec}`) or pass a local folder") from None
@@ -191,7 +204,7 @@ def _load_pretrained(spec: str, dev: torch.device, dtype):
         raise ModelError(f"{spec} does not fit in {dev} memory as {str(want).removeprefix('torch.')}: "
                          "use a GPU with more memory or --dtype bfloat16 / float16") from None
     except OSError as exc:
-        raise ModelError(f"cannot load {spec} ({_first_line(exc)}): is the download complete "
+        raise ModelError(f"cannot load {spec} ({first_line(exc)}): is the download complete "
                          "(weights, tokenizer and processor files)?") from None
     if not direct:
         model.to(dev)
@@ -217,7 +230,8 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
         decoder = model.get_decoder()
         layers = decoder.layers
         attn = layers[0].self_attn
-        attn.k_proj  # noqa: B018 - presence check
+        if not hasattr(attn, "k_proj"):
+            raise AttributeError("k_proj")
         rotary = decoder.rotary_emb
     except (AttributeError, IndexError, ValueError):
         raise ModelError(f"{model_id}: the decoder does not follow the standard layout "
@@ -234,6 +248,9 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
     if attn.k_proj.out_features != kv_heads * head_dim:
         raise ModelError(f"{model_id}: k_proj gives {attn.k_proj.out_features} features, expected "
                          f"{kv_heads} kv heads x {head_dim}")
+    if attn.q_proj.out_features != heads * head_dim or heads % kv_heads:
+        raise ModelError(f"{model_id}: q_proj gives {attn.q_proj.out_features} features, expected "
+                         f"{heads} heads x {head_dim} in groups of {kv_heads} kv heads")
     tok = processor.tokenizer
     image_token_id = getattr(config, "image_token_id", None)
     if image_token_id is None:
@@ -249,14 +266,9 @@ def inspect_model(model_id: str, model, processor) -> LoadedModel:
     return LoadedModel(
         model_id=model_id, label=model_label(model_id), model=model, processor=processor,
         model_type=model_type, family=FAMILIES[model_type], layers=layers, rotary=rotary,
-        apply_rotary=apply_rotary, num_kv_heads=kv_heads, head_dim=head_dim,
+        apply_rotary=apply_rotary, num_kv_heads=kv_heads, head_dim=head_dim, num_heads=heads,
         image_token_id=int(image_token_id),
         video_token_id=None if video_token_id is None else int(video_token_id),
         special_ids=frozenset(int(i) for i in special), device=param.device, dtype=param.dtype,
         mrope=model_type in MROPE_TYPES,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

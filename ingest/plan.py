@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ingest.benchmarks.base import BenchmarkSource
 
     from .harness import HarnessConfig
-
     from .models import LoadedModel
     from .selection import TokenPolicy
 
@@ -68,6 +67,13 @@ class RunPlan:
     progress: bool
     checkpoint_seconds: float  # committed samples are flushed at least this often
     wait: bool = False  # wait for another writer of this model and benchmark instead of refusing
+    queries: str | None = None  # which query vectors are stored (selection.QUERY_POLICIES), None = none
+    attention: bool = False  # store the attention allocation of the query tokens
+
+    @property
+    def query_policy(self) -> str | None:
+        """The query tokens captured: --queries, or its default (``text``) when only --attention is asked."""
+        return self.queries or ("text" if self.attention else None)
 
     @property
     def device(self) -> str:
@@ -120,6 +126,8 @@ def plan_run(
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
     wait: bool = False,
+    queries: str | None = None,
+    attention: bool = False,
 ) -> RunPlan:
     """Check the arguments (cheap checks first, the model load last) and resolve them into a RunPlan."""
     from ingest.benchmarks import open_benchmark
@@ -129,7 +137,7 @@ def plan_run(
     from .harness import resolve as resolve_harness
     from .models import LoadedModel, load_model
     from .prompts import HARNESSES
-    from .selection import parse_tokens
+    from .selection import parse_queries, parse_tokens
 
     ropes = parse_keys(keys)
     shard_i, shard_n = parse_shard(shard)
@@ -139,6 +147,7 @@ def plan_run(
         raise IngestError(f"--limit must be at least 1, got {limit}")
     try:
         policy = parse_tokens(tokens, segments)
+        query_policy = parse_queries(queries)
     except ValueError as exc:
         raise IngestError(str(exc)) from None
     if harness not in HARNESSES:
@@ -169,6 +178,11 @@ def plan_run(
     }
     if source.split is not None:  # the split actually read, so a default and its explicit name agree
         settings["split"] = source.split
+    # Present only when asked for, so the run ids of plain key runs stay what they were.
+    if query_policy is not None:
+        settings["queries"] = query_policy
+    if attention:
+        settings["attention"] = True
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return RunPlan(
         lm=lm, source=source, store=store_name, run_id=f"ingest-{digest}-{shard_i}of{shard_n}",
@@ -177,7 +191,8 @@ def plan_run(
         harness_config=harness_config, batch_size=int(batch_size),
         limit=None if limit is None else int(limit), shard=(shard_i, shard_n),
         finished=committed_samples(store_name, settings, digest), progress=bool(progress),
-        checkpoint_seconds=float(checkpoint_seconds), wait=bool(wait),
+        checkpoint_seconds=float(checkpoint_seconds), wait=bool(wait), queries=query_policy,
+        attention=bool(attention),
     )
 
 
@@ -191,10 +206,12 @@ def committed_samples(root: str, settings: Mapping[str, Any], digest: str) -> fr
 
     ks = KeyStore(str(root))
     for run in ks.runs():
-        s = run.get("settings") or {}
+        raw = run.get("settings")
+        s: dict[str, Any] = raw if isinstance(raw, dict) else {}
         same_target = s.get("model") == settings["model"] and s.get("benchmark") == settings["benchmark"]
         # Another split holds other items, so it may share the partitions; any other difference may not.
-        diff = [k for k in sorted(set(s) | set(settings)) if k not in ("model_id", "split") and s.get(k) != settings.get(k)]
+        diff = [k for k in sorted(set(s) | set(settings))
+                if k not in ("model_id", "split") and s.get(k) != settings.get(k)]
         if same_target and run.get("settings_hash") != digest and (diff or s.get("model_id") != settings["model_id"]):
             raise IngestError(
                 f"{root} already holds {settings['model']} on {settings['benchmark']} ingested with other "

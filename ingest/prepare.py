@@ -22,6 +22,22 @@ from .plan import RunPlan
 
 
 @dataclass
+class QueryTokens:
+    """The query tokens of one batch (``--queries`` / ``--attention``), one entry per token, in the order
+    capture returns their vectors."""
+
+    batch_index: np.ndarray  # [n_q] row in the batch
+    token_index: np.ndarray  # [n_q] padded column
+    sample_of: np.ndarray  # [n_q] index into items
+    position: np.ndarray
+    token_id: np.ndarray
+    modality: np.ndarray
+    segment: np.ndarray
+    image_index: np.ndarray
+    is_last: np.ndarray  # bool [n_q]: the sample's last prompt token
+
+
+@dataclass
 class PreparedBatch:
     """One batch ready for the model, with every label the writer needs (one entry per kept token)."""
 
@@ -37,6 +53,8 @@ class PreparedBatch:
     image_index: np.ndarray
     rows: list[dict[str, Any]]  # samples rows (one per item)
     skipped_rows: list[dict[str, Any]]  # samples rows of items skipped while preparing
+    queries: QueryTokens | None = None  # when the plan captures queries or attention
+    groups: Any = None  # ingest.attention.BatchGroups, when the plan captures attention
 
 
 class PendingItems:
@@ -120,8 +138,9 @@ class Preparer:
         return self._process(ready, skipped_rows)
 
     def _process(self, ready: list[tuple[Any, Any, list[Any]]], skipped_rows: list[dict[str, Any]]) -> PreparedBatch:
+        from .attention import BatchGroups, token_groups
         from .labels import TokenKinds, label_sample, token_texts
-        from .selection import select_positions
+        from .selection import select_positions, select_queries
 
         try:
             inputs = self._processor(ready)
@@ -142,6 +161,9 @@ class Preparer:
             k: [] for k in ("batch_index", "token_index", "sample_of", "position", "token_id", "modality", "segment",
                             "image_index")
         }
+        query_cols: dict[str, list[np.ndarray]] = {k: [] for k in QueryTokens.__dataclass_fields__}
+        group_rows = []
+        policy = self.plan.query_policy
         rows = []
         if inputs is not None:
             replacements = inputs.pop("text_replacement_offsets")
@@ -153,15 +175,12 @@ class Preparer:
                                     replacements[b], lm.tokenizer, kinds)
                 pos = select_positions(toks, self.plan.policy, seed=self.plan.seed, sample_id=item.sample_id,
                                        store_image=item.circular_of is None)
-                n = len(pos)
-                cols["batch_index"].append(np.full(n, b))
-                cols["token_index"].append(valid[pos])
-                cols["sample_of"].append(np.full(n, b))
-                cols["position"].append(pos)
-                cols["token_id"].append(toks.token_id[pos])
-                cols["modality"].append(toks.modality[pos])
-                cols["segment"].append(toks.segment[pos])
-                cols["image_index"].append(toks.image_index[pos])
+                _append_tokens(cols, b, valid, pos, toks)
+                if policy is not None:
+                    qpos = select_queries(toks, policy, pos, self.plan.policy.segments)
+                    _append_queries(query_cols, b, valid, qpos, toks)
+                if self.plan.attention:
+                    group_rows.append((valid, *token_groups(toks)))
                 rows.append(self._done_row(item, prompt, toks) | {
                     "token_text": json.dumps(token_texts(lm.tokenizer, toks.token_id[pos]), ensure_ascii=False)})
             if not lm.mrope:
@@ -169,9 +188,13 @@ class Preparer:
                 # (docs/MODELS.md, "Padding"); M-RoPE models compute their own 3-D positions.
                 m = inputs["attention_mask"].long()
                 inputs["position_ids"] = (m.cumsum(-1) - 1).clamp(min=0)
-        cat = {k: (np.concatenate(v) if v else np.zeros(0, object if k in ("modality", "segment") else np.int64))
-               for k, v in cols.items()}
-        return PreparedBatch(items=[r[0] for r in ready], inputs=inputs, rows=rows, skipped_rows=skipped_rows, **cat)
+        queries = groups = None
+        if policy is not None:
+            queries = QueryTokens(**_concatenated(query_cols))
+        if self.plan.attention and inputs is not None:
+            groups = BatchGroups.build(group_rows, inputs["input_ids"].shape[1])
+        return PreparedBatch(items=[r[0] for r in ready], inputs=inputs, rows=rows, skipped_rows=skipped_rows,
+                             queries=queries, groups=groups, **_concatenated(cols))
 
     def _processor(self, ready: list[tuple[Any, Any, list[Any]]]) -> Any:
         texts = [prompt.text for _, prompt, _ in ready]
@@ -194,6 +217,32 @@ class Preparer:
             "template_id": prompt.template_id, "n_tokens": len(toks),
             "n_image_tokens": int((toks.modality == "image").sum()),
             "segment_tokens": json.dumps(toks.segment_counts(), ensure_ascii=False), "status": "done"}
+
+
+def _append_tokens(cols: dict[str, list[np.ndarray]], b: int, valid: np.ndarray, pos: np.ndarray,
+                   toks: Any) -> None:
+    """The labels of sample ``b``'s chosen tokens ``pos`` (keys and queries carry the same ones)."""
+    n = len(pos)
+    cols["batch_index"].append(np.full(n, b))
+    cols["token_index"].append(valid[pos])
+    cols["sample_of"].append(np.full(n, b))
+    cols["position"].append(pos)
+    cols["token_id"].append(toks.token_id[pos])
+    cols["modality"].append(toks.modality[pos])
+    cols["segment"].append(toks.segment[pos])
+    cols["image_index"].append(toks.image_index[pos])
+
+
+def _append_queries(cols: dict[str, list[np.ndarray]], b: int, valid: np.ndarray, qpos: np.ndarray,
+                    toks: Any) -> None:
+    _append_tokens(cols, b, valid, qpos, toks)
+    cols["is_last"].append(qpos == len(toks) - 1)
+
+
+def _concatenated(cols: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-sample pieces joined per column; an empty batch gets empty columns of the right kind."""
+    empty = {"modality": object, "segment": object, "is_last": bool}
+    return {k: (np.concatenate(v) if v else np.zeros(0, empty.get(k, np.int64))) for k, v in cols.items()}
 
 
 def put_unless_stopped(q: queue.Queue, value: Any, stop: threading.Event) -> None:

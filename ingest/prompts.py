@@ -6,7 +6,7 @@ harness's own source and checked against it by tests/test_prompts_lmms_eval.py a
 tests/test_prompts_vlmevalkit.py, which run the harnesses' own functions on awkward rows.
 
 lmms-eval (0.7.3, the default path: ``--model llava_hf`` / ``qwen2_5_vl`` resolve to the chat classes
-in models/chat/, see models/registry_v2.py)
+in lmms_eval/models/chat/, see lmms_eval/models/registry_v2.py)
   MMBench   tasks/mmbench/{cn,en}_utils.py doc_to_text: "{hint} {question} {options}\\n{post}"
             ("{question} {options}..." when the hint is null); options = "There are several
             options:" (both languages: cn_utils.py reads mmbench.yaml, not mmbench_cn.yaml) and
@@ -69,6 +69,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
+from typing import Any
 
 from ingest.benchmarks.base import BenchmarkError, Item, has_chinese
 
@@ -223,7 +224,7 @@ class _Text:
 
 
 # Content of a user turn, in harness order: ("text", _Text) or ("image", index into item.images).
-Content = list[tuple[str, object]]
+Content = list[tuple[str, Any]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,7 +510,9 @@ def _qwen_chat(content: Content, system: str = "template"):
 
 
 def _assemble(pieces: list[Piece], template_id: str, chat) -> Prompt:
-    spans, image_spans, parts = [], [], []
+    spans: list[tuple[int, int, str]] = []
+    image_spans: list[tuple[int, int, int]] = []
+    parts: list[str] = []
     position = 0
     for segment, text, image in pieces:
         if not text:
@@ -519,7 +522,7 @@ def _assemble(pieces: list[Piece], template_id: str, chat) -> Prompt:
             spans[-1] = (spans[-1][0], end, segment)  # adjacent pieces of one segment: one span
         else:
             spans.append((position, end, segment))
-        if segment == "image":
+        if segment == "image" and image is not None:  # an image piece always names its image
             image_spans.append((position, end, int(image)))
         parts.append(text)
         position = end

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from .launch import ShardBar, ShardProgress
+from .launch import ShardBar, ShardProgress, shards_outcome
 from .shards import ShardError
 
 
@@ -72,8 +72,8 @@ def run_on_ray(model: str, benchmark: str, store: str, options: dict[str, Any], 
         except ray.exceptions.RayTaskError as exc:
             failed += 1
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            print(f"{name} failed: {str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__}",
-                  file=sys.stderr)
+            text = str(cause).strip()
+            print(f"{name} failed: {text.splitlines()[-1] if text else type(cause).__name__}", file=sys.stderr)
             continue
         interrupted |= summary["status"] == "interrupted"
         print(f"{name}: {summary['line']}")
@@ -82,14 +82,7 @@ def run_on_ray(model: str, benchmark: str, store: str, options: dict[str, Any], 
         s.running = False
     bar.show(state)
     bar.stop()
-    if interrupted:
-        print("interrupted: what was finished is kept; run the same command to resume", file=sys.stderr)
-        return 130
-    if failed:
-        print(f"{failed} of {n} shards failed; the others' work is kept: run the same command to resume",
-              file=sys.stderr)
-        return 2
-    return 0
+    return shards_outcome(n, failed, interrupted)
 
 
 def _shard_task(model: str, benchmark: str, store: str, options: dict[str, Any], i: int, n: int, events) -> dict:

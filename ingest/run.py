@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from store.errors import KeygapError, first_line
+from store.schema import MODALITIES
 
 from .plan import IngestError, RunPlan, committed_samples, plan_run
 
 if TYPE_CHECKING:
     from store.lock import StoreLock
-    from store.writer import KeyBatch, KeyWriter
+    from store.writer import AttentionBatch, KeyBatch, KeyWriter
 
     from .capture import CapturedKeys
     from .models import LoadedModel
@@ -68,7 +69,9 @@ def ingest(model: str | LoadedModel, benchmark: str, store: str | Path, **option
 
     ``model`` is a spec for ingest.models.load_model or an already loaded LoadedModel (then ``device``
     and ``dtype`` are ignored). ``options`` are plan_run's: layers, keys, tokens, segments, device,
-    dtype, key_dtype, batch_size, limit, shard, seed, harness, split, progress and checkpoint_seconds
+    dtype, key_dtype, batch_size, limit, shard, seed, harness, split, queries (last / text / all-text:
+    also store those tokens' query vectors), attention (store the attention allocation), progress and
+    checkpoint_seconds
     (committed samples are made durable at least this often, so a killed run loses at most that much
     work; the writer also flushes whenever 256 MiB are buffered).
     """
@@ -124,7 +127,7 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
     from .manifest import finish_manifest
     from .prepare import PendingItems, Preparer
     from .progress import ProgressBar
-    from .writer_thread import WriterThread, write_failure
+    from .writer_thread import WriterThread, key_rows, write_failure
 
     sink = WriterThread(writer, plan.checkpoint_seconds)
     sink.start()
@@ -137,7 +140,8 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
     status = "done"
     bar = ProgressBar(plan.progress)
     try:
-        with KeyCapture(plan.lm, list(plan.layers), ropes=plan.ropes, key_dtype=plan.key_dtype) as cap:
+        with KeyCapture(plan.lm, list(plan.layers), ropes=plan.ropes, key_dtype=plan.key_dtype,
+                        queries=plan.queries is not None, attention=plan.attention) as cap:
             preparing.start()
             bar.start()
             while True:
@@ -146,21 +150,27 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
                     break
                 if isinstance(prep, BaseException):
                     raise prep
-                batches = []
+                batches: list[KeyBatch | AttentionBatch] = []
                 if prep.items:
                     if bar.total is None:
                         bar.set_total(pending.remaining)
                     inputs = {k: to_device(v, plan.lm) for k, v in (prep.inputs or {}).items()}
                     try:
-                        captured = cap.run(inputs, prep.batch_index, prep.token_index)
+                        q = prep.queries
+                        captured = cap.run(
+                            inputs, prep.batch_index, prep.token_index,
+                            query_index=None if q is None else (q.batch_index, q.token_index),
+                            groups=None if prep.groups is None else prep.groups.index)
                     except torch.OutOfMemoryError:
                         raise IngestError(
                             f"out of memory at batch size {plan.batch_size} on {plan.device}: rerun "
                             f"the same command with --batch-size {max(1, plan.batch_size // 2)} "
                             "(finished samples are kept)") from None
-                    batches = key_batches(plan, prep, captured)
+                    batches = [
+                        *key_batches(plan, prep, captured), *query_batches(plan, prep, captured),
+                        *attention_batches(plan, prep, captured)]
                 sink.put(batches, prep.rows + prep.skipped_rows)
-                bar.advance(len(prep.items) + len(prep.skipped_rows), sum(len(b) for b in batches))
+                bar.advance(len(prep.items) + len(prep.skipped_rows), key_rows(batches))
     except KeyboardInterrupt:
         status = "interrupted"
     except BaseException:
@@ -205,7 +215,7 @@ def compact_run_files(plan: RunPlan, writer: KeyWriter) -> None:
 
     if is_remote(plan.store):  # compaction renames files: an ingest into s3:// keeps one file per flush
         return
-    said = []
+    said: list[bool] = []
 
     def progress(done: int, total: int, message: str) -> None:
         if not said and plan.progress:
@@ -225,7 +235,7 @@ def key_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) -> l
 
     sample_ids = np.array([it.sample_id for it in prep.items], dtype=object)[prep.sample_of]
     out = []
-    for modality in ("image", "text", "special", "video"):
+    for modality in MODALITIES:
         sel = np.flatnonzero(prep.modality == modality)
         if not len(sel):
             continue
@@ -236,6 +246,48 @@ def key_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) -> l
                 token_id=prep.token_id[sel], segment=prep.segment[sel], keys=keys[sel],
                 dtype=captured.dtype, image_index=prep.image_index[sel],
                 rope_thw=captured.rope_positions[sel] if plan.lm.mrope else None))
+    return out
+
+
+def query_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) -> list[KeyBatch]:
+    """One query KeyBatch per (modality, layer, RoPE stage) of the query tokens (``--queries``)."""
+    from store.writer import KeyBatch
+
+    q = prep.queries
+    if not captured.queries or q is None:
+        return []
+    sample_ids = np.array([it.sample_id for it in prep.items], dtype=object)[q.sample_of]
+    out = []
+    for modality in ("image", "text", "special", "video"):
+        sel = np.flatnonzero(q.modality == modality)
+        if not len(sel):
+            continue
+        query_positions = captured.query_positions
+        if query_positions is None:
+            raise RuntimeError("queries were captured without their positions")
+        for (layer, rope), vectors in captured.queries.items():
+            out.append(KeyBatch(
+                model=plan.lm.label, benchmark=plan.source.name, layer=layer, rope=rope, modality=modality,
+                sample_id=sample_ids[sel], position=q.position[sel], token_id=q.token_id[sel],
+                segment=q.segment[sel], keys=vectors[sel], dtype=captured.dtype, image_index=q.image_index[sel],
+                rope_thw=query_positions[sel] if plan.lm.mrope else None, kind="query"))
+    return out
+
+
+def attention_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) -> list[AttentionBatch]:
+    """One AttentionBatch per captured layer (``--attention``): see ingest/attention.py."""
+    from store.writer import AttentionBatch
+
+    from .attention import allocation_rows
+
+    q = prep.queries
+    if not captured.attention or q is None:
+        return []
+    sample_ids = [it.sample_id for it in prep.items]
+    out = []
+    for layer, masses in captured.attention.items():
+        rows = allocation_rows(masses, prep.groups, q.sample_of, q.is_last, q.modality == "text", sample_ids)
+        out.append(AttentionBatch(model=plan.lm.label, benchmark=plan.source.name, layer=layer, **rows))
     return out
 
 

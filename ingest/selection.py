@@ -1,6 +1,6 @@
 """Which tokens of a sample keep their keys: the token policy.
 
-Full density is ~0.8 TB for LLaVA-1.5-7B on MMBench-CN (FIELD-NOTES section 4), so by default K
+Full density is ~0.85 TB for LLaVA-1.5-7B on MMBench-CN dev (docs/STORAGE.md, "Why not every token"), so by default K
 image and K text tokens per sample are drawn, the same positions in every layer of the sample.
 The draw depends only on (seed, sample id), never on batch composition, resume or sharding, so
 every way of running the same command stores the same rows. The last prompt token (the one whose
@@ -60,6 +60,13 @@ def _parse_segments(segments) -> frozenset | None:
     out = frozenset(s for s in segments if s)
     if not out:
         raise ValueError("--segments is empty: give a comma-separated list such as question,options")
+    from .prompts import SEGMENTS
+
+    text_segments = [s for s in SEGMENTS if s not in ("image", "special")]
+    unknown = sorted(out - set(text_segments))
+    if unknown:
+        raise ValueError(f"--segments: unknown text segment {', '.join(map(repr, unknown))}; "
+                         f"choose from {','.join(text_segments)}")
     return out
 
 
@@ -98,8 +105,8 @@ def select_positions(tokens: SampleTokens, policy: TokenPolicy, *, seed: int, sa
     if store_image:
         chosen.append(img)
     text_pool = text_pos[text_pos != last]
-    k_text = policy.text - 1 if is_text[last] else policy.text
-    chosen.append(_draw(rng, text_pool, max(k_text, 0)))
+    k_text = None if policy.text is None else max(policy.text - (1 if is_text[last] else 0), 0)  # last is kept
+    chosen.append(_draw(rng, text_pool, k_text))
     out = np.unique(np.concatenate(chosen))
     if not store_image:
         out = out[~is_image[out]]
@@ -110,3 +117,41 @@ def _draw(rng: np.random.Generator, pool: np.ndarray, k: int | None) -> np.ndarr
     if k is None or k >= len(pool):
         return pool
     return np.sort(rng.choice(pool, size=k, replace=False))
+
+
+#: which tokens' queries are captured (`--queries`): the last prompt token only; it plus the text tokens the
+#: key draw kept; it plus every text token (of --segments)
+QUERY_POLICIES = ("last", "text", "all-text")
+
+
+def parse_queries(spec: str | None) -> str | None:
+    """None (no queries) or one of QUERY_POLICIES."""
+    if spec is None:
+        return None
+    text = str(spec).strip().lower()
+    if text not in QUERY_POLICIES:
+        raise ValueError(f"--queries {spec!r}: use last (the last prompt token), text (it plus the text tokens "
+                         "whose keys are drawn) or all-text (it plus every text token of --segments)")
+    return text
+
+
+def select_queries(tokens: SampleTokens, query_policy: str, key_positions: np.ndarray,
+                   segments: frozenset | None) -> np.ndarray:
+    """Sorted positions whose queries are captured; the last prompt token (the one that produces the
+    answer) is always among them, and is always the last entry."""
+    last = len(tokens) - 1
+    if last < 0:
+        return np.zeros(0, np.int64)
+    if query_policy == "last":
+        return np.array([last], np.int64)
+    is_text = tokens.modality == "text"
+    if segments is not None:
+        is_text &= np.isin(tokens.segment.astype(str), sorted(segments))
+    if query_policy == "text":
+        pool = np.asarray(key_positions, np.int64)
+        pool = pool[is_text[pool]]
+    elif query_policy == "all-text":
+        pool = np.flatnonzero(is_text)
+    else:
+        raise ValueError(f"unknown query policy {query_policy!r}: use one of {', '.join(QUERY_POLICIES)}")
+    return np.unique(np.concatenate([pool, [last]])).astype(np.int64)

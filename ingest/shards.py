@@ -32,7 +32,9 @@ def shard_from_environment(environ: Mapping[str, str] | None = None) -> tuple[in
                              "SLURM_ARRAY_TASK_MAX is: submit with sbatch --array=0-N, or pass --shard I/N")
         step = _int(env, "SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
         if step != 1:
-            raise ShardError(f"--shard auto: the job array has step {step}; use --array=0-N (step 1) or pass --shard I/N")
+            raise ShardError(
+                f"--shard auto: the job array has step {step}; use --array=0-N (step 1) or pass --shard I/N"
+            )
         return _checked(task - first, count, "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
     if "RANK" in env and "WORLD_SIZE" in env:
         return _checked(_int(env, "RANK"), _int(env, "WORLD_SIZE"), "RANK", "WORLD_SIZE")

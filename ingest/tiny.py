@@ -10,8 +10,12 @@ processor classes with explicit sizes (nothing read from the hub).
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, ProcessorMixin
 
 # The tokenizer corpus: the harness templates' fixed text plus common benchmark words in English
 # and Chinese, so frequent words get merged tokens. Byte-level BPE covers any other text losslessly.
@@ -68,13 +72,13 @@ TINY_MODELS = ("tiny:llava", "tiny:llava-next", "tiny:qwen2-vl", "tiny:qwen2.5-v
 RANDOM_MODELS = ("random:llava-1.5-7b", "random:qwen2.5-vl-7b")
 
 # Tiny decoder shape: 4 layers so that early / middle / late (1, 2, 3) are distinct layers.
-_TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+_TINY_TEXT: dict[str, Any] = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
 _TINY_LLAVA_IMAGE = 112  # 112 / 14 = 8 x 8 = 64 image tokens per image (576 in the real model)
 _TINY_QWEN_MAX_PIXELS = 112 * 112  # at most 16 image tokens per image (up to 16,384 in the real model)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_json(family: str) -> str:
     """Train a byte-level BPE once per process; training is deterministic for a fixed corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -136,10 +140,19 @@ def _padded_vocab(tokenizer, full_vocab: int | None) -> int:
     return max(full_vocab or 0, (n + 63) // 64 * 64)
 
 
-def _llava_parts(tokenizer, *, full: bool, next_: bool):
+def _llava_parts(tokenizer, *, full: bool, next_: bool) -> tuple[PretrainedConfig, ProcessorMixin]:
     """Config and processor for LLaVA-1.5 (or LLaVA-NeXT's anyres variant)."""
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaNextConfig,
-                              LlavaNextProcessor, LlavaProcessor)
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaNextConfig,
+        LlavaNextProcessor,
+        LlavaProcessor,
+    )
+
+    config: PretrainedConfig
+    processor: ProcessorMixin
 
     CLIPImageProcessor = _image_processor_class("CLIPImageProcessor")
     LlavaNextImageProcessor = _image_processor_class("LlavaNextImageProcessor")
@@ -279,9 +292,13 @@ def build_config_and_processor(name: str):
 
 def model_class(config):
     """The ConditionalGeneration class of a built-in config."""
-    from transformers import (LlavaForConditionalGeneration, LlavaNextForConditionalGeneration,
-                              Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration,
-                              Qwen3VLForConditionalGeneration)
+    from transformers import (
+        LlavaForConditionalGeneration,
+        LlavaNextForConditionalGeneration,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLForConditionalGeneration,
+        Qwen3VLForConditionalGeneration,
+    )
 
     return {
         "llava": LlavaForConditionalGeneration,

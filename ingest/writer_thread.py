@@ -16,26 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import KeygapError, first_line
-from store.writer import KeyBatch, KeyWriter
+from store.writer import AttentionBatch, KeyBatch, KeyWriter
 
 from .plan import IngestError
 
 
+def key_rows(batches: list[Any]) -> int:
+    """Key rows among one batch's writes (query vectors and attention rows are not keys)."""
+    return sum(len(b) for b in batches if getattr(b, "kind", None) == "key")
+
+
 class WriterThread(threading.Thread):
-    """Adds and commits whole batches in order; ``samples_done``, ``samples_skipped`` and ``rows`` count them."""
+    """Adds and commits whole batches in order; ``samples_done``, ``samples_skipped`` and ``rows`` (key rows)
+    count them."""
 
     def __init__(self, writer: KeyWriter, checkpoint_seconds: float):
         super().__init__(daemon=True, name="keygap-writer")
         self.writer = writer
         self.checkpoint_seconds = checkpoint_seconds
         self._last_flush = time.monotonic()
-        self.queue: queue.Queue[tuple[list[KeyBatch], list[dict[str, Any]]] | None] = queue.Queue(maxsize=4)
+        self.queue: queue.Queue[tuple[list[KeyBatch | AttentionBatch], list[dict[str, Any]]] | None] = queue.Queue(
+            maxsize=4)
         self.error: BaseException | None = None
         self.samples_done = 0
         self.samples_skipped = 0
         self.rows = 0
 
-    def put(self, batches: list[KeyBatch], rows: list[dict[str, Any]]) -> None:
+    def put(self, batches: list[KeyBatch | AttentionBatch], rows: list[dict[str, Any]]) -> None:
         if self.error is not None:
             raise write_failure(self.error, self.writer.root) from self.error
         while True:
@@ -60,7 +67,7 @@ class WriterThread(threading.Thread):
                 self.writer.commit(rows)
                 self.samples_done += sum(1 for r in rows if r.get("status") == "done")
                 self.samples_skipped += sum(1 for r in rows if r.get("status") != "done")
-                self.rows += sum(len(b) for b in batches)
+                self.rows += key_rows(batches)
                 if time.monotonic() - self._last_flush >= self.checkpoint_seconds:
                     self.writer.flush()
                     self._last_flush = time.monotonic()

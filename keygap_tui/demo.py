@@ -1,5 +1,6 @@
 """`keygap demo`: the README's main command. Ingests the bundled sample benchmark with two tiny random
-models (once: ingest resumes, so a second run finds everything done), then opens the explorer on it.
+models, with their text queries and attention allocation (once: ingest resumes, so a second run finds
+everything done), then opens the explorer on it.
 
 Without a terminal (CI, a pipe) it prints what the explorer would start from: the store summary and the
 image-vs-text comparison of each model's middle layer, so the command still runs the whole job end to end.
@@ -46,6 +47,9 @@ def finished_run(store: str, model: str, benchmark: str) -> str | None:
             and settings.get("benchmark") == benchmark and set(settings.get("keys") or ()) == {"pre", "post"}
             and run.get("samples_done")
         ):
+            if not settings.get("attention"):
+                print(f"note: {store} was made before the demo captured queries and attention: delete it (make clean) "
+                      "and run the demo again for the Attention tab", file=sys.stderr)
             return str(run.get("run_id"))
     return None
 
@@ -59,9 +63,10 @@ def run_demo(args) -> int:
             continue
         from ingest.run import ingest
 
-        summary = ingest(model, args.benchmark, store, layers="all", keys="both", progress=sys.stderr.isatty())
+        summary = ingest(model, args.benchmark, store, layers="all", keys="both", queries="text", attention=True,
+                         progress=sys.stderr.isatty())
         print(f"{model}: {summary.line()}", file=sys.stderr)
-    from store.cli import remember_store
+    from store.store_option import remember_store
 
     remember_store(store)  # plain `keygap` (and `keygap info`) now open the demo store
     if sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tui:

@@ -1,4 +1,5 @@
-"""DuckDB over a store: views ``keys``, ``samples``, ``runs`` and ``results``, read-only by construction.
+"""DuckDB over a store: views ``keys``, ``queries``, ``attention``, ``samples``, ``runs`` and ``results``,
+read-only by construction.
 
 ``keys.vec`` is decoded by an Arrow-vectorised Python UDF, ``keys.norm`` (the L2 norm) straight from the
 key bytes by another, so a norm aggregate never builds lists. DuckDB prunes unused view columns, so a
@@ -11,7 +12,9 @@ slices) come with every connection.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+from collections.abc import Iterable, Sequence
 
 import duckdb
 import numpy as np
@@ -21,13 +24,22 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import codec
-from .errors import StoreError
-from .inventory import first_line, list_parquet
+from .errors import StoreError, first_line
+from .inventory import KeyFile, list_parquet
+from .jsonsafe import json_safe
 from .reader import KeyStore
 from .results import RESULTS_SCHEMA
-from .schema import KEY_DTYPES, KEYS_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
+from .schema import ATTENTION_SCHEMA, KEY_DTYPES, KEYS_SCHEMA, QUERIES_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
 
-VIEWS = ("keys", "samples", "runs", "results", "tokens")
+VIEWS = ("keys", "queries", "attention", "samples", "runs", "results", "tokens")
+#: the columns of the keys and queries views: labels, partitions, the raw vector, its decoded ``vec`` and its
+#: L2 ``norm`` (computed from the bytes, no list built)
+_VECTOR_VIEW = (
+    "CREATE VIEW {view} AS SELECT model, benchmark, layer, rope, modality, "
+    "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
+    "octet_length({column}) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, {column}, "
+    "keygap_decode({column}, dtype) AS vec, keygap_norm({column}, dtype) AS norm FROM _keygap_{view}"
+)
 
 #: Vector functions of every connection (README "SQL over vectors"). DuckDB's list functions do the work;
 #: the macros name them and cast a literal vector (e.g. [0.1, 0.2]) to FLOAT[] so it meets ``vec``.
@@ -78,7 +90,8 @@ def key_norms(key: pa.Array, dtype: pa.Array) -> pa.Array:
     return pa.array(out)
 
 
-def _columns(key, dtype) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+def _columns(key: pa.Array | pa.ChunkedArray,
+             dtype: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     if isinstance(key, pa.ChunkedArray):
         key = key.combine_chunks()
     if isinstance(dtype, pa.ChunkedArray):
@@ -109,7 +122,9 @@ class SqlCatalog:
     out because it could not be read (a damaged file), so one bad file never breaks every query.
     """
 
-    def __init__(self, store: str | KeyStore, *, memory_limit: str | None = None, threads: int | None = None):
+    def __init__(
+        self, store: str | os.PathLike[str] | KeyStore, *, memory_limit: str | None = None, threads: int | None = None
+    ):
         self.store = store if isinstance(store, KeyStore) else KeyStore(store)
         self.memory_limit = memory_limit
         self.threads = threads
@@ -117,8 +132,11 @@ class SqlCatalog:
 
     def _build(self) -> None:
         ks = self.store
-        self.keys = _dataset([f.path for f in ks.inventory.all_files()], KEYS_SCHEMA, ks.fs,
-                             [_partition_expression(f.partition) for f in ks.inventory.all_files()], PARTITION_FIELDS)
+        self.keys = _partitioned(ks.inventory.all_files(), KEYS_SCHEMA, ks.fs, PARTITION_FIELDS)
+        self.queries = _partitioned([f for fs in ks.inventory.queries.values() for f in fs], QUERIES_SCHEMA, ks.fs,
+                                    PARTITION_FIELDS)
+        self.attention = _partitioned([f for fs in ks.inventory.attention.values() for f in fs], ATTENTION_SCHEMA,
+                                      ks.fs, PARTITION_FIELDS[:3])
         self.samples = _dataset([m.path for m in ks.inventory.markers], SAMPLES_SCHEMA, ks.fs)
         self.tokens = _tokens_table(self.samples)
         self.runs = _runs_table(ks.runs())
@@ -131,13 +149,13 @@ class SqlCatalog:
         self._build()
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory connection with views keys / samples / runs / results and no file access.
+        """A new in-memory connection with the views of VIEWS and no file access.
 
         The tables are rebuilt first when commit markers came or went since they were built (one listing of
         samples/), so a long session sees what an ingest committed and never files a compaction deleted."""
         if self.store.changed():
             self.refresh()
-        config = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -152,20 +170,25 @@ class SqlCatalog:
             con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
             raise StoreError(f"cannot start DuckDB: {' '.join(str(exc).split())} (check --memory-limit)") from None
+        # duckdb's stubs take the UDF kind only as an enum whose module moved between releases (functional in
+        # 1.x, func in 2.x); the string is accepted by both at run time
         blob_varchar = [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")]
-        con.create_function("keygap_decode", decode_vectors, blob_varchar, duckdb.list_type(duckdb.sqltype("FLOAT")),
-                            type="arrow", side_effects=False)
-        con.create_function("keygap_norm", key_norms, blob_varchar, duckdb.sqltype("DOUBLE"), type="arrow",
-                            side_effects=False)
+        con.create_function(  # type: ignore[call-overload]
+            "keygap_decode", decode_vectors, blob_varchar, duckdb.list_type(duckdb.sqltype("FLOAT")),
+            type="arrow", side_effects=False,
+        )
+        con.create_function(  # type: ignore[call-overload]
+            "keygap_norm", key_norms, blob_varchar, duckdb.sqltype("DOUBLE"), type="arrow", side_effects=False,
+        )
         for name in VIEWS:
             con.register(f"_keygap_{name}", getattr(self, name))
+        con.execute(_VECTOR_VIEW.format(view="keys", column="key"))
+        con.execute(_VECTOR_VIEW.format(view="queries", column="query"))
         con.execute(
-            "CREATE VIEW keys AS SELECT model, benchmark, layer, rope, modality, "
-            "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
-            "octet_length(key) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, key, "
-            "keygap_decode(key, dtype) AS vec, keygap_norm(key, dtype) AS norm FROM _keygap_keys"
+            "CREATE VIEW attention AS SELECT model, benchmark, layer, sample_id, head, query, n_queries, "
+            "\"group\", modality, keys, token_share, mass, run_id FROM _keygap_attention"
         )
-        for name in VIEWS[1:]:
+        for name in VIEWS[3:]:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _keygap_{name}")
         for macro in MACROS.values():
             con.execute(f"CREATE MACRO {macro}")
@@ -188,15 +211,25 @@ PARTITION_FIELDS = [
 ]
 
 
-def _partition_expression(partition: tuple) -> pads.Expression:
+def _partitioned(files: Iterable[KeyFile], schema: pa.Schema, fs: pafs.FileSystem,
+                 fields: list[pa.Field]) -> pads.Dataset:
+    """A dataset over committed files whose partition values come from the inventory, not from globbing."""
+    return _dataset([f.path for f in files], schema, fs, [_partition_expression(f.partition, fields) for f in files],
+                    fields)
+
+
+def _partition_expression(partition: tuple, fields: list[pa.Field] = PARTITION_FIELDS) -> pads.Expression:
     expr = None
-    for f, value in zip(PARTITION_FIELDS, partition):
+    for f, value in zip(fields, partition):
         term = pads.field(f.name) == pa.scalar(value, f.type)
         expr = term if expr is None else expr & term
     return expr
 
 
-def _dataset(paths: list[str], schema: pa.Schema, fs, partitions=None, partition_fields=()) -> pads.Dataset:
+def _dataset(
+    paths: list[str], schema: pa.Schema, fs: pafs.FileSystem, partitions: pads.Partitioning | None = None,
+    partition_fields: Sequence[pa.Field] = (),
+) -> pads.Dataset:
     """A dataset over exactly these files (no globbing, so odd characters in paths are harmless).
 
     Pre-buffering (coalesced reads of whole column chunks ahead of decoding) saves round trips on object
@@ -246,7 +279,8 @@ def _runs_table(runs: list[dict]) -> pa.Table:
             try:
                 columns[name] = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-                columns[name] = pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+                text = [None if v is None else json.dumps(json_safe(v)) for v in values]
+                columns[name] = pa.array(text, pa.string())
         return pa.table(columns)
 
 
@@ -257,7 +291,11 @@ def _results_table(ks: KeyStore) -> tuple[pa.Table, list[str]]:
         rel = posixpath.relpath(info.path, ks.root)
         try:
             table = pq.read_table(ks.fs.open_input_file(info.path))
+            for field in RESULTS_SCHEMA:  # a file written before a column was added reads it as null
+                if field.name not in table.column_names:
+                    table = table.append_column(field, pa.nulls(len(table), field.type))
             tables.append(table.select(RESULTS_SCHEMA.names).cast(RESULTS_SCHEMA))
         except (OSError, pa.ArrowInvalid, KeyError, ValueError) as exc:
-            problems.append(f"{rel} is not a readable results file ({first_line(exc)}) and was left out: delete it (results/ is a cache)")
+            problems.append(f"{rel} is not a readable results file ({first_line(exc)}) and was left out: "
+                            "delete it (results/ is a cache)")
     return (pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()), problems

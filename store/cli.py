@@ -7,72 +7,11 @@ import json
 import os
 import sys
 
-DEFAULT_STORE = "./keygap-store"
-LAST_STORE_FILE = "last-store"  # under the user's state folder: the store `keygap demo` / `keygap tui` opened last
+from .errors import warn_problems
+from .store_option import add_store_argument, default_store
 
 
-def user_state_dir() -> str:
-    """$XDG_STATE_HOME/keygap (~/.local/state/keygap): what keygap remembers between runs."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "keygap")
-
-
-def remember_store(store: str) -> None:
-    """Remember ``store`` as the one to open when none is named (a local folder only; failures are ignored:
-    this is a convenience, never a reason to fail)."""
-    if "://" in store:
-        return
-    folder = user_state_dir()
-    try:
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{LAST_STORE_FILE}-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(os.path.abspath(store) + "\n")
-        os.replace(tmp, os.path.join(folder, LAST_STORE_FILE))
-    except OSError:
-        pass
-
-
-def choose_store(reading: bool = True) -> tuple[str, str]:
-    """The store to use when --store is not given, and a note saying why when it is not the plain default.
-
-    $KEYGAP_STORE, else ./keygap-store; for reading commands, when ./keygap-store does not exist, the store
-    that `keygap demo` or `keygap tui` opened last (so `keygap` after `make demo` opens the demo store).
-    Writing commands (ingest) never fall back: keys must not land in a store the user did not name.
-    """
-    env = os.environ.get("KEYGAP_STORE")
-    if env:
-        return env, ""
-    if not reading or os.path.exists(DEFAULT_STORE):
-        return DEFAULT_STORE, ""
-    try:
-        with open(os.path.join(user_state_dir(), LAST_STORE_FILE), encoding="utf-8") as f:
-            last = f.read().strip()
-    except OSError:
-        return DEFAULT_STORE, ""
-    if last and os.path.isfile(os.path.join(last, "keygap.json")):
-        return last, f"no {DEFAULT_STORE} here: opened {last}, the store used last (--store or KEYGAP_STORE chooses)"
-    return DEFAULT_STORE, ""
-
-
-def default_store(reading: bool = True) -> str:
-    """choose_store's path; its note goes to stderr, so a script's stdout stays clean."""
-    store, note = choose_store(reading)
-    if note:
-        print(f"keygap: {note}", file=sys.stderr)
-    return store
-
-
-def add_store_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        default=None,
-        metavar="DIR",
-        help=f"the key store (default: $KEYGAP_STORE or {DEFAULT_STORE})",
-    )
-
-
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sql",
         help="run read-only SQL over the store (views keys, samples, runs, results)",
@@ -103,7 +42,10 @@ def register(subparsers) -> None:
     add_store_argument(p)
     p.set_defaults(func=run_compact)
 
-    p = subparsers.add_parser("info", help="summarise what a store holds", description="Summarise a store: models, benchmarks, layers, modalities, row counts, runs.")
+    p = subparsers.add_parser(
+        "info", help="summarise what a store holds",
+        description="Summarise a store: models, benchmarks, layers, modalities, row counts, runs.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_store_argument(p)
     p.set_defaults(func=run_info)
@@ -119,13 +61,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def warn_problems(problems: list[str], command: str) -> None:
-    """Damaged files were left out of what the command saw: say which, on stderr, one line each."""
-    for problem in problems:
-        print(f"keygap {command}: warning: {problem}", file=sys.stderr)
-
-
-def run_sql(args) -> int:
+def run_sql(args: argparse.Namespace) -> int:
     from .catalog import SqlCatalog
     from .errors import SqlError
     from .sql import check_read_only, default_memory_limit, query_store, render
@@ -170,15 +106,16 @@ def write_output(path: str, data: bytes) -> None:
         else:
             atomic_write_bytes(path, data)
     except OSError as exc:
-        raise KeygapError(f"cannot write --out {path}: {exc.strerror or exc}; choose another path or free space") from None
+        raise KeygapError(
+            f"cannot write --out {path}: {exc.strerror or exc}; choose another path or free space"
+        ) from None
 
 
-def run_compact(args) -> int:
+def run_compact(args: argparse.Namespace) -> int:
     from .compact import compact_store
-    from .reader import KeyStore
-
     from .errors import StoreError
     from .location import is_remote
+    from .reader import KeyStore
 
     store = args.store or default_store(reading=False)
     if is_remote(store):  # compaction renames and links files: only where the writer writes (store/location.py)
@@ -195,7 +132,8 @@ def run_compact(args) -> int:
             print(f"keygap compact: {100 * done / max(1, total):3.0f}% {message}", file=sys.stderr)
 
     reports, skipped = compact_store(store, args.model, args.benchmark, wait=args.wait, progress=progress,
-                                     on_wait=lambda holder: print(f"keygap compact: waiting for {holder}", file=sys.stderr))
+                                     on_wait=lambda holder: print(f"keygap compact: waiting for {holder}",
+                                                                  file=sys.stderr))
     for report in reports:
         print(report.line())
     if not reports and not skipped:
@@ -205,13 +143,15 @@ def run_compact(args) -> int:
     return 1 if skipped else 0
 
 
-def run_info(args) -> int:
+def run_info(args: argparse.Namespace) -> int:
     from .summary import summarize
 
     summary = summarize(args.store or default_store())
     warn_problems(summary["problems"], "info")
     if args.json:
-        print(json.dumps(summary, indent=1, default=str))
+        from .jsonsafe import json_safe
+
+        print(json.dumps(json_safe(summary), indent=1, allow_nan=False))  # strict JSON: NaN becomes null
         return 0
     print(format_summary(summary))
     return 0
@@ -223,7 +163,9 @@ def format_summary(s: dict) -> str:
         lines.append("no keys yet: run `keygap ingest --model ... --benchmark ...`")
     else:
         lines.append(f"{s['rows']:,} keys in {s['files']} files, {s['bytes'] / 2**20:.1f} MiB")
-        lines.append(f"{'model':<28} {'benchmark':<14} {'layers':<18} {'rope':<9} {'modality':<9} {'dim':>5} {'rows':>10}")
+        lines.append(
+            f"{'model':<28} {'benchmark':<14} {'layers':<18} {'rope':<9} {'modality':<9} {'dim':>5} {'rows':>10}"
+        )
         for g in s["groups"]:
             lines.append(
                 f"{g['model']:<28} {g['benchmark']:<14} {g['layers']:<18} {g['rope']:<9} {g['modality']:<9} "
@@ -233,6 +175,9 @@ def format_summary(s: dict) -> str:
         part = f" ({h['part']})" if h.get("part") else ""
         lines.append(f"being written now: {h['model']} on {h['benchmark']}{part} by `{h['command']}` "
                      f"(pid {h['pid']} on host {h['host']})")
+    for tree, what in (("queries", "query vectors"), ("attention", "attention rows")):
+        for g in s.get(tree, []):
+            lines.append(f"{g['model']:<28} {g['benchmark']:<14} {g['layers']:<18} {g['rows']:>10,} {what}")
     lines.append(f"{s['samples']} samples committed; {len(s['runs'])} runs")
     for r in s["runs"]:
         lines.append(

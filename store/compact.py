@@ -2,7 +2,8 @@
 
 Why: an ingest commits every minute and every 256 MiB, so a long run leaves hundreds of small files in each
 partition, and every read opens all of them (a sampled read takes at least one row group of each).
-Compaction rewrites every partition of one run as a single file.
+Compaction rewrites every partition of one run as a single file, in each of the three trees (keys, queries,
+attention): a flush commits files in all three, so a marker it retires hides them all.
 
 Protocol (store/inventory.py says how readers see each step). The partitions of the run are split into
 groups of about GROUP_BYTES, each committed on its own, so the extra disk a compaction needs is one group,
@@ -38,6 +39,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -46,8 +48,19 @@ import pyarrow.parquet as pq
 from .errors import StoreError
 from .files import temp_path
 from .inventory import MARKER_FILES_KEY, MARKER_REPLACES_KEY, PART_NAME, Inventory, KeyFile, Marker
-from .schema import KEYS_SCHEMA, SAMPLES_DIR, SAMPLES_SCHEMA
-from .writer import parquet_options, remove_uncommitted, row_group_rows, segments_of
+from .location import open_location
+from .lock import StoreLock
+from .schema import (
+    ATTENTION_DIR,
+    ATTENTION_SCHEMA,
+    KEYS_DIR,
+    KEYS_SCHEMA,
+    QUERIES_DIR,
+    QUERIES_SCHEMA,
+    SAMPLES_DIR,
+    SAMPLES_SCHEMA,
+)
+from .writer import ROW_GROUP_BYTES, parquet_options, remove_uncommitted, row_group_rows, segments_of
 
 #: bytes of keys merged per step (bounds memory, together with one row group per input file)
 CHUNK_BYTES = 64 << 20
@@ -55,6 +68,9 @@ CHUNK_BYTES = 64 << 20
 GROUP_BYTES = 4 << 30
 #: marker metadata: JSON {"base": first flush, "groups": [[partition folder, ...], ...], "markers": [names]}
 PLAN_KEY = b"keygap.compaction"
+
+if TYPE_CHECKING:
+    from .reader import KeyStore
 
 Progress = Callable[[int, int, str], None]  # (bytes done, bytes in all, what is happening)
 
@@ -73,7 +89,8 @@ class Compaction:
 
     def line(self) -> str:
         if not self.groups:
-            return f"{self.run_id}: already compact" + (f" ({len(self.deleted)} leftover files removed)" if self.deleted else "")
+            leftovers = f" ({len(self.deleted)} leftover files removed)" if self.deleted else ""
+            return f"{self.run_id}: already compact{leftovers}"
         return (f"{self.run_id}: {self.files_before} files -> {self.files_after} in {self.groups} steps "
                 f"({self.rows:,} keys, {self.bytes / 2**20:.1f} MiB)")
 
@@ -90,11 +107,12 @@ class _Plan:
 
 def runs_to_compact(inventory: Inventory) -> list[str]:
     """Runs with a partition of more than one file, or with files a killed compaction left to delete."""
-    counts: dict[tuple, int] = {}
-    for f in inventory.all_files():
-        counts[(f.run_id, f.partition)] = counts.get((f.run_id, f.partition), 0) + 1
+    counts: dict[tuple[str, str], int] = {}
+    for f in inventory.data_files():
+        where = (f.run_id, posixpath.dirname(f.rel))
+        counts[where] = counts.get(where, 0) + 1
     busy = {run for (run, _), n in counts.items() if n > 1}
-    leftovers = {_run_of(p) for p in inventory.replaced + inventory.hidden} - {None}
+    leftovers = {run for p in inventory.replaced + inventory.hidden if (run := _run_of(p)) is not None}
     return sorted(busy | leftovers)
 
 
@@ -128,17 +146,19 @@ def _pairs_to_compact(inventory: Inventory) -> dict[tuple[str, str], set[str]]:
     """{(model, benchmark): runs} of the runs that need compacting (runs_to_compact)."""
     wanted = set(runs_to_compact(inventory))
     out: dict[tuple[str, str], set[str]] = {}
-    for f in inventory.all_files():
+    for f in inventory.data_files():
         if f.run_id in wanted:
             out.setdefault(f.partition[:2], set()).add(f.run_id)
     for rel in inventory.hidden:
         parts = dict(p.split("=", 1) for p in rel.split("/")[1:-1] if "=" in p)
-        if _run_of(rel) in wanted and {"model", "benchmark"} <= set(parts):
-            out.setdefault((parts["model"], parts["benchmark"]), set()).add(_run_of(rel))
+        run = _run_of(rel)
+        if run is not None and run in wanted and {"model", "benchmark"} <= set(parts):
+            out.setdefault((parts["model"], parts["benchmark"]), set()).add(run)
     return out
 
 
-def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | None = None, lock=None,
+def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | None = None,
+                lock: StoreLock | None = None,
                 compression: str = "zstd", compression_level: int | None = 1) -> Compaction:
     """Merge the files of ``run_id`` into one per partition (see the module docstring). The caller holds the
     lock of the run's (model, benchmark) and passes it as ``lock``, checked before every switch."""
@@ -149,7 +169,7 @@ def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | No
         raise StoreError(f"compaction works on a local or shared folder, not {root}: a store on object storage "
                          "keeps one file per flush")
     root = Path(root)
-    options = parquet_options(compression, compression_level)
+    options = {"compression": compression, "compression_level": compression_level}
     next_flush = remove_uncommitted(root, run_id)
     ks = KeyStore(str(root))
     inv = ks.inventory
@@ -157,7 +177,7 @@ def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | No
     _delete(root, [rel for rel in inv.hidden if _run_of(rel) == run_id], report)
     _delete(root, [rel for rel in inv.replaced if _run_of(rel) == run_id], report)
     own = [mk for mk in inv.markers if mk.run_id == run_id]
-    files = [f for f in inv.all_files() if f.run_id == run_id]
+    files = [f for f in inv.data_files() if f.run_id == run_id]
     by_dir: dict[str, list[KeyFile]] = {}
     for f in sorted(files, key=lambda f: (f.rel, f.flush)):
         by_dir.setdefault(posixpath.dirname(f.rel), []).append(f)
@@ -186,7 +206,7 @@ def compact_run(root: str | os.PathLike, run_id: str, *, progress: Progress | No
         replaces = sorted(f.rel for f in inputs) + (plan.markers if last else [])
         if lock is not None:
             lock.verify()  # taken over (a stale-lock breaker): stop before the switch, the rerun goes on
-        _write_marker(root / SAMPLES_DIR / name, rows, listed, replaces, plan, options)
+        _write_marker(root, name, rows, listed, replaces, plan, options)
         _delete(root, [f.rel for f in inputs], report)
         report.groups += 1
         report.files_before += len(inputs)
@@ -214,7 +234,7 @@ def _groups(by_dir: dict[str, list[KeyFile]]) -> list[list[str]]:
     return groups
 
 
-def _unfinished_plan(ks, own: list[Marker]) -> _Plan | None:
+def _unfinished_plan(ks: KeyStore, own: list[Marker]) -> _Plan | None:
     """The plan of a compaction of this run that a kill stopped (its last group's marker is missing)."""
     names = {posixpath.basename(mk.path) for mk in own}
     for mk in sorted(own, key=lambda m: m.flush, reverse=True):
@@ -227,7 +247,7 @@ def _unfinished_plan(ks, own: list[Marker]) -> _Plan | None:
     return None
 
 
-def _rows_of(ks, marker_names: list[str]) -> pa.Table:
+def _rows_of(ks: KeyStore, marker_names: list[str]) -> pa.Table:
     """Sample rows of the markers the compaction retires, in flush order."""
     paths = [posixpath.join(ks.root, SAMPLES_DIR, name) for name in sorted(marker_names)]
     tables = [pq.read_table(ks.fs.open_input_file(p)).select(SAMPLES_SCHEMA.names).cast(SAMPLES_SCHEMA) for p in paths]
@@ -235,7 +255,9 @@ def _rows_of(ks, marker_names: list[str]) -> pa.Table:
 
 
 def _merge(inputs: list[KeyFile], out: Path, options: dict) -> dict:
-    """Merge files, each sorted by rand, into ``out`` (temp name, then rename); returns the marker's entry."""
+    """Merge one partition's files into ``out`` (temp name, then rename); returns the marker's entry. Key and
+    query files are each sorted by rand and stay so; attention files are concatenated in flush order."""
+    tree = inputs[0].rel.split("/", 1)[0]
     dims, dtypes = {f.dim for f in inputs}, {f.dtype for f in inputs}
     if len(dims) > 1 or len(dtypes) > 1:
         raise StoreError(f"the files of {out.parent} mix key widths {sorted(dims)} or dtypes {sorted(dtypes)}: "
@@ -245,8 +267,10 @@ def _merge(inputs: list[KeyFile], out: Path, options: dict) -> dict:
     try:
         if len(inputs) == 1:
             _copy(Path(inputs[0].path), tmp)
+        elif tree == ATTENTION_DIR:
+            _write_concatenated(inputs, tmp, options)
         else:
-            _write_merged(inputs, tmp, options)
+            _write_merged(inputs, tmp, _SCHEMAS[tree], options)
         written = pq.read_metadata(tmp).num_rows
         if written != rows:
             raise StoreError(f"merging into {out} wrote {written} of {rows} rows: not compacted; report this as a bug")
@@ -254,13 +278,15 @@ def _merge(inputs: list[KeyFile], out: Path, options: dict) -> dict:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    st = out.stat()
+    entry = {"rows": rows, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if tree == ATTENTION_DIR:
+        return entry
     if all(f.segments is not None for f in inputs):
-        segments = sorted({s for f in inputs for s in f.segments})
+        segments = sorted({s for f in inputs for s in f.segments or ()})
     else:  # a file from before markers named segments: ask the merged file once
         segments = segments_of(pq.read_table(out, columns=["segment"]))
-    st = out.stat()
-    return {"rows": rows, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "dim": dims.pop(), "dtype": dtypes.pop(),
-            "segments": segments}
+    return entry | {"dim": dims.pop(), "dtype": dtypes.pop(), "segments": segments}
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -273,16 +299,27 @@ def _copy(src: Path, dst: Path) -> None:
                 b.write(chunk)
 
 
-def _write_merged(inputs: list[KeyFile], path: Path, options: dict) -> None:
+def _write_concatenated(inputs: list[KeyFile], path: Path, options: dict) -> None:
+    """Attention rows (no random order to keep): the files' row groups one after another, in flush order."""
+    pfs = [pq.ParquetFile(f.path) for f in inputs]
+    per_group = max(1, ROW_GROUP_BYTES // max(1, max(_row_bytes(pf) for pf in pfs)))
+    schema = ATTENTION_SCHEMA
+    with pq.ParquetWriter(path, schema, **parquet_options(schema.names, **options)) as writer:
+        for pf in pfs:
+            for g in range(pf.metadata.num_row_groups):
+                writer.write_table(pf.read_row_group(g, columns=schema.names).cast(schema), row_group_size=per_group)
+
+
+def _write_merged(inputs: list[KeyFile], path: Path, schema: pa.Schema, options: dict) -> None:
     pfs = [pq.ParquetFile(f.path) for f in inputs]
     rows = sum(pf.metadata.num_rows for pf in pfs)
     row_bytes = max(1, max(_row_bytes(pf) for pf in pfs))
     per_group = row_group_rows(row_bytes)
     chunk_rows = max(per_group, (CHUNK_BYTES // row_bytes) // per_group * per_group)
     steps = max(1, math.ceil(rows / chunk_rows))
-    cursors = [_Cursor(pf) for pf in pfs]
-    with pq.ParquetWriter(path, KEYS_SCHEMA, **options) as writer:
-        carry = KEYS_SCHEMA.empty_table()
+    cursors = [_Cursor(pf, schema) for pf in pfs]
+    with pq.ParquetWriter(path, schema, **parquet_options(schema.names, **options)) as writer:
+        carry = schema.empty_table()
         for step in range(1, steps + 1):
             bound = step / steps if step < steps else math.inf
             table = pa.concat_tables([carry] + [c.take_below(bound) for c in cursors])
@@ -301,10 +338,11 @@ def _row_bytes(pf: pq.ParquetFile) -> int:
 class _Cursor:
     """Reads one rand-sorted file in order, handing out the rows below a rising bound."""
 
-    def __init__(self, pf: pq.ParquetFile):
+    def __init__(self, pf: pq.ParquetFile, schema: pa.Schema):
         self.pf = pf
+        self.schema = schema
         self.next_group = 0
-        self.pending = KEYS_SCHEMA.empty_table()
+        self.pending = schema.empty_table()
 
     def take_below(self, bound: float) -> pa.Table:
         out = []
@@ -312,36 +350,36 @@ class _Cursor:
             if self.pending.num_rows == 0:
                 if self.next_group >= self.pf.metadata.num_row_groups:
                     break
-                self.pending = self.pf.read_row_group(self.next_group, columns=KEYS_SCHEMA.names)
+                self.pending = self.pf.read_row_group(self.next_group, columns=self.schema.names)
                 self.next_group += 1
             k = int(np.searchsorted(self.pending["rand"].to_numpy(), bound, side="left"))
             out.append(self.pending.slice(0, k))
             self.pending = self.pending.slice(k)
             if self.pending.num_rows:
                 break
-        return pa.concat_tables(out) if out else KEYS_SCHEMA.empty_table()
+        return pa.concat_tables(out) if out else self.schema.empty_table()
 
 
-def _write_marker(path: Path, rows: pa.Table, listed: dict, replaces: list[str], plan: _Plan, options: dict) -> None:
+def _write_marker(root: Path, name: str, rows: pa.Table, listed: dict, replaces: list[str], plan: _Plan,
+                  options: dict) -> None:
     """Step 3: the marker that commits a group's merged files and replaces what they merge (atomic rename)."""
     rows = rows.replace_schema_metadata({
         MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode(),
         MARKER_REPLACES_KEY: json.dumps(replaces).encode(),
         PLAN_KEY: plan.to_json(),
     })
-    tmp = temp_path(path)
-    try:
-        pq.write_table(rows, tmp, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    open_location(str(root)).write_parquet(posixpath.join(SAMPLES_DIR, name), rows,
+                                           **parquet_options(rows.column_names, **options))
 
 
 def _delete(root: Path, rels: list[str], report: Compaction) -> None:
     for rel in dict.fromkeys(rels):
         (root / rel).unlink(missing_ok=True)
         report.deleted.append(rel)
+
+
+#: the columns of each tree's files, in the writer's order
+_SCHEMAS = {KEYS_DIR: KEYS_SCHEMA, QUERIES_DIR: QUERIES_SCHEMA}
 
 
 def _run_of(rel: str) -> str | None:

@@ -6,7 +6,8 @@ disk). The marker also carries the flush's file list with row counts, dims and d
 written by :class:`store.writer.KeyWriter`), so learning what a study holds costs one directory listing and
 one small footer per flush instead of opening every key file. A file the marker does not describe (a store
 written before markers carried the list) or describes differently (size or modification time changed) is
-read from its own footer: the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
+read from its own footer: the index is a shortcut, never trusted over the files. A file that cannot be read
+is left out and reported in
 :attr:`Inventory.problems`, so one damaged file cannot break every query.
 
 Compaction (store/compact.py) merges a run's files: for a group of partitions it writes the merged files,
@@ -31,8 +32,17 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .errors import StoreError
-from .schema import KEY_DTYPES, KEYS_DIR, PARTITIONS, SAMPLES_DIR
+from .errors import StoreError, first_line
+from .schema import (
+    ATTENTION_DIR,
+    ATTENTION_PARTITIONS,
+    KEY_DTYPES,
+    KEYS_DIR,
+    PARTITIONS,
+    QUERIES_DIR,
+    SAMPLES_DIR,
+    VECTOR_COLUMN,
+)
 
 #: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, mtime_ns, dim,
 #: dtype, segments}}.
@@ -51,14 +61,14 @@ class KeyFile:
 
     path: str  # filesystem path (absolute for a local store)
     rel: str  # path relative to the store root: the name the marker and the results cache use
-    partition: tuple  # (model, benchmark, layer, rope, modality)
+    partition: tuple  # (model, benchmark, layer, rope, modality); (model, benchmark, layer) for attention
     run_id: str
     flush: int
     rows: int
     size: int
     mtime_ns: int
-    dim: int
-    dtype: str
+    dim: int  # 0 for attention files (no vectors)
+    dtype: str  # "" for attention files
     segments: tuple[str, ...] | None = None  # prompt segments it holds, when its marker says (None: ask the file)
 
 
@@ -78,15 +88,22 @@ class Inventory:
     """The committed content of a store; ``problems`` says what was left out and why (one line each)."""
 
     files: dict[tuple, list[KeyFile]] = field(default_factory=dict)
+    queries: dict[tuple, list[KeyFile]] = field(default_factory=dict)  # the queries tree, keyed like files
+    attention: dict[tuple, list[KeyFile]] = field(default_factory=dict)  # keyed (model, benchmark, layer)
     markers: list[Marker] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     uncommitted: int = 0  # key files without a marker: a running ingest, or a crashed one until its rerun
-    replaced: list[str] = field(default_factory=list)  # markers (relative paths) a compaction superseded, not yet deleted
-    hidden: list[str] = field(default_factory=list)  # key files (relative paths) a compaction superseded, not yet deleted
+    # what a compaction superseded and has not deleted yet (relative paths): markers, and data files
+    replaced: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
     marker_names: frozenset[str] = frozenset()  # the samples/ listing this snapshot was built from
 
     def all_files(self) -> list[KeyFile]:
         return [f for files in self.files.values() for f in files]
+
+    def data_files(self) -> list[KeyFile]:
+        """Key, query and attention files: everything a flush commits besides its marker."""
+        return [f for tree in (self.files, self.queries, self.attention) for files in tree.values() for f in files]
 
 
 def scan(fs: pafs.FileSystem, root: str) -> Inventory:
@@ -148,7 +165,8 @@ def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
             )
             continue
         kv = meta.metadata or {}
-        markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows, tuple(_json_list(kv.get(MARKER_REPLACES_KEY)))))
+        replaces = tuple(_json_list(kv.get(MARKER_REPLACES_KEY)))
+        markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows, replaces))
         files = kv.get(MARKER_FILES_KEY)
         if files:
             try:
@@ -164,49 +182,87 @@ def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
             inv.markers.append(mk)
             committed.add((mk.run_id, mk.flush))
     hidden = {(mk.run_id, mk.flush) for mk in markers if posixpath.basename(mk.path) in replaced}
-    keys_root = posixpath.join(root, KEYS_DIR)
-    present: set[str] = set()
-    for info in list_parquet(fs, keys_root, recursive=True):
+    view = _Commits(committed, hidden, replaced, described)
+    inv.files = _scan_tree(fs, root, KEYS_DIR, PARTITIONS, view, inv)
+    inv.queries = _scan_tree(fs, root, QUERIES_DIR, PARTITIONS, view, inv)
+    inv.attention = _scan_tree(fs, root, ATTENTION_DIR, ATTENTION_PARTITIONS, view, inv)
+    for rel, entry in described.items():
+        if rel not in view.present and rel not in replaced and entry["_marker"] not in replaced:
+            inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
+    inv.markers.sort(key=lambda mk: mk.path)
+    return inv, {i.base_name for i in listed}
+
+
+@dataclass
+class _Commits:
+    """What the markers of one scan say: which flushes count, which are hidden by a compaction, what they list."""
+
+    committed: set[tuple[str, int]]
+    hidden: set[tuple[str, int]]
+    replaced: set[str]
+    described: dict[str, dict]
+    present: set[str] = field(default_factory=set)  # relative paths of the data files listed, visible or not
+
+
+def _scan_tree(fs: pafs.FileSystem, root: str, tree: str, names: tuple, commits: _Commits,
+               inv: Inventory) -> dict[tuple, list[KeyFile]]:
+    """The committed files of one tree (keys, queries or attention), by partition, each list sorted by path."""
+    out: dict[tuple, list[KeyFile]] = {}
+    tree_root = posixpath.join(root, tree)
+    for info in list_parquet(fs, tree_root, recursive=True):
         m = PART_NAME.match(info.base_name)
-        partition = _partition(posixpath.relpath(posixpath.dirname(info.path), keys_root))
+        partition = _partition(posixpath.relpath(posixpath.dirname(info.path), tree_root), names)
         if not m or partition is None:
             continue  # a stray file: not part of the store
         rel = _rel(root, info.path)
-        present.add(rel)
+        commits.present.add(rel)
         flush = (m["run"], int(m["flush"]))
-        if flush in hidden or rel in replaced:
+        if flush in commits.hidden or rel in commits.replaced:
             inv.hidden.append(rel)  # merged into a compaction's files, waiting to be deleted
             continue
-        if flush not in committed:
+        if flush not in commits.committed:
             inv.uncommitted += 1
             continue
-        entry = described.get(rel)
+        entry = commits.described.get(rel)
         segments = None
-        if entry is not None and entry.get("bytes") == info.size and entry.get("mtime_ns", info.mtime_ns) == info.mtime_ns:
-            rows, dim, dtype = int(entry["rows"]), int(entry["dim"]), str(entry["dtype"])
+        if entry is not None and entry.get("bytes") == info.size \
+                and entry.get("mtime_ns", info.mtime_ns) == info.mtime_ns:
+            rows, dim, dtype = int(entry["rows"]), int(entry.get("dim", 0)), str(entry.get("dtype", ""))
             if isinstance(entry.get("segments"), list):
                 segments = tuple(str(v) for v in entry["segments"])
         else:
             try:
-                rows, dim, dtype = read_file_shape(fs, info.path)
+                rows, dim, dtype = read_file_shape(fs, info.path, VECTOR_COLUMN.get(tree))
             except FileNotFoundError:
                 raise
             except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
                 inv.problems.append(
-                    f"{rel} is damaged ({first_line(exc)}) and was left out: delete it and re-run the ingest that wrote it"
+                    f"{rel} is damaged ({first_line(exc)}) and was left out: "
+                    "delete it and re-run the ingest that wrote it"
                 )
                 continue
-        inv.files.setdefault(partition, []).append(
-            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim, dtype,
-                    segments)
+        out.setdefault(partition, []).append(
+            KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim,
+                    dtype, segments)
         )
-    for rel, entry in described.items():
-        if rel not in present and rel not in replaced and entry["_marker"] not in replaced:
-            inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
-    for files in inv.files.values():
+    for files in out.values():
         files.sort(key=lambda f: f.path)
-    inv.markers.sort(key=lambda mk: mk.path)
-    return inv, {i.base_name for i in listed}
+        _leave_out_odd_dims(files, inv.problems)
+    return out
+
+
+def _leave_out_odd_dims(files: list[KeyFile], problems: list[str]) -> None:
+    """Vectors of one partition share one length; a file that disagrees with the most rows is damaged."""
+    rows_by_dim: dict[int, int] = {}
+    for f in files:
+        rows_by_dim[f.dim] = rows_by_dim.get(f.dim, 0) + f.rows
+    if len(rows_by_dim) < 2:
+        return
+    dim = max(rows_by_dim, key=lambda d: (rows_by_dim[d], d))
+    for f in [f for f in files if f.dim != dim]:
+        files.remove(f)
+        problems.append(f"{f.rel} holds keys of {f.dim} values where its partition's other files hold {dim} and "
+                        "was left out: delete it and re-run the ingest that wrote it")
 
 
 def _json_list(raw: bytes | None) -> list[str]:
@@ -217,23 +273,23 @@ def _json_list(raw: bytes | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def read_file_shape(fs: pafs.FileSystem, path: str) -> tuple[int, int, str]:
-    """(rows, dim, dtype) of a key file from its footer and first row: the slow path the marker list avoids."""
+def read_file_shape(fs: pafs.FileSystem, path: str, vector: str | None = "key") -> tuple[int, int, str]:
+    """(rows, dim, dtype) of a key (query) file from its footer and first row: the slow path the marker list
+    avoids. ``vector=None`` (attention files) reads the footer only: (rows, 0, "")."""
     pf = pq.ParquetFile(fs.open_input_file(path))
     rows = pf.metadata.num_rows
+    if vector is None:
+        return rows, 0, ""
     if rows == 0:
         return 0, 0, "float16"
-    t = pf.read_row_group(0, columns=["dtype", "key"]).slice(0, 1)
+    t = pf.read_row_group(0, columns=["dtype", vector]).slice(0, 1)
     dtype = str(t["dtype"][0])
     if dtype not in KEY_DTYPES:
         raise ValueError(f"unknown key dtype {dtype!r}")
-    return rows, len(t["key"][0].as_py()) // KEY_DTYPES[dtype], dtype
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type): errors are shown on one line."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    nbytes = len(t[vector][0].as_py())
+    if nbytes % KEY_DTYPES[dtype]:
+        raise ValueError(f"a key of {nbytes} bytes is no whole number of {dtype} values")
+    return rows, nbytes // KEY_DTYPES[dtype], dtype
 
 
 def list_parquet(fs: pafs.FileSystem, base: str, recursive: bool) -> list[pafs.FileInfo]:
@@ -247,10 +303,10 @@ def list_parquet(fs: pafs.FileSystem, base: str, recursive: bool) -> list[pafs.F
     ]
 
 
-def _partition(rel_dir: str) -> tuple | None:
+def _partition(rel_dir: str, names: tuple = PARTITIONS) -> tuple | None:
     try:
         values = dict(part.split("=", 1) for part in rel_dir.split("/"))
-        return tuple(int(values[k]) if k == "layer" else values[k] for k in PARTITIONS)
+        return tuple(int(values[k]) if k == "layer" else values[k] for k in names)
     except (ValueError, KeyError):
         return None
 

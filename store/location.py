@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
@@ -29,10 +31,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import StoreError, first_line
-from .files import atomic_write_bytes, temp_path
+from .files import atomic_write_bytes, replacing
 
 #: environment variables of the AWS chain whose values are secret (scrub() hides them)
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")
+_T = TypeVar("_T")
 _SECRET_QUERY_WORDS = ("key", "secret", "token", "password", "credential", "signature")
 
 
@@ -85,7 +88,9 @@ class Location:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
-        return posixpath.join(self.root, *parts)
+        """``parts`` joined under the root; no parts (or "") is the root itself, without a trailing slash
+        (a file given as the store must read as that file, not as a folder that is missing)."""
+        return posixpath.join(self.root, *[p for p in parts if p])
 
     def rel(self, path: str) -> str:
         return posixpath.relpath(path, self.root)
@@ -135,18 +140,13 @@ class Location:
             return
         self._upload(rel, data)
 
-    def write_parquet(self, rel: str, table: pa.Table, **options) -> int:
+    def write_parquet(self, rel: str, table: pa.Table, **options: Any) -> int:
         """Write ``table`` as one Parquet file at ``rel``, whole (see the module docstring); returns its size."""
         final = self.path(rel)
         if self.local:
             os.makedirs(posixpath.dirname(final), exist_ok=True)
-            tmp = temp_path(final)
-            try:
+            with replacing(final) as tmp:
                 pq.write_table(table, tmp, **options)
-                os.replace(tmp, final)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
             return os.stat(final).st_size
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, **options)
@@ -161,9 +161,11 @@ class Location:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StoreError(f"cannot delete {self.join(rel)} ({scrub(first_line(exc))}): check write access to the store") from None
+            raise StoreError(
+                f"cannot delete {self.join(rel)} ({scrub(first_line(exc))}): check write access to the store"
+            ) from None
 
-    def _upload(self, rel: str, data) -> None:
+    def _upload(self, rel: str, data: bytes | pa.Buffer) -> None:
         final = self.path(rel)
         try:
             with self.fs.open_output_stream(final) as f:
@@ -178,7 +180,7 @@ class Location:
                                  "to the store and the AWS credentials") from None
             raise
 
-    def _call(self, fn, rel: str, missing_ok: bool = False):
+    def _call(self, fn: Callable[[], _T], rel: str, missing_ok: bool = False) -> _T:
         """Run a filesystem call; a failure of the store itself (no bucket, no access, no network) becomes
         one StoreError line without secrets. FileNotFoundError passes through when ``missing_ok``."""
         try:

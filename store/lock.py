@@ -27,6 +27,7 @@ No duckdb or textual (store/ must run on GPU servers without them).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -151,6 +152,8 @@ def acquire(
     """
     folder = lock_folder(root)
     name = lock_name(model, benchmark, part)
+    # a local lock folder this call creates is removed again when taking fails (a full disk)
+    fresh = folder.dir if type(folder) is LockFolder and not folder.dir.exists() else None
     try:
         folder.ensure()
     except OSError as exc:
@@ -171,6 +174,10 @@ def acquire(
             with folder.serialised():
                 blocker = _try_take(folder, name, info, notes)
         except OSError as exc:
+            if fresh is not None:  # leave the store as it was (a full disk still creates empty files and folders)
+                with contextlib.suppress(OSError):
+                    (fresh / ".guard").unlink()
+                    fresh.rmdir()
             raise StoreError(f"cannot create the lock {folder.where(name)} ({exc.strerror or exc}): writing needs a "
                              "writable --store with free space") from None
         if blocker is None:

@@ -7,9 +7,12 @@ through pyarrow's filesystem layer, so an ``s3://`` or ``gs://`` URI works where
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -18,13 +21,28 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import codec
-from .errors import StoreError
-from .inventory import Inventory, KeyFile, first_line, marker_listing, scan
+from .errors import StoreError, first_line
+from .inventory import Inventory, KeyFile, marker_listing, scan
 from .location import open_location
 from .sampling import RAND, FileIndex, choose
-from .schema import MANIFEST, PARTITIONS, RUNS_DIR, SAMPLES_SCHEMA, SCHEMA_VERSION
+from .schema import (
+    ATTENTION_SCHEMA,
+    KEYS_DIR,
+    MANIFEST,
+    PARTITIONS,
+    QUERIES_DIR,
+    RUNS_DIR,
+    SAMPLES_SCHEMA,
+    VECTOR_COLUMN,
+    load_manifest,
+)
 
+#: what ``load`` can read: stored keys, or stored queries (`keygap ingest --queries`)
+VECTOR_KINDS = {"key": KEYS_DIR, "query": QUERIES_DIR}
+
+_T = TypeVar("_T")
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
+Filter = str | Iterable[str] | None  # segments or sample ids a read keeps (None: all)
 _FOOTER_CACHE = 4096  # parsed footers kept per KeyStore (a 1M-row file's is ~1.6 MB)
 
 
@@ -48,34 +66,29 @@ class KeySlice:
 class KeyStore:
     """A keygap store opened for reading (``KeyStore("./keygap-store")``)."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str | os.PathLike[str]):
         self.uri = str(uri)
         self.location = open_location(self.uri)
         self.fs, self.root = self.location.fs, self.location.root
         manifest = self._path(MANIFEST)
         info = self.location.info(MANIFEST)
         if info.type == pafs.FileType.NotFound:
-            if not self.location.exists():
+            root_type = self.location.info("").type
+            if root_type == pafs.FileType.NotFound:
                 raise StoreError(
                     f"no store at {self.uri}: run `keygap ingest ...` first, or pass --store / set KEYGAP_STORE"
                 )
+            if root_type == pafs.FileType.File:
+                raise StoreError(f"--store {self.uri} is a file: pass the folder that holds {MANIFEST}")
             raise StoreError(f"{self.uri} is not a keygap store (no {MANIFEST}): pass the folder that holds it")
         if info.type != pafs.FileType.File:
             raise StoreError(f"{manifest} is not a file: pass the folder of a keygap store as --store")
-        try:
+
+        def read() -> bytes:
             with self.fs.open_input_stream(manifest) as f:
-                meta = json.loads(f.read())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{manifest} is unreadable ({first_line(exc)}): the store is damaged; restore that file") from None
-        if not isinstance(meta, dict):
-            raise StoreError(f"{manifest} is not a JSON object: the store is damaged; restore that file")
-        version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"store {self.uri} has schema version {version}, this keygap reads version {SCHEMA_VERSION}: "
-                "re-ingest into a new store or use the keygap version that wrote it"
-            )
-        self.meta = meta
+                return f.read()
+
+        self.meta = load_manifest(read, manifest)
         self._footers: dict[tuple, tuple] = {}  # (path, size, mtime_ns) -> (FileMetaData, FileIndex | None)
 
     # -- listing ----------------------------------------------------------------------------------------
@@ -87,7 +100,8 @@ class KeyStore:
         return [
             i
             for i in self.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))
+            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+            and not i.base_name.startswith((".", "_"))
         ]
 
     @cached_property
@@ -108,12 +122,17 @@ class KeyStore:
         """Forget the cached inventory (after an ingest wrote more files)."""
         self.__dict__.pop("inventory", None)
 
-    def partitions(self) -> list[dict]:
+    def _vector_files(self, kind: str) -> dict[tuple, list[KeyFile]]:
+        if kind not in VECTOR_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(VECTOR_KINDS)}, got {kind!r}")
+        return self.inventory.files if kind == "key" else self.inventory.queries
+
+    def partitions(self, kind: str = "key") -> list[dict]:
         """One dict per partition: model, benchmark, layer, rope, modality, rows, files, dim, dtype, bytes.
 
-        From the inventory: no key file is opened."""
+        ``kind="query"`` lists the queries tree. From the inventory: no file is opened."""
         rows = []
-        for key, files in sorted(self._key_files.items()):
+        for key, files in sorted(self._vector_files(kind).items()):
             rows.append(
                 dict(zip(PARTITIONS, key))
                 | {"rows": sum(f.rows for f in files), "files": len(files), "dim": files[0].dim,
@@ -158,7 +177,8 @@ class KeyStore:
         out = []
         sel = pafs.FileSelector(self._path(RUNS_DIR), allow_not_found=True)
         for info in self.fs.get_file_info(sel):
-            if not (info.type == pafs.FileType.File and info.base_name.endswith(".json") and not info.base_name.startswith(".")):
+            is_manifest = info.base_name.endswith(".json") and not info.base_name.startswith(".")
+            if not (info.type == pafs.FileType.File and is_manifest):
                 continue
             try:
                 with self.fs.open_input_stream(info.path) as f:
@@ -179,11 +199,8 @@ class KeyStore:
 
     def samples(self, columns: list[str] | None = None) -> pa.Table:
         """The samples table: one row per committed (model, benchmark, sample), read from the commit markers."""
-        try:
-            tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
-        except FileNotFoundError:  # a compaction replaced a marker since the inventory was taken
-            self.refresh()
-            tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
+        tables = self._retry_vanished("the samples",
+                                      lambda: [self._read(m.path, columns=columns) for m in self.inventory.markers])
         if not tables:
             return SAMPLES_SCHEMA.empty_table() if columns is None else SAMPLES_SCHEMA.empty_table().select(columns)
         return pa.concat_tables(tables, promote_options="default")
@@ -203,12 +220,14 @@ class KeyStore:
         modality: str,
         rope: str = "post",
         *,
-        segments=None,
-        samples=None,
+        segments: Filter = None,
+        samples: Filter = None,
         n: int | None = None,
         seed: int | None = None,
+        kind: str = "key",
     ) -> KeySlice:
-        """Read one slice as float32, touching only the row groups that hold the rows returned.
+        """Read one slice as float32, touching only the row groups that hold the rows returned
+        (``kind="query"``: the stored query vectors instead of the keys).
 
         ``n`` rows are a uniform random sample: a window of the store's random order that starts at 0
         without a seed and at a seed-drawn point otherwise, so one seed takes the same (sample id,
@@ -218,22 +237,31 @@ class KeyStore:
         if n is not None and n < 0:
             raise ValueError("n must be positive or None (all rows)")
         key = (model, benchmark, int(layer), rope, modality)
+        return self._retry_vanished(self._describe(key), lambda: self._load(key, segments, samples, n, seed, kind))
+
+    def _retry_vanished(self, what: str, read: Callable[[], _T]) -> _T:
+        """``read()``, once more on a fresh inventory when a file it listed vanished: a compaction replaced
+        the files this view of the store listed."""
         try:
-            return self._load(key, segments, samples, n, seed)
+            return read()
         except FileNotFoundError:
-            # A compaction replaced the files this view of the store listed: look again, once.
             self.refresh()
             try:
-                return self._load(key, segments, samples, n, seed)
+                return read()
             except FileNotFoundError as exc:
                 raise StoreError(
-                    f"a key file of {self._describe(key)} vanished while reading ({first_line(exc)}): "
+                    f"a file of {what} vanished while reading ({first_line(exc)}): "
                     "is something deleting files in the store? Try again"
                 ) from None
 
-    def _load(self, key: tuple, segments, samples, n: int | None, seed: int | None) -> KeySlice:
-        files = self._key_files.get(key)
+    def _load(self, key: tuple, segments: Filter, samples: Filter, n: int | None, seed: int | None,
+              kind: str) -> KeySlice:
+        files = self._vector_files(kind).get(key)
         if not files:
+            if kind == "query":
+                raise StoreError(f"no queries for {self._describe(key)}: ingest with --queries "
+                                 "(`keygap sql \"SELECT DISTINCT model, layer, modality FROM queries\"` lists "
+                                 "what is stored)")
             raise StoreError(f"no keys for {self._describe(key)}; {self._what_exists(key)}")
         pfs = [self._parquet(f) for f in files]
         indexes = [self._index(f, pf) for f, pf in zip(files, pfs)]
@@ -245,7 +273,8 @@ class KeyStore:
             return _read_groups(pfs[i], groups, [RAND])[RAND].to_numpy()
 
         choice = choose(indexes, read_rand, n, seed, masks)
-        parts = [_read_rows(pf, rows, _LABEL_COLUMNS + ["dtype", "key"]) for pf, rows in zip(pfs, choice.rows) if len(rows)]
+        columns = [*_LABEL_COLUMNS, "dtype", VECTOR_COLUMN[VECTOR_KINDS[kind]]]
+        parts = [_read_rows(pf, rows, columns) for pf, rows in zip(pfs, choice.rows) if len(rows)]
         if not parts:
             dim = files[0].dim
             return KeySlice(
@@ -258,7 +287,7 @@ class KeyStore:
         dtypes = set(table["dtype"].unique().to_pylist())
         if len(dtypes) > 1:
             raise StoreError(f"{self._describe(key)} mixes key dtypes {sorted(dtypes)}: ingest it into one dtype")
-        x = codec.decode(table["key"], dtypes.pop())
+        x = codec.decode(table[columns[-1]], dtypes.pop())
         return KeySlice(
             x=x,
             sample_id=_np(table["sample_id"]),
@@ -270,9 +299,47 @@ class KeyStore:
             files=_identity(files),
         )
 
-    def files_of(self, model: str, benchmark: str, layer: int, modality: str, rope: str = "post") -> tuple:
+    def files_of(self, model: str, benchmark: str, layer: int, modality: str, rope: str = "post",
+                 kind: str = "key") -> tuple:
         """(path, size, mtime_ns) of a partition's files: the identity a cached result depends on."""
-        return _identity(self._key_files.get((model, benchmark, int(layer), rope, modality), []))
+        return _identity(self._vector_files(kind).get((model, benchmark, int(layer), rope, modality), []))
+
+    # -- attention allocation ---------------------------------------------------------------------------
+    def attention_layers(self, model: str, benchmark: str) -> list[int]:
+        """Layers with committed attention rows (`keygap ingest --attention`)."""
+        return sorted({k[2] for k in self.inventory.attention if k[:2] == (model, benchmark)})
+
+    def load_attention(self, model: str, benchmark: str, layers: int | Iterable[int] | None = None,
+                       columns: list[str] | None = None) -> pa.Table:
+        """Committed attention rows of one model and benchmark (ATTENTION_SCHEMA plus a ``layer`` column,
+        dictionary columns as plain strings); ``layers`` limits which. A StoreError says how to get them."""
+        wanted = None if layers is None else {int(x) for x in _as_list(layers)}
+        return self._retry_vanished(f"the attention of model={model}, benchmark={benchmark}",
+                                    lambda: self._load_attention(model, benchmark, wanted, columns))
+
+    def _load_attention(self, model: str, benchmark: str, wanted: set[int] | None,
+                        columns: list[str] | None) -> pa.Table:
+        found = sorted(k for k in self.inventory.attention if k[:2] == (model, benchmark)
+                       and (wanted is None or k[2] in wanted))
+        if not found:
+            raise StoreError(f"no attention rows for model={model}, benchmark={benchmark}"
+                             + ("" if wanted is None else f", layers {sorted(wanted)}")
+                             + ": ingest with --attention")
+        names = [c for c in (columns or ATTENTION_SCHEMA.names) if c != "layer"]
+        tables = []
+        for key in found:
+            for f in self.inventory.attention[key]:
+                t = self._read(f.path, columns=names)
+                t = t.append_column("layer", pa.array(np.full(t.num_rows, key[2], np.int32)))
+                tables.append(t)
+        table = pa.concat_tables(tables, promote_options="default")
+        return pa.table({name: (col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col)
+                         for name, col in zip(table.column_names, table.columns)})
+
+    def attention_files_of(self, model: str, benchmark: str) -> tuple:
+        """(path, size, mtime_ns) of a model's attention files on a benchmark: their data identity."""
+        return _identity([f for k, files in sorted(self.inventory.attention.items()) if k[:2] == (model, benchmark)
+                          for f in files])
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _parquet(self, f: KeyFile) -> pq.ParquetFile:
@@ -284,7 +351,7 @@ class KeyStore:
         except FileNotFoundError:
             raise
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{f.path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+            raise _damaged(f"{f.path} is not a readable Parquet file", exc) from None
         if cached is None:
             if len(self._footers) >= _FOOTER_CACHE:
                 self._footers.pop(next(iter(self._footers)))
@@ -299,13 +366,13 @@ class KeyStore:
             self._footers[ident] = (md, index)
         return index
 
-    def _read(self, path: str, columns=None) -> pa.Table:
+    def _read(self, path: str, columns: list[str] | None = None) -> pa.Table:
         try:
             return pq.ParquetFile(self.fs.open_input_file(path)).read(columns=columns)
         except FileNotFoundError:
             raise
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{path} is not a readable Parquet file ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+            raise _damaged(f"{path} is not a readable Parquet file", exc) from None
 
     def _describe(self, key: tuple) -> str:
         return ", ".join(f"{k}={v}" for k, v in zip(PARTITIONS, key))
@@ -321,39 +388,46 @@ class KeyStore:
         return "see `keygap info`"
 
 
-def _as_list(value) -> list:
-    return [value] if isinstance(value, (str, int)) else list(value)
+def _as_list(value: str | int | Iterable[str | int]) -> list[str]:
+    return [str(value)] if isinstance(value, (str, int)) else [str(v) for v in value]
 
 
 def _np(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
 
 
-def _identity(files) -> tuple:
+def _identity(files: Iterable[KeyFile]) -> tuple[tuple[str, int, int], ...]:
     return tuple((f.path, f.size, f.mtime_ns) for f in files)
 
 
-def _read_groups(pf: pq.ParquetFile, groups, columns: list[str]) -> pa.Table:
+def _read_groups(pf: pq.ParquetFile, groups: Iterable[int], columns: list[str]) -> pa.Table:
     try:
         return pf.read_row_groups([int(g) for g in groups], columns=columns)
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
-        raise StoreError(f"a key file is damaged ({first_line(exc)}): delete it and re-run the ingest that wrote it") from None
+        raise _damaged("a key file is damaged", exc) from None
 
 
-def _filter_mask(pf: pq.ParquetFile, segments, samples) -> np.ndarray:
+def _filter_mask(pf: pq.ParquetFile, segments: Filter, samples: Filter) -> np.ndarray:
     """Per row of a file: does it pass the segment and sample filters (reads only those small columns)."""
     cols = (["segment"] if segments is not None else []) + (["sample_id"] if samples is not None else [])
     t = _read_groups(pf, range(pf.metadata.num_row_groups), cols)
     mask = np.ones(t.num_rows, dtype=bool)
     if segments is not None:
-        allowed = pa.array([str(s) for s in _as_list(segments)], pa.string())
-        mask &= pc.is_in(t["segment"].cast(pa.string()), allowed).to_numpy(zero_copy_only=False)
+        mask &= _is_in(t["segment"], _as_list(segments))
     if samples is not None:
-        allowed = pa.array([str(s) for s in _as_list(samples)], pa.string())
-        mask &= pc.is_in(t["sample_id"].cast(pa.string()), allowed).to_numpy(zero_copy_only=False)
+        mask &= _is_in(t["sample_id"], _as_list(samples))
     return mask
+
+
+def _is_in(column: pa.ChunkedArray, values: list[str]) -> np.ndarray:
+    """Row mask: the column's value (as text) is one of ``values``."""
+    return pc.is_in(column.cast(pa.string()), pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+
+
+def _damaged(what: str, exc: BaseException) -> StoreError:
+    return StoreError(f"{what} ({first_line(exc)}): delete it and re-run the ingest that wrote it")
 
 
 def _read_rows(pf: pq.ParquetFile, rows: np.ndarray, columns: list[str]) -> pa.Table:

@@ -3,17 +3,20 @@
 Why Parquet in the store: the cache survives restarts, travels with the data, and DuckDB shows it as the
 ``results`` view of ``keygap sql``. A question's key hashes every parameter *and* the identity of the
 committed key files it read (name, size, mtime of each, from the store's inventory), so re-ingesting a
-slice changes the key: stale answers are never returned, and :meth:`ResultsCache.prune_stale` deletes them. Table-shaped answers (projection
+slice changes the key: stale answers are never returned, and :meth:`ResultsCache.prune_stale` deletes them.
+Table-shaped answers (projection
 coordinates) go to results/arrays/, outside the ``results`` view's glob, so the view keeps one schema.
 pyarrow only (no duckdb), so the analysis code can use it on any machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import StoreError
+from .errors import StoreError, StoreNotice, first_line
 from .inventory import Inventory, KeyFile
+from .jsonsafe import canonical_json
 from .location import Location, open_location
 from .schema import RESULTS_DIR, partition_dir, utc_now
 
@@ -43,6 +47,8 @@ RESULTS_SCHEMA = pa.schema(
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("p_value", pa.float64()),
+        ("ci_low", pa.float64()),  # bootstrap confidence interval of value (level in params.ci), when asked
+        ("ci_high", pa.float64()),
         ("n_a", pa.int64()),
         ("n_b", pa.int64()),
         ("seed", pa.int64()),
@@ -60,13 +66,6 @@ ARRAYS_DIR = "arrays"
 JSON_COLUMNS = ("side_a", "side_b", "params", "extra")
 #: the cache's own columns, filled by put() rather than taken from the answer's rows
 _OWN_COLUMNS = ("key", "row", "created", "data_id", "depends")
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic, compact, strict JSON, so equal questions hash equally. Values must already be JSON
-    (the analysis layer normalises them with keygap_tui.stats.result.json_safe): anything else is refused
-    with TypeError rather than hashed through a representation that might change between runs."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def question_key(question: Mapping[str, Any], data_id: str) -> str:
@@ -105,7 +104,8 @@ class ResultsCache:
     @staticmethod
     def fingerprints(inventory: Inventory, partitions: Iterable[Sequence]) -> dict[str, str]:
         """{partition folder relative to the store: fingerprint} for the partitions a question reads."""
-        return {partition_key(p): fingerprint(inventory.files.get(tuple(p), ())) for p in sorted(set(map(tuple, partitions)))}
+        return {partition_key(p): fingerprint(inventory.files.get(tuple(p), ()))
+                for p in sorted(set(map(tuple, partitions)))}
 
     @staticmethod
     def data_id(fingerprints: Mapping[str, str]) -> str:
@@ -130,9 +130,10 @@ class ResultsCache:
                 row[name] = None if row[name] is None else json.loads(row[name])
         return rows
 
-    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> str:
+    def put(self, key: str, rows: list[Mapping[str, Any]], *, depends: Mapping[str, str]) -> str | None:
         """Write an answer whole (a temp file renamed, or one object upload), so a reader never sees half
-        of it; returns its path on the store's filesystem.
+        of it; returns its path on the store's filesystem, or None when the store cannot be written (read-only,
+        full: the answer is still good, just not kept, and a StoreNotice says so).
 
         ``rows`` are dicts over RESULTS_SCHEMA's columns (other keys are not stored); JSON_COLUMNS may hold
         any JSON-able value and are stored as canonical JSON text."""
@@ -160,9 +161,14 @@ class ResultsCache:
     def array_path(self, key: str) -> str:
         return posixpath.join(RESULTS_DIR, ARRAYS_DIR, f"part-{key}.parquet")
 
-    def put_table(self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]) -> str:
+    def put_table(
+        self, key: str, table: pa.Table, *, depends: Mapping[str, str], info: Mapping[str, Any]
+    ) -> str | None:
         """Store a table-shaped answer (e.g. projection coordinates) atomically, with its info as JSON."""
-        meta = {b"keygap.depends": canonical_json(dict(depends)).encode(), b"keygap.info": canonical_json(dict(info)).encode()}
+        meta = {
+            b"keygap.depends": canonical_json(dict(depends)).encode(),
+            b"keygap.info": canonical_json(dict(info)).encode(),
+        }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
         return self._write(table, self.array_path(key))
 
@@ -206,7 +212,8 @@ class ResultsCache:
         for path in self.entries():
             depends = self._depends_of(path)
             if depends is None or any(current.get(rel, "missing") != fp for rel, fp in depends.items()):
-                self.location.delete(path)
+                if not self._remove(path):
+                    break  # a read-only store: nothing can be pruned
                 removed += 1
         return removed
 
@@ -219,7 +226,7 @@ class ResultsCache:
 
     def _read_or_drop(self, rel: str) -> pa.Table | None:
         """A cached answer's table, or None when absent; a damaged cache file is not worth an error: it is
-        dropped and the answer recomputed."""
+        dropped (where the store can be written) and the answer recomputed."""
         try:
             with self.location.fs.open_input_file(self.location.path(rel)) as f:
                 return pq.read_table(f)
@@ -227,14 +234,36 @@ class ResultsCache:
             return None
         except (OSError, pa.ArrowInvalid):
             if self.location.is_file(rel):
-                self.location.delete(rel)
+                self._remove(rel)
             return None
 
-    def _write(self, table: pa.Table, rel: str) -> str:
-        """Write a whole answer file (store/location.py), so a reader never sees half of one."""
+    def _write(self, table: pa.Table, rel: str) -> str | None:
+        """Write a whole answer file (store/location.py), so a reader never sees half of one. A store that
+        cannot be written (read-only, full) is not an error: the answer is returned all the same, not kept,
+        and a StoreNotice says so; a local results folder this call created is removed again."""
+        folder = posixpath.dirname(rel)
+        created = [d for d in (RESULTS_DIR, folder) if self.location.local and not self.location.exists(d)]
         try:
             self.location.write_parquet(rel, table, compression="zstd")
-        except OSError as exc:
-            raise StoreError(f"cannot write the results cache at {self.location.join(rel)} ({exc.strerror or exc}): "
-                             "make the store writable, or pass --no-cache") from None
+        except (OSError, StoreError) as exc:
+            for d in reversed(created):  # a full disk keeps no empty results folder either
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.location.path(d))
+            _not_cached(self.location.join(folder), exc, "not cached")
+            return None
         return self.location.path(rel)
+
+    def _remove(self, rel: str) -> bool:
+        """Delete a cache file; in a read-only store it stays (and is never served stale: keys name the data)."""
+        try:
+            self.location.delete(rel)
+            return True
+        except StoreError as exc:
+            _not_cached(self.location.join(posixpath.dirname(rel)), exc, "left as they are")
+            return False
+
+
+def _not_cached(folder: str, exc: Exception, what: str) -> None:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+    warnings.warn(StoreNotice(f"answers {what}: cannot write {folder} ({reason}); results are shown all the same"),
+                  stacklevel=3)

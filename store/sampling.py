@@ -52,7 +52,7 @@ class FileIndex:
         return int(self.starts[-1])
 
     @classmethod
-    def of(cls, pf: pq.ParquetFile) -> "FileIndex":
+    def of(cls, pf: pq.ParquetFile) -> FileIndex:
         """From the footer's statistics; a file written without them has its ``rand`` column read instead."""
         md = pf.metadata
         groups = md.num_row_groups
@@ -141,7 +141,14 @@ def choose(
     return Choice(chosen, order, total)
 
 
-def _in_window(indexes, read_rand, cache, masks, u, width):
+def _in_window(
+    indexes: Sequence[FileIndex],
+    read_rand: ReadRand,
+    cache: list[dict[int, np.ndarray]],
+    masks: Sequence[np.ndarray] | None,
+    u: float,
+    width: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per file: eligible rows whose shifted rand is below ``width`` (sorted), and those shifted values."""
     rows_out, shifted_out = [], []
     for i, ix in enumerate(indexes):

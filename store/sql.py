@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from .catalog import SqlCatalog
 from .errors import SqlError
+from .jsonsafe import json_safe
 
 FORMATS = ("table", "csv", "json", "parquet")
 DEFAULT_TIMEOUT_S = 300.0
@@ -59,7 +60,7 @@ def check_read_only(query: str) -> None:
         _check_statement(st)
 
 
-def _check_statement(st) -> None:
+def _check_statement(st: duckdb.Statement) -> None:
     kind = str(st.type).split(".")[-1]
     text = _LEADING_NOISE.sub("", st.query)
     if st.type == duckdb.StatementType.SELECT:
@@ -69,7 +70,7 @@ def _check_statement(st) -> None:
     if st.type == duckdb.StatementType.EXPLAIN:
         m = _EXPLAIN.match(text)
         inner = duckdb.extract_statements(text[m.end():]) if m else []
-        if not inner:
+        if m is None or not inner:
             raise SqlError("EXPLAIN needs a query to explain, e.g. EXPLAIN SELECT count(*) FROM keys")
         for sub in inner:
             if m["analyze"] and sub.type != duckdb.StatementType.SELECT:
@@ -104,9 +105,11 @@ def run_query(con: duckdb.DuckDBPyConnection, query: str, *, timeout: float | No
         return rel.to_arrow_table() if rel is not None else pa.table({})
     except duckdb.Error as exc:
         if expired.is_set():
-            raise SqlError(f"the query ran past --timeout {timeout:g} s and was stopped: narrow it (WHERE layer = ..., LIMIT) or raise --timeout") from None
+            raise SqlError(f"the query ran past --timeout {timeout:g} s and was stopped: "
+                           "narrow it (WHERE layer = ..., LIMIT) or raise --timeout") from None
         if isinstance(exc, duckdb.OutOfMemoryException):
-            raise SqlError(f"the query needs more than the memory limit: narrow it or raise --memory-limit ({one_line(exc)})") from None
+            raise SqlError(f"the query needs more than the memory limit: narrow it or raise --memory-limit "
+                           f"({one_line(exc)})") from None
         if _VANISHED.search(str(exc)):
             raise StoreChanged("a file of the store was replaced while the query read it (a compaction): run the "
                                "query again") from None
@@ -124,11 +127,18 @@ _VANISHED = re.compile(r"Failed to open local file .*No such file or directory",
 
 
 def query_store(
-    store, query: str, *, timeout: float | None = DEFAULT_TIMEOUT_S, memory_limit: str | None = None
+    store: str | os.PathLike[str] | SqlCatalog,
+    query: str,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+    memory_limit: str | None = None,
 ) -> pa.Table:
     """Run one query on a fresh read-only connection; Ctrl-C stops it at once (KeyboardInterrupt)."""
     check_read_only(query)
-    catalog = store if isinstance(store, SqlCatalog) else SqlCatalog(store, memory_limit=memory_limit or default_memory_limit())
+    if isinstance(store, SqlCatalog):
+        catalog = store
+    else:
+        catalog = SqlCatalog(store, memory_limit=memory_limit or default_memory_limit())
     try:
         return _query_once(catalog, query, timeout)
     except StoreChanged:
@@ -137,7 +147,12 @@ def query_store(
 
 
 def _query_once(catalog: SqlCatalog, query: str, timeout: float | None) -> pa.Table:
-    con = catalog.connect()
+    try:
+        con = catalog.connect()
+    except RuntimeError as exc:  # Ctrl-C while DuckDB registers the views arrives as this
+        if str(exc) == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
     try:
         with interrupt_on_sigint(con) as interrupted:
             try:
@@ -184,7 +199,10 @@ def interrupt_on_sigint(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Ev
                 if signal.SIGINT in data:
                     interrupted.set()
             if interrupted.is_set():
-                con.interrupt()
+                try:
+                    con.interrupt()
+                except duckdb.Error:  # the connection closed under us: nothing left to stop
+                    return
 
     watcher = threading.Thread(target=watch, name="keygap-sigint", daemon=True)
     watcher.start()
@@ -193,7 +211,7 @@ def interrupt_on_sigint(con: duckdb.DuckDBPyConnection) -> Iterator[threading.Ev
     finally:
         signal.set_wakeup_fd(previous)
         os.write(w, b"\xff")
-        watcher.join(1.0)
+        watcher.join()  # it leaves at the b"\xff" at once; a timeout here let it outlive the pipe under load
         os.close(w)
         os.close(r)
 
@@ -203,7 +221,7 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def format_cell(value, width: int = 48) -> str:
+def format_cell(value: object, width: int = 48) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
@@ -229,21 +247,6 @@ def text_safe(table: pa.Table) -> pa.Table:
     return table
 
 
-def json_ready(value):
-    """A value JSON can hold in every reader: NaN and infinities become null (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode("ascii")
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
 def render(table: pa.Table, fmt: str) -> bytes:
     """Serialise a result: 'table' is for people, the others for programs."""
     if fmt == "table":
@@ -253,12 +256,12 @@ def render(table: pa.Table, fmt: str) -> bytes:
         flat = text_safe(table)
         for i, f in enumerate(flat.schema):  # CSV has no list type: write lists as JSON text
             if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_struct(f.type):
-                values = [None if v is None else json.dumps(json_ready(v)) for v in flat.column(i).to_pylist()]
+                values = [None if v is None else json.dumps(json_safe(v)) for v in flat.column(i).to_pylist()]
                 flat = flat.set_column(i, f.name, pa.array(values, pa.string()))
         pacsv.write_csv(flat, buf)
         return buf.getvalue()
     if fmt == "json":
-        rows = json_ready(text_safe(table).to_pylist())
+        rows = json_safe(text_safe(table).to_pylist())
         return (json.dumps(rows, ensure_ascii=False, indent=1, allow_nan=False) + "\n").encode()
     if fmt == "parquet":
         buf = io.BytesIO()
@@ -278,7 +281,11 @@ def render_table(table: pa.Table, max_rows: int = 200) -> str:
         t.add_column(Text(name), overflow="ellipsis", no_wrap=True, max_width=50)
     for row in table.slice(0, max_rows).to_pylist():
         t.add_row(*(Text(format_cell(v)) for v in row.values()))
-    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False, color_system=None)
     console.print(t)
-    more = f"({table.num_rows} rows, {max_rows} shown; use --format csv --out FILE for all)\n" if table.num_rows > max_rows else f"({table.num_rows} rows)\n"
-    return console.file.getvalue() + more
+    if table.num_rows > max_rows:
+        more = f"({table.num_rows} rows, {max_rows} shown; use --format csv --out FILE for all)\n"
+    else:
+        more = f"({table.num_rows} rows)\n"
+    return out.getvalue() + more

@@ -12,9 +12,12 @@ def summarize(store: str | KeyStore) -> dict:
     ks = store if isinstance(store, KeyStore) else KeyStore(store)
     parts = ks.partitions()
     groups = []
-    keyf = lambda p: (p["model"], p["benchmark"], p["rope"], p["modality"])  # noqa: E731
-    for key, items in groupby(sorted(parts, key=keyf), key=keyf):
-        items = list(items)
+
+    def keyf(p: dict) -> tuple:
+        return p["model"], p["benchmark"], p["rope"], p["modality"]
+
+    for key, grouped in groupby(sorted(parts, key=keyf), key=keyf):
+        items = list(grouped)
         layers = sorted(p["layer"] for p in items)
         groups.append(
             dict(zip(("model", "benchmark", "rope", "modality"), key))
@@ -33,6 +36,11 @@ def summarize(store: str | KeyStore) -> dict:
         rows_by_run[f.run_id] = rows_by_run.get(f.run_id, 0) + f.rows
     locks = held_locks(ks.uri)
     writing = {(h["model"], h["benchmark"], h["part"]) for h in locks}
+    extras = {
+        tree: [dict(zip(("model", "benchmark", "layers"), key)) | {"rows": rows, "files": files}
+               for key, (rows, files) in sorted(_per_model(getattr(ks.inventory, tree)).items())]
+        for tree in ("queries", "attention")
+    }
     return {
         "store": ks.uri,
         "schema_version": ks.meta.get("schema_version"),
@@ -43,14 +51,17 @@ def summarize(store: str | KeyStore) -> dict:
         "benchmarks": ks.benchmarks(),
         "partitions": parts,
         "groups": groups,
+        "queries": extras["queries"],  # query vectors (`ingest --queries`), per model, benchmark and layers
+        "attention": extras["attention"],  # attention allocation rows (`ingest --attention`)
         "samples": samples.num_rows,
         # Counts are what readers can see (committed), not what a manifest claims: a killed run's manifest
         # may count samples whose keys never reached a commit marker.
         "runs": [
             {k: r.get(k) for k in ("run_id", "status", "model_id", "model", "benchmark", "started", "ended")}
             | {"status": _status(r, writing),
-               "samples_done": done.get(r.get("run_id"), 0), "samples_skipped": skipped.get(r.get("run_id"), 0),
-               "rows": rows_by_run.get(r.get("run_id"), 0)}
+               "samples_done": done.get(str(r.get("run_id")), 0),
+               "samples_skipped": skipped.get(str(r.get("run_id")), 0),
+               "rows": rows_by_run.get(str(r.get("run_id")), 0)}
             for r in runs
         ],
         "uncommitted_files": ks.inventory.uncommitted,
@@ -68,19 +79,25 @@ def _status(run: dict, writing: set[tuple]) -> str | None:
     if (run.get("model"), run.get("benchmark"), f"shard-{i}of{n}") in writing:
         return status
     return "stopped (killed or crashed; rerun its command to resume)"
+def _per_model(files_by_partition: dict) -> dict[tuple, tuple[int, int]]:
+    """{(model, benchmark, layer ranges): (rows, files)} of one tree's committed files."""
+    layers: dict[tuple, set] = {}
+    totals: dict[tuple, list[int]] = {}
+    for partition, files in files_by_partition.items():
+        key = partition[:2]
+        layers.setdefault(key, set()).add(partition[2])
+        t = totals.setdefault(key, [0, 0])
+        t[0] += sum(f.rows for f in files)
+        t[1] += len(files)
+    return {key + (_ranges(sorted(layers[key])),): (totals[key][0], totals[key][1]) for key in totals}
 
 
 def _ranges(values: list[int]) -> str:
-    """[1, 2, 3, 7] -> "1-3,7"."""
-    out, start, prev = [], None, None
+    """[1, 2, 3, 7] -> "1-3,7" (``values`` sorted)."""
+    runs: list[list[int]] = []
     for v in values:
-        if start is None:
-            start = prev = v
-        elif v == prev + 1:
-            prev = v
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
         else:
-            out.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ",".join(out)
+            runs.append([v])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)

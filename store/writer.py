@@ -21,7 +21,6 @@ import json
 import os
 import posixpath
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,21 +30,29 @@ import pyarrow.compute as pc
 
 from . import codec
 from .errors import StoreError
-from .inventory import MARKER_FILES_KEY, PART_NAME, first_line
+from .inventory import MARKER_FILES_KEY, PART_NAME
 from .location import Location, open_location
 from .lock import StoreLock
 from .schema import (
+    ATTENTION_DIR,
+    ATTENTION_SCHEMA,
     KEY_DTYPES,
     KEYS_DIR,
     KEYS_SCHEMA,
     MANIFEST,
     MODALITIES,
+    QUERIES_DIR,
+    QUERIES_SCHEMA,
     ROPE_KINDS,
     RUNS_DIR,
     SAMPLES_DIR,
     SAMPLES_SCHEMA,
     SCHEMA_VERSION,
+    VECTOR_COLUMN,
+    attention_dir,
+    load_manifest,
     partition_dir,
+    utc_now,
 )
 
 #: Rows per row group. A sample reads whole row groups (store/sampling.py), so a 500-key sample from one
@@ -78,9 +85,37 @@ class KeyBatch:
     dtype: str = "float16"
     image_index: np.ndarray | None = None
     rope_thw: np.ndarray | None = None  # [n, 3] t/h/w positions (Qwen M-RoPE); None -> position
+    kind: str = "key"  # "key" (the keys tree) or "query" (the queries tree, same partitions and columns)
 
     def __len__(self) -> int:
         return len(self.position)
+
+    @property
+    def tree(self) -> str:
+        return {"key": KEYS_DIR, "query": QUERIES_DIR}[self.kind]
+
+
+@dataclass
+class AttentionBatch:
+    """Attention allocation rows of one (model, benchmark, layer) from one batch (ATTENTION_SCHEMA columns)."""
+
+    model: str
+    benchmark: str
+    layer: int
+    sample_id: np.ndarray
+    head: np.ndarray
+    query: np.ndarray
+    n_queries: np.ndarray
+    group: np.ndarray
+    modality: np.ndarray
+    keys: np.ndarray
+    token_share: np.ndarray
+    mass: np.ndarray
+
+    tree = ATTENTION_DIR
+
+    def __len__(self) -> int:
+        return len(self.head)
 
 
 @dataclass
@@ -104,32 +139,21 @@ def init_store(root: str | os.PathLike | Location) -> Location:
     except FileNotFoundError:
         raw = None
     if raw is not None:
-        try:
-            meta = json.loads(raw)
-        except ValueError as exc:
-            raise StoreError(
-                f"{loc.join(MANIFEST)} is unreadable ({first_line(exc)}); restore it or use another --store"
-            ) from None
-        if not isinstance(meta, dict):
-            raise StoreError(f"{loc.join(MANIFEST)} is not a JSON object: the store is damaged; restore that file or "
-                             "use another --store")
-        version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"store {where} has schema version {version}, this keygap writes version {SCHEMA_VERSION}: "
-                "use a new --store directory"
-            )
+        load_manifest(lambda: raw, loc.join(MANIFEST))
         return loc
     if foreign:
         raise StoreError(f"{where} exists and is not a keygap store (no {MANIFEST}): choose an empty or new --store")
-    # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
-    loc.write_bytes(
-        MANIFEST,
-        json.dumps({"schema_version": SCHEMA_VERSION,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
-    )
-    for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
-        loc.makedirs(sub)
+    try:
+        # The manifest first, then the folders: a concurrent shard sees either nothing or a store.
+        loc.write_bytes(
+            MANIFEST,
+            json.dumps({"schema_version": SCHEMA_VERSION, "created": utc_now()}).encode(),
+        )
+        for sub in (KEYS_DIR, SAMPLES_DIR, RUNS_DIR):
+            loc.makedirs(sub)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {where} ({exc.strerror or exc}): choose a --store you can write "
+                         "to, on a disk with free space") from None
     return loc
 
 
@@ -180,14 +204,20 @@ def segments_of(table: pa.Table) -> list[str]:
     return sorted(str(v) for v in pc.unique(table["segment"].cast(pa.string())).to_pylist() if v is not None)
 
 
-def parquet_options(compression: str = "zstd", compression_level: int | None = 1) -> dict:
-    """How every key and marker file is written (the writer's and compaction's files must not drift apart):
-    small columns dictionary-encoded, ``rand`` statistics per row group for sampled reads (store/sampling.py)."""
+#: Small columns dictionary-encoded; statistics per row group where reads filter (``rand`` for sampled reads,
+#: store/sampling.py).
+_DICTIONARY_COLUMNS = ("sample_id", "segment", "run_id", "dtype", "query", "group", "modality")
+_STATISTICS_COLUMNS = ("rand", "position", "sample_id", "head")
+
+
+def parquet_options(columns: list[str], compression: str = "zstd", compression_level: int | None = 1) -> dict:
+    """How every key, query, attention and marker file with ``columns`` is written (the writer's and
+    compaction's files must not drift apart)."""
     return {
         "compression": compression,
         "compression_level": compression_level,
-        "use_dictionary": ["sample_id", "segment", "run_id", "dtype"],
-        "write_statistics": ["rand", "position", "sample_id"],
+        "use_dictionary": [c for c in _DICTIONARY_COLUMNS if c in columns],
+        "write_statistics": [c for c in _STATISTICS_COLUMNS if c in columns],
     }
 
 
@@ -202,7 +232,8 @@ def remove_uncommitted(store: str | os.PathLike | Location, run_id: str) -> int:
         m = PART_NAME.match(info.base_name)
         if m and m["run"] == run_id:
             committed.add(int(m["flush"]))
-    for info in loc.list(KEYS_DIR, recursive=True) + loc.list(SAMPLES_DIR):
+    trees = [info for tree in (KEYS_DIR, QUERIES_DIR, ATTENTION_DIR) for info in loc.list(tree, recursive=True)]
+    for info in trees + loc.list(SAMPLES_DIR):
         name = info.base_name
         m = PART_NAME.match(name)
         if m and m["run"] == run_id:
@@ -250,10 +281,15 @@ class KeyWriter:
         return remove_uncommitted(self.location, self.run_id)
 
     # -- public API -------------------------------------------------------------------------------------
-    def add(self, batch: KeyBatch) -> None:
-        """Stage one partition's keys; they become durable after ``commit`` and the next flush."""
-        table = self._to_table(batch)
-        key = (batch.model, batch.benchmark, int(batch.layer), batch.rope, batch.modality)
+    def add(self, batch: KeyBatch | AttentionBatch) -> None:
+        """Stage one partition's keys (queries, attention rows); durable after ``commit`` and the next flush."""
+        key: tuple[str | int, ...]
+        if isinstance(batch, AttentionBatch):
+            table = self._attention_table(batch)
+            key = (ATTENTION_DIR, batch.model, batch.benchmark, int(batch.layer))
+        else:
+            table = self._to_table(batch)
+            key = (batch.tree, batch.model, batch.benchmark, int(batch.layer), batch.rope, batch.modality)
         self._staged.append((key, table))
 
     def commit(self, samples_rows: list[dict]) -> None:
@@ -292,7 +328,7 @@ class KeyWriter:
                 self.location.delete(rel)
             raise
         # counted only now: rows of a flush whose marker never got written are not the store's
-        self.rows_written += sum(entry["rows"] for entry in listed.values())
+        self.rows_written += sum(entry["rows"] for rel, entry in listed.items() if rel.startswith(f"{KEYS_DIR}/"))
         self.files_written += len(listed)
         self._buffers.clear()
         self._samples.clear()
@@ -300,20 +336,26 @@ class KeyWriter:
         self._flush_no += 1
 
     def _write_flush(self, name: str, listed: dict[str, dict]) -> None:
-        """The key files of one flush, then its marker; ``listed`` gains each key file once it is in place."""
-        for key, buf in self._buffers.items():
+        """The key (query, attention) files of one flush, then its marker; ``listed`` gains each file once it
+        is in place."""
+        for (tree, *partition), buf in self._buffers.items():
             table = pa.concat_tables(buf.tables)
+            row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+            if tree == ATTENTION_DIR:
+                rel = (attention_dir(Path(), *partition) / name).as_posix()
+                size = self._write_parquet(table, rel, row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
+                listed[rel] = {"rows": table.num_rows, "bytes": size} | self._mtime(rel)
+                continue
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
             table = table.take(pa.array(order))
-            rel = (partition_dir(Path(), *key) / name).as_posix()
-            rows = row_group_rows(table.nbytes // max(1, table.num_rows))
-            size = self._write_parquet(table, rel, row_group_size=rows)
+            model, bench, layer, rope, modality = partition
+            rel = (partition_dir(Path(), model, bench, layer, rope, modality, tree=tree) / name).as_posix()
+            size = self._write_parquet(table, rel, row_group_size=row_group_rows(row_bytes))
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
-            dim = (len(table["key"][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
+            vector = VECTOR_COLUMN[tree]
+            dim = (len(table[vector][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
             listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype,
-                           "segments": segments_of(table)}
-            if self.location.local:  # an object is never rewritten in place: its size is identity enough
-                listed[rel]["mtime_ns"] = self.location.info(rel).mtime_ns
+                           "segments": segments_of(table)} | self._mtime(rel)
         # The marker lists the files it commits, so readers learn a store's content without opening them.
         samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
             {MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode()}
@@ -328,11 +370,13 @@ class KeyWriter:
     def __enter__(self) -> KeyWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- internals --------------------------------------------------------------------------------------
     def _to_table(self, b: KeyBatch) -> pa.Table:
+        if b.kind not in ("key", "query"):
+            raise ValueError(f"kind must be key or query, got {b.kind!r}")
         if b.rope not in ROPE_KINDS:
             raise ValueError(f"rope must be one of {ROPE_KINDS}, got {b.rope!r}")
         if b.modality not in MODALITIES:
@@ -367,10 +411,37 @@ class KeyWriter:
                 pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [b.dtype]),
                 codec.to_arrow(b.keys, b.dtype),
             ],
-            schema=KEYS_SCHEMA,
+            schema=KEYS_SCHEMA if b.kind == "key" else QUERIES_SCHEMA,
         )
+
+    def _attention_table(self, b: AttentionBatch) -> pa.Table:
+        n = len(b.head)
+        for name in ("sample_id", "query", "n_queries", "group", "modality", "keys", "token_share", "mass"):
+            if len(getattr(b, name)) != n:
+                raise ValueError(f"attention column {name} has {len(getattr(b, name))} values for {n} rows")
+        return pa.Table.from_arrays(
+            [
+                pa.array(np.asarray(b.sample_id).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.head, dtype=np.int16)),
+                pa.array(np.asarray(b.query).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.n_queries, dtype=np.int32)),
+                pa.array(np.asarray(b.group).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.modality).astype(str)).dictionary_encode(),
+                pa.array(np.asarray(b.keys, dtype=np.float64)),
+                pa.array(np.asarray(b.token_share, dtype=np.float64)),
+                pa.array(np.asarray(b.mass, dtype=np.float64)),
+                pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [self.run_id]),
+            ],
+            schema=ATTENTION_SCHEMA,
+        )
+
+    def _mtime(self, rel: str) -> dict:
+        """A local file's mtime for its marker entry; an object is never rewritten in place: its size is identity
+        enough."""
+        return {"mtime_ns": self.location.info(rel).mtime_ns} if self.location.local else {}
 
     def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
         """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
         return self.location.write_parquet(rel, table, row_group_size=row_group_size,
-                                           **parquet_options(self.compression, self.compression_level))
+                                           **parquet_options(table.column_names, self.compression,
+                                                             self.compression_level))

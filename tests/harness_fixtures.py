@@ -27,7 +27,7 @@ CORRUPT = b"these bytes are no picture at all" * 3
 QWEN_CHECKPOINT_PIXELS = {"shortest_edge": 3136, "longest_edge": 12845056}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model(name: str):
     return load_model(name, device="cpu")
 
@@ -208,7 +208,7 @@ def write_mmmu_vlmevalkit_tsv(path, rows: list[dict]) -> None:
     """VLMEvalKit's MMMU_DEV_VAL layout, made from the Hugging Face rows (our reading of it)."""
     records = []
     for number, row in enumerate(rows):
-        options = eval(row["options"])  # noqa: S307 - our own repr() above
+        options = eval(row["options"])
         images = [base64.b64encode(row[f"image_{k}"]["bytes"]).decode() for k in range(1, 8)
                   if row[f"image_{k}"] is not None]
         record = {"index": number, "id": row["id"], "question": row["question"]}

@@ -94,7 +94,7 @@ def _init_defaults(relative: str, class_name: str) -> dict:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             init = next(f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
             args = init.args.args[-len(init.args.defaults):]
-            return {a.arg: eval(compile(ast.Expression(d), relative, "eval"))  # noqa: S307 - "256 * 28 * 28"
+            return {a.arg: eval(compile(ast.Expression(d), relative, "eval"))
                     for a, d in zip(args, init.args.defaults)
                     if isinstance(d, (ast.Constant, ast.BinOp))}
     raise LookupError(f"{class_name} not in {relative}")
@@ -104,15 +104,17 @@ def _messages_task_methods():
     """ConfigurableMessagesTask._visual_to_content / _build_user_turn from api/task.py, executed as is."""
     tree = _source("api/task.py")
     cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "ConfigurableMessagesTask")
-    body = [n for n in cls.body if (isinstance(n, ast.FunctionDef) and n.name in ("_visual_to_content", "_build_user_turn"))
+    wanted = ("_visual_to_content", "_build_user_turn")
+    body = [n for n in cls.body if (isinstance(n, ast.FunctionDef) and n.name in wanted)
             or (isinstance(n, ast.Assign) and any(getattr(t, "id", "").startswith("_") for t in n.targets))]
     module = ast.Module(body=[ast.ClassDef(name="MessagesTask", bases=[], keywords=[], body=body,
                                            decorator_list=[], type_params=[])], type_ignores=[])
-    from PIL import Image as PIL_Image
     import os
 
+    from PIL import Image as PIL_Image
+
     namespace = {"PIL_Image": PIL_Image, "os": os}
-    exec(compile(ast.fix_missing_locations(module), str(ROOT / "api/task.py"), "exec"), namespace)  # noqa: S102
+    exec(compile(ast.fix_missing_locations(module), str(ROOT / "api/task.py"), "exec"), namespace)
     return namespace["MessagesTask"]
 
 

@@ -43,7 +43,10 @@ def write_synthetic_store(
                 x = rng.standard_normal((n, dim)).astype(np.float32) + (shift if modality == "image" else 0.0)
                 if dtype == "float16":
                     x = x.astype(np.float16)
-                segs = ["image"] * tokens if modality == "image" else [text_segments[t % len(text_segments)] for t in range(tokens)]
+                if modality == "image":
+                    segs = ["image"] * tokens
+                else:
+                    segs = [text_segments[t % len(text_segments)] for t in range(tokens)]
                 token_id = rng.integers(0, 100, n)
                 for rope in ropes:
                     w.add(
@@ -68,7 +71,10 @@ def write_synthetic_store(
                    "token_text": json.dumps(texts)} for s in ids])
         w.flush()
     w.close()
-    write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "benchmark": benchmark, "num_layers": max(layers) + 1})
+    # the head layout of a real manifest: the synthetic keys are one kv head of `dim` values
+    write_run(root, {"run_id": run_id, "status": "done", "model_id": model, "model": model, "benchmark": benchmark,
+                     "num_layers": max(layers) + 1, "num_heads": 1, "num_kv_heads": 1, "head_dim": dim,
+                     "kv_head_of_query_head": [0]})
     return written
 
 

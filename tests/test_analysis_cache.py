@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from store.reader import KeyStore
-from store.results import RESULTS_SCHEMA, ResultsCache, fingerprint, question_key
-from store.schema import partition_dir
 from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import ComparisonRow, Side, compare, controls, project
+from store.reader import KeyStore
+from store.results import RESULTS_SCHEMA, ResultsCache, fingerprint, question_key
+from store.schema import partition_dir
 
 
 @pytest.fixture

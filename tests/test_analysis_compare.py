@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist, pdist
-
-from store.errors import KeygapError
-from store.reader import KeyStore
 from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import (
@@ -22,6 +19,8 @@ from keygap_tui.analysis import (
     split_samples,
 )
 from keygap_tui.stats import METRICS
+from store.errors import KeygapError
+from store.reader import KeyStore
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,10 @@ def store(tmp_path_factory):
 def naive_unbiased_mmd2(x, y, sigma2):
     """MMD^2 U-statistic from the textbook formula, float64, no shared code with keygap_tui.stats."""
     x, y = x.astype(np.float64), y.astype(np.float64)
-    k = lambda a, b: np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma2))  # noqa: E731
+
+    def k(a, b):
+        return np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma2))
+
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
     n, m = len(x), len(y)
     return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
@@ -65,7 +67,7 @@ def test_compare_passes_sample_groups_and_records_every_parameter(store):
     mmd, js = (r.result for r in rows)
     assert mmd.n_a == mmd.n_b == 16 * 8  # n=None reads every key
     assert mmd.p_value == pytest.approx(1 / 51)  # a clear shift: no permutation beats it
-    assert mmd.params["permutation_unit"] == "sample"
+    assert mmd.params["permutation_unit"] == "within-sample swap"  # image and text of the same samples
     # The JS value is exactly what the metric gives on the reader's slices with sample ids as groups.
     ks = KeyStore(str(store))
     sa, sb = ks.load("m4", "b", 1, "image"), ks.load("m4", "b", 1, "text")
@@ -181,6 +183,7 @@ def test_thread_limit_changes_speed_not_numbers(store):
         assert x.value == pytest.approx(y.value, rel=1e-5) and x.p_value == y.p_value
 
 
+@pytest.mark.slow
 def test_analysis_never_imports_duckdb_or_textual(store, tmp_path):
     import subprocess
     import sys
@@ -218,11 +221,12 @@ def test_a_sweep_yields_each_cell_as_it_finishes_and_a_stop_keeps_what_is_done(t
     # a stop after the first cell keeps it: rows already out, and in the results cache for the next ask
     stop = {"now": False}
     got = []
+    sweep = iter_layer_sweep(root, ["m4"], "b", "all", metrics=["energy"], n=20, permutations=0,
+                             should_stop=lambda: stop["now"])
+    got.append(next(sweep))
+    stop["now"] = True
     with pytest.raises(Cancelled):
-        for row in iter_layer_sweep(root, ["m4"], "b", "all", metrics=["energy"], n=20, permutations=0,
-                                    should_stop=lambda: stop["now"]):
-            got.append(row)
-            stop["now"] = True
+        next(sweep)
     assert [r.side_a.layer for r in got] == [1]
     again = list(iter_layer_sweep(root, ["m4"], "b", "all", metrics=["energy"], n=20, permutations=0))
     assert [r.cached for r in again] == [True, False, False]
@@ -240,7 +244,8 @@ def test_a_sweep_over_segments_compares_every_pair_in_every_cell(tmp_path):
         (1, ("question",)), (1, ("options",)), (2, ("question",)), (2, ("options",))]
     ks = KeyStore(str(root))
     want = np.linalg.norm(ks.load("m4", "b", 2, "image", n=20, seed=0).x.astype(np.float64).mean(0)
-                          - ks.load("m4", "b", 2, "text", segments=["options"], n=20, seed=0).x.astype(np.float64).mean(0))
+                          - ks.load("m4", "b", 2, "text", segments=["options"], n=20, seed=0).x.astype(np.float64)
+                          .mean(0))
     assert rows[3].result.value == pytest.approx(want, rel=1e-5)
 
 

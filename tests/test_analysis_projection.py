@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
-
-from store.reader import KeyStore
 from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import AnalysisError, Cancelled, Side, project, project_arrays
+from store.reader import KeyStore
 
 
 @pytest.fixture(scope="module")

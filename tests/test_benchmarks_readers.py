@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from ingest.benchmarks import BENCHMARKS, SAMPLE_MMMU, SAMPLE_TSV, BenchmarkError, open_benchmark
-from ingest.benchmarks import decode_image
+from ingest.benchmarks import BENCHMARKS, SAMPLE_MMMU, SAMPLE_TSV, BenchmarkError, decode_image, open_benchmark
 from ingest.benchmarks import make_sample as ms
 
 
@@ -257,7 +256,7 @@ def test_mmmu_round_trip_matches_definitions(generated, images):
         item = items[row["id"]]
         assert item.benchmark == "mmmu" and item.prompt_style == "mmmu"
         assert item.question == row["question"]
-        assert list(item.options.values()) == eval(row["options"])  # noqa: S307 - our own file
+        assert list(item.options.values()) == eval(row["options"])
         assert list(item.options) == list("ABCDEFGHI"[:len(item.options)])
         assert item.answer == row["answer"]
         assert item.hint is None and item.circular_of is None
@@ -313,16 +312,16 @@ def test_mmmu_bad_rows_are_skipped_with_reasons(generated, tmp_path):
     from ingest.prompts import build_prompt
 
     for harness in ("lmms-eval", "vlmevalkit"):
-        with pytest.raises(BenchmarkError, match="^mentions <image 3> but image_3 is empty$"):
+        with pytest.raises(BenchmarkError, match=r"^mentions <image 3> but image_3 is empty$"):
             build_prompt(kept[rows[0]["id"]], "qwen2_5_vl", harness)
-    with pytest.raises(BenchmarkError, match="^has no image, and VLMEvalKit drops rows without one$"):
+    with pytest.raises(BenchmarkError, match=r"^has no image, and VLMEvalKit drops rows without one$"):
         build_prompt(kept[rows[3]["id"]], "llava", "vlmevalkit")
 
 
 # ---------------------------------------------------------------- names, paths, images
 
 
-@pytest.mark.parametrize("spec, message", [
+@pytest.mark.parametrize(("spec", "message"), [
     ("mmbench-xx", "unknown benchmark 'mmbench-xx'; give 'sample'"),
     ("mmbench-cn", "'mmbench-cn' is not bundled"),
     ("mmmu", "'mmmu' is not bundled"),
@@ -339,9 +338,9 @@ def test_unknown_names_and_missing_paths_raise_one_line_errors(spec, message):
 
 def test_unusable_files_and_folders(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(BenchmarkError, match="neither a .tsv, a .parquet nor a folder"):
+    with pytest.raises(BenchmarkError, match=r"neither a \.tsv, a \.parquet nor a folder"):
         open_benchmark(str(tmp_path / "notes.txt"))
-    with pytest.raises(BenchmarkError, match="holds no .parquet files"):
+    with pytest.raises(BenchmarkError, match=r"holds no \.parquet files"):
         open_benchmark(str(tmp_path))
     (tmp_path / "fake.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(BenchmarkError, match="cannot be read as Parquet"):
@@ -363,7 +362,7 @@ def test_decode_image_gives_rgb_and_clear_errors(images):
     gray = io.BytesIO()
     Image.new("L", (4, 3), 7).save(gray, format="PNG")
     assert decode_image(gray.getvalue()).getpixel((0, 0)) == (7, 7, 7)
-    with pytest.raises(BenchmarkError, match="^sample 9 image 1 cannot be decoded: "):
+    with pytest.raises(BenchmarkError, match=r"^sample 9 image 1 cannot be decoded: "):
         decode_image(b"definitely not an image", what="sample 9 image 1")
     with pytest.raises(BenchmarkError, match="cannot be decoded"):
         decode_image(images["china"][: len(images["china"]) // 2])

@@ -19,5 +19,5 @@ def test_param_values_are_typed_and_lists_split():
 
 
 def test_malformed_param_is_a_one_line_error():
-    with pytest.raises(KeygapError, match="METRIC.NAME=VALUE"):
+    with pytest.raises(KeygapError, match=r"METRIC\.NAME=VALUE"):
         _params(["bins=32"])

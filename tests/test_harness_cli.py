@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
-import pytest
-
 import harness_fixtures as fixtures
 import lmms_eval_runner as lmms
+import pyarrow.parquet as pq
+import pytest
 import vendored_vlmevalkit as vlmeval
+
 from ingest.benchmarks import decode_image, open_benchmark
 from ingest.harness import LMMS_EVAL_VERSION, VLMEVALKIT_COMMIT
 from ingest.prompts import HARNESSES
 from keygap_tui.cli import main as keygap
-
 
 
 def _qwen_tokens(width: int, height: int, profile: str) -> int:

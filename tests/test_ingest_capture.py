@@ -18,7 +18,7 @@ from store import codec
 LIMIT = 5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name: str, dtype: str | None = None):
     return load_model(name, device="cpu", dtype=dtype)
 
@@ -72,10 +72,11 @@ def _single_forward(lm, item):
     return inputs, out
 
 
-@pytest.mark.parametrize("name,dtype", [("tiny:llava", None), ("tiny:qwen2.5-vl", None),
+@pytest.mark.parametrize(("name", "dtype"), [("tiny:llava", None), ("tiny:qwen2.5-vl", None),
                                         ("tiny:qwen2-vl", None), ("tiny:llava-next", None),
                                         ("tiny:qwen3-vl", None),
                                         ("tiny:llava", "float16"), ("tiny:qwen2.5-vl", "bfloat16")])
+@pytest.mark.slow
 def test_post_rope_keys_equal_cache_and_pre_rope_equal_k_proj(tmp_path, name, dtype):
     lm = _model(name, dtype)
     ingest(name, "sample", str(tmp_path), layers="0,2", keys="both", tokens="all", batch_size=1,
@@ -108,6 +109,7 @@ def test_post_rope_keys_equal_cache_and_pre_rope_equal_k_proj(tmp_path, name, dt
 
 @pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl", "tiny:qwen2-vl", "tiny:llava-next",
                                   "tiny:qwen3-vl"])
+@pytest.mark.slow
 def test_image_labels_are_exactly_the_vision_filled_positions(tmp_path, name):
     lm = _model(name)
     ingest(name, "sample", str(tmp_path), layers="1", tokens="all", batch_size=2, limit=4, progress=False)
@@ -135,6 +137,7 @@ def test_image_labels_are_exactly_the_vision_filled_positions(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["tiny:llava", "tiny:qwen2.5-vl"])
+@pytest.mark.slow
 def test_padded_batch_of_four_equals_four_single_runs(tmp_path, name):
     lengths = []
     for item in _items(4):

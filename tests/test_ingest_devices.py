@@ -6,6 +6,7 @@ byte for byte, no duplicates): that is what a user expects from running on more 
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -13,13 +14,20 @@ import sys
 import time
 
 import pytest
+from store_helpers import assert_same_rows, stored_rows, stored_samples
 
+from ingest.benchmarks import SAMPLE_TSV
 from ingest.shards import ShardError, parse_devices, shard_from_environment
 from keygap_tui.cli import main as keygap
-from tests.store_helpers import assert_same_rows, stored_rows, stored_samples
 
 ARGS = ["--model", "tiny:llava", "--benchmark", "sample", "--layers", "1,2", "--tokens", "4:4",
         "--batch-size", "2", "--limit", "8", "--no-progress"]
+
+def _sigint_default() -> None:
+    """Ctrl-C reaches the child whatever pytest inherited: a job started in the background of a shell
+    without job control (nohup, `cmd &` in a script) ignores SIGINT, and exec keeps that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 
 def _keygap(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
@@ -47,17 +55,32 @@ def test_two_cpu_processes_equal_one_run(tmp_path, plain):
     assert_same_rows(stored_rows(root), plain[0])
 
 
+def _doubled_sample(path) -> str:
+    """The bundled MMBench-CN sample twice over (new indices): enough items that Ctrl-C lands mid-run."""
+    csv.field_size_limit(1 << 30)
+    with open(SAMPLE_TSV, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    copies = [{**r, "index": str(int(r["index"]) + 10_000_000),
+               "image": str(int(r["image"]) + 10_000_000) if r["image"].isdigit() else r["image"]} for r in rows]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows + copies)
+    return f"mmbench-cn:{path}"
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_shard_and_the_rerun_completes(tmp_path):
     root = tmp_path / "store"
-    args = ["--model", "tiny:llava", "--benchmark", "sample", "--layers", "all", "--tokens", "all",
-            "--batch-size", "1", "--no-progress"]  # the whole sample, one item a forward: work to interrupt
+    args = ["--model", "tiny:llava", "--benchmark", _doubled_sample(tmp_path / "mmbench.tsv"), "--layers", "all",
+            "--tokens", "all", "--batch-size", "1", "--no-progress"]  # one item a forward: work to interrupt
     p = subprocess.Popen([sys.executable, "-m", "keygap_tui.cli", "ingest", *args, "--store", str(root),
-                          "--devices", "cpu,cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+                          "--devices", "cpu,cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_sigint_default)
+    deadline = time.time() + 300
     while len(list((root / "runs").glob("*.json"))) < 2 and time.time() < deadline and p.poll() is None:
-        time.sleep(0.1)  # both shards have planned their run and started
-    time.sleep(0.5)
+        time.sleep(0.05)  # both shards have planned their run: the forwards, most of the work, are to come
+    assert p.poll() is None, "the run ended before it could be interrupted"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (out, err)
@@ -80,6 +103,7 @@ def test_a_failing_shard_is_one_line_and_the_other_finishes(tmp_path):
     assert "shard 0/2 (cpu): done" in r.stdout
 
 
+@pytest.mark.slow
 def test_shard_auto_under_slurm_and_torchrun(tmp_path, plain, monkeypatch, capsys):
     root = tmp_path / "slurm"
     for task in (3, 4):  # an array submitted as --array=3-4
@@ -104,7 +128,7 @@ def test_shard_auto_under_slurm_and_torchrun(tmp_path, plain, monkeypatch, capsy
 
 
 @pytest.mark.parametrize(
-    "env, expect",
+    ("env", "expect"),
     [
         ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8"}, (5, 8)),
         ({"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "13"}, (2, 4)),
@@ -117,7 +141,7 @@ def test_shard_from_environment(env, expect):
 
 
 @pytest.mark.parametrize(
-    "env, needle",
+    ("env", "needle"),
     [
         ({}, "none is set"),
         ({"SLURM_ARRAY_TASK_ID": "1"}, "SLURM_ARRAY_TASK_COUNT"),

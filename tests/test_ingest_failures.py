@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.run import IngestError, ingest
+from ingest.run import ingest
 from keygap_tui.cli import main as keygap
 from store.lock import LockLost
 from store.reader import KeyStore
@@ -126,6 +126,7 @@ def _full_disk_after(monkeypatch, writes: int, manifests_too: bool) -> None:
 
 
 @pytest.mark.parametrize("manifests_too", [False, True], ids=["keys-only", "manifest-too"])
+@pytest.mark.slow
 def test_a_full_disk_fails_in_one_line_and_the_manifest_claims_only_committed_rows(
         tmp_path, monkeypatch, capsys, manifests_too):
     from ingest.plan import plan_run
@@ -160,6 +161,7 @@ def test_a_full_disk_fails_in_one_line_and_the_manifest_claims_only_committed_ro
     assert manifest["status"] == "done" and manifest["keys_written"] == _sql_count(store, capsys)
 
 
+@pytest.mark.slow
 def test_a_writer_whose_lock_was_deleted_stops_before_writing_more(tmp_path, monkeypatch, capsys):
     import store.writer as w
 

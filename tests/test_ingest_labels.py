@@ -15,7 +15,7 @@ from ingest.prompts import HARNESSES
 from ingest.selection import TokenPolicy, parse_tokens, select_positions
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name):
     return load_model(name, device="cpu")
 

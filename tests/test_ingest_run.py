@@ -39,6 +39,7 @@ def _samples(root) -> list[tuple]:
     return sorted(zip(*[t[c].to_pylist() for c in cols]))
 
 
+@pytest.mark.slow
 def test_killed_run_resumed_equals_one_clean_run(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     ingest("tiny:llava", "sample", str(clean), **COMMON)
@@ -62,7 +63,7 @@ def test_killed_run_resumed_equals_one_clean_run(tmp_path):
     assert proc.returncode == 9, proc.stderr[-2000:]
     partial = KeyStore(str(killed))
     assert len(partial.done_samples("tiny-llava", "sample")) == 4  # two flushes of two samples
-    orphans = [p for p in (killed / "keys").rglob("*-00002.parquet")]
+    orphans = list((killed / "keys").rglob("*-00002.parquet"))
     assert orphans, "the kill should have left a key file without its samples marker"
 
     summary = ingest("tiny:llava", "sample", str(killed), checkpoint_seconds=0, **COMMON)
@@ -81,6 +82,7 @@ def test_killed_run_resumed_equals_one_clean_run(tmp_path):
     assert run["status"] == "done" and run["samples_done"] == 8 and run["attempts"] == 3
 
 
+@pytest.mark.slow
 def test_two_shards_equal_one_unsharded_run(tmp_path):
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
     ingest("tiny:qwen2.5-vl", "sample", str(whole), **COMMON)
@@ -101,6 +103,7 @@ def test_two_shards_equal_one_unsharded_run(tmp_path):
     assert len(by_run) == 2 and not set.intersection(*by_run.values())
 
 
+@pytest.mark.slow
 def test_token_policy_circular_copies_and_segments(tmp_path):
     items = list(open_benchmark("sample"))
     circular = [it for it in items if it.circular_of]
@@ -192,6 +195,7 @@ def test_bad_input_gives_clear_messages_and_the_run_goes_on(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_ingest_fills_a_store_that_info_and_sql_read(tmp_path, capsys):
     store = str(tmp_path / "store")
     for model in ("tiny:llava", "tiny:qwen2.5-vl"):
@@ -277,6 +281,7 @@ def test_an_already_loaded_model_ingests_like_its_spec(tmp_path):
     assert run["model_id"] == "tiny:qwen2-vl"
 
 
+@pytest.mark.slow
 def test_ingest_never_imports_duckdb_or_textual(tmp_path):
     """`keygap ingest` runs on GPU servers that have neither: a whole run must not touch them."""
     script = ("import sys\n"

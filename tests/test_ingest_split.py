@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ingest.run import ingest
 from store.reader import KeyStore
 
 
+@pytest.mark.slow
 def test_split_default_equals_explicit_and_other_split_adds_items(tmp_path):
     store = str(tmp_path / "s")
     first = ingest("tiny:llava", "sample-mmmu", store, limit=3, progress=False)
@@ -25,6 +28,7 @@ def test_split_default_equals_explicit_and_other_split_adds_items(tmp_path):
     assert runs[first.run_id]["attn_implementation"]
 
 
+@pytest.mark.slow
 def test_two_shard_processes_fill_one_fresh_store_at_once(tmp_path):
     """Both shards create the store at the same instant (the SLURM-array case) and neither duplicates rows."""
     import subprocess

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from ingest import tiny
 from ingest.run import ingest
@@ -14,6 +15,7 @@ from keygap_tui.analysis.tokens import token_texts
 from store.sql import query_store
 
 
+@pytest.mark.slow
 def test_token_text_is_the_tokenizers_own_decoding_and_sql_visible(tmp_path):
     store = tmp_path / "s"
     ingest("tiny:llava", "sample", str(store), layers="1", tokens="4:6", limit=5, progress=False)

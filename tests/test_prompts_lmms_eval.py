@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 import io
 
+import harness_fixtures as fixtures
+import lmms_eval_runner as lmms
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import harness_fixtures as fixtures
-import lmms_eval_runner as lmms
 from ingest.benchmarks import BenchmarkError, open_benchmark
 from ingest.harness import LMMS_EVAL_VERSION, prepare, resolve
 
@@ -64,7 +64,7 @@ def _decode(data: bytes):
         image = Image.open(io.BytesIO(data))
         image.load()
         return image
-    except Exception as exc:  # noqa: BLE001 - kept and raised where lmms-eval would touch the image
+    except Exception as exc:
         return _Broken(exc)
 
 
@@ -76,7 +76,7 @@ class _Broken:
         raise self.exc
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _harness_processor(name, tmp):
     """lmms-eval's processor: AutoProcessor.from_pretrained(pretrained) for LLaVA, with max_pixels= and
     min_pixels= (the class defaults) for the Qwen classes."""
@@ -114,7 +114,7 @@ def _compare(files, style, name, profile, tmp):
     for sid, doc in _docs(files, style).items():
         try:
             text, images = _harness(style, doc, name, profile == "lmms-eval-simple", processor)
-        except Exception as exc:  # noqa: BLE001 - lmms-eval stops on this row
+        except Exception as exc:
             harness_error = exc
         else:
             harness_error = None

@@ -136,8 +136,8 @@ def test_a_checkpoint_whose_chat_template_differs_is_refused():
     saved = lm.processor.chat_template
     lm.processor.chat_template = saved.replace("You are a helpful assistant.", "You are a cat.")
     try:
-        with pytest.raises(HarnessError, match="tiny:qwen2.5-vl: its processor's chat template renders the "
-                                               "vlmevalkit prompt differently .*from character 29: 'cat"):
+        with pytest.raises(HarnessError, match=r"tiny:qwen2\.5-vl: its processor's chat template renders the "
+                                               r"vlmevalkit prompt differently .*from character 29: 'cat"):
             check_chat_template(prompt, lm, config)
     finally:
         lm.processor.chat_template = saved

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from argparse import Namespace
 
+import harness_fixtures as fixtures
+import lmms_eval_runner
 import numpy as np
 import pytest
-
-import harness_fixtures as fixtures
-import lmms_eval_runner  # noqa: F401 - puts qwen_vl_utils in place (torchvision stub while importing)
 import vendored_llava
 import vendored_vlmevalkit as vlmeval
+
 from ingest.benchmarks import BenchmarkError, open_benchmark
 from ingest.harness import VLMEVALKIT_COMMIT, prepare, resolve
 from ingest.prompts import PANDAS_NA_STRINGS
@@ -67,7 +67,7 @@ def _vlmevalkit_outputs(files, style, name, tmp):
                 (text,), images = model.generate_inner_inputs(struct, QWEN_VL_UTILS.process_vision_info)
                 ids = processor(text=[text], images=images, padding=True, return_tensors="np")["input_ids"]
                 out[sid] = (text, images, ids)
-        except Exception as exc:  # noqa: BLE001 - VLMEvalKit stops on this row
+        except Exception as exc:
             out[sid] = exc
     return out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from test_tui_support import make_app, make_store, settle, sync
 
 from keygap_tui.app.config import load_config
@@ -30,7 +29,10 @@ async def test_readme_config_example_loads_and_its_keys_work(tmp_path):
         metrics=cfg.analysis.metrics, n=60, permutations=19, replicates=2, scatter_points=60))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        for key, action_done in (("n", lambda: app.selection.layer == 2), ("f9", lambda: len(app.query_one("#results").matrix.rows[("m", "b", 2, "post", "image", "text")].measures) == 3)):
+        measured = ("m", "b", 2, "post", "image", "text")
+        checks = (("n", lambda: app.selection.layer == 2),
+                  ("f9", lambda: len(app.query_one("#results").matrix.rows[measured].measures) == 3))
+        for key, action_done in checks:
             await pilot.press(key)  # with the default focus, as a user who just started the app
             await settle(app, pilot)
             assert action_done(), key
@@ -42,7 +44,8 @@ def test_readme_sql_examples_run(tmp_path):
     store = tmp_path / "store"
     write_synthetic_store(store, layers=(0, 1), samples=6, tokens=4, dim=8, ropes=("post", "pre"))
     (sql,) = [b for b in _blocks("sql") if "attention-sink" in b]
-    statements = [s.strip() for s in sql.split(";") if s.strip() and not all(l.startswith("--") for l in s.strip().splitlines())]
+    statements = [s.strip() for s in sql.split(";")
+                  if s.strip() and not all(line.startswith("--") for line in s.strip().splitlines())]
     assert len(statements) >= 4
     for statement in statements:
         query_store(str(store), statement)

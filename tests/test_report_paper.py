@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import re
 
 import pytest
-
 from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import AnalysisError, Side, compare, report
+from keygap_tui.analysis.cli import run_report
 from keygap_tui.cli import main as keygap
 
 SMALL = dict(n=60, permutations=20, replicates=2, projection_n=60, iterations=(25, 25))
@@ -33,6 +35,7 @@ def tiny_store(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_report_on_tiny_models_matches_compare(tiny_store, tmp_path, capsys):
     out = tmp_path / "report"
     result = report(tiny_store, out, png=False, **SMALL)
@@ -41,7 +44,7 @@ def test_report_on_tiny_models_matches_compare(tiny_store, tmp_path, capsys):
             "table.json", "table.md", "report.json", "report.md"} <= names
     table = json.loads((out / "table.json").read_text())
     assert {(r["model"], r["layer_name"]) for r in table} == {
-        (m, l) for m in ("tiny-llava", "tiny-qwen2.5-vl") for l in ("early", "middle", "late")
+        (m, name) for m in ("tiny-llava", "tiny-qwen2.5-vl") for name in ("early", "middle", "late")
     }
     # The same slice and seed through the CLI gives the table's numbers (recomputed, not read from cache).
     for row in (table[0], table[-1]):
@@ -87,11 +90,9 @@ def test_report_cli_and_its_errors(tmp_path, capsys):
     assert meta["metric_params"]["mmd (compare)"]["estimator"] == "biased"
     rc = keygap(["report", "--store", str(store), "--out", str(tmp_path / "r2"), "--models", "nope"])
     assert rc == 2 and "model nope is not in the store" in capsys.readouterr().err
-    with pytest.raises(AnalysisError, match="t-SNE iterations|--tsne-iterations"):
-        from keygap_tui.analysis.cli import run_report
-        import argparse
-
-        run_report(argparse.Namespace(tsne_iterations="x", store=str(store)))
+    bad_iterations = argparse.Namespace(tsne_iterations="x", store=str(store))
+    with pytest.raises(AnalysisError, match=re.escape("--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got 'x'")):
+        run_report(bad_iterations)
 
 
 def test_report_png_with_matplotlib(tmp_path):

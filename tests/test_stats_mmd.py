@@ -2,26 +2,10 @@
 
 import numpy as np
 import pytest
-from scipy.spatial.distance import cdist, pdist
+from scipy.spatial.distance import pdist
+from stats_reference import naive_mmd2
 
 from keygap_tui.stats import MULTI_SCALES, StatsInputError, median_bandwidth, mmd, permutation_membership
-
-
-def naive_mmd2(x, y, sigma_sq, estimator="unbiased", scales=(1.0,)):
-    """Textbook O(n^2) MMD^2 in float64 from full scipy distance matrices."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-
-    def k(a, b):
-        d2 = cdist(a, b, "sqeuclidean")
-        return np.mean([np.exp(-d2 / (2.0 * sigma_sq * s * s)) for s in scales], axis=0)
-
-    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
-    n, m = len(x), len(y)
-    if estimator == "unbiased":
-        return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                - 2.0 * kxy.mean())
-    return kxx.mean() + kyy.mean() - 2.0 * kxy.mean()
 
 
 def gaussian_pair(n, m, d, shift, seed):
@@ -143,10 +127,10 @@ def test_random_fourier_features_approximate_exact():
 
 def test_auto_method_and_params_are_recorded():
     x, y = gaussian_pair(30, 20, 4, 0.0, seed=9)
-    result = mmd(x, y, permutations=10, groups_x=np.arange(30) // 3, groups_y=np.arange(20) // 2)
+    result = mmd(x, y, permutations=10, groups_x=np.arange(30) // 3, groups_y=np.arange(20) // 2 + 100)
     p = result.params
     assert p["method"] == "exact" and p["method_requested"] == "auto"
-    assert p["bandwidth_rule"] == "median" and p["bandwidth"] > 0
+    assert p["bandwidth_rule"] == "median" and p["bandwidth"] > 0 and p["precision"] == "float32"
     assert p["permutation_unit"] == "sample" and p["device"] == "cpu"
     assert result.n_a == 30 and result.n_b == 20 and result.seed == 0
 
@@ -168,7 +152,7 @@ def test_progress_reports_and_can_cancel():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"x": np.zeros((5, 3)), "y": np.zeros((5, 4))}, "dimension"),
         ({"x": np.zeros(5), "y": np.zeros((5, 4))}, "2-D"),
@@ -199,19 +183,21 @@ def test_identical_points_need_an_explicit_bandwidth():
         mmd(np.ones((10, 3)), np.ones((10, 3)))
 
 
-@pytest.mark.parametrize("kind, scales", [("gaussian", (1.0,)), ("gaussian", MULTI_SCALES), ("distance", (1.0,))])
+@pytest.mark.parametrize(("kind", "scales"), [("gaussian", (1.0,)), ("gaussian", MULTI_SCALES), ("distance", (1.0,))])
 def test_torch_code_path_matches_numpy_path(kind, scales):
     # the GPU runs the torch implementation; run it on the CPU here so both paths stay identical
     import torch
 
-    from keygap_tui.stats.kernel_sums import Kernel, exact_pair_sums
+    from keygap_tui.stats.kernel_sums import Kernel, exact_sums
 
     x, y = gaussian_pair(70, 50, 9, 0.3, seed=12)
     membership = permutation_membership(70, 50, 15, seed=2)
     kernel = Kernel(kind, 5.0, scales)
     cpu = torch.device("cpu")
-    a = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16)
-    b = exact_pair_sums(x, y, membership, kernel, device=cpu, block_rows=16, backend="torch")
+    weights = (membership[:, 1:4] * 2.0, (~membership[:, 1:4]) * 1.0)  # bootstrap-like multiplicities too
+    a, wa = exact_sums(x, y, membership, kernel, weights=weights, device=cpu, block_rows=16)
+    b, wb = exact_sums(x, y, membership, kernel, weights=weights, device=cpu, block_rows=16, backend="torch")
+    np.testing.assert_allclose(wb.between, wa.between, rtol=1e-5)
     for field in ("within_a", "within_b", "between", "diag_a", "n_a", "n_b"):
         np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-5)
 
@@ -242,6 +228,7 @@ def test_auto_switches_to_random_features_above_the_threshold(monkeypatch):
     monkeypatch.setattr(mmd_module, "AUTO_EXACT_MAX_POOLED", 79)
     result = mmd(x, y, bandwidth=2.0)
     assert result.params["method"] == "rff" and result.params["auto_exact_max_pooled"] == 79
-    assert result.params["block"] is None and result.params["rff_features"] == 1024
+    assert result.params["block"] is None and result.params["rff_features"] == mmd_module.RFF_PILOT_FEATURES
+    assert result.extra["rff_error_ratio"] <= mmd_module.RFF_TARGET_RATIO  # the null: the pilot is accurate enough
     monkeypatch.setattr(mmd_module, "AUTO_EXACT_MAX_POOLED", 80)
     assert mmd(x, y, bandwidth=2.0).params["method"] == "exact"

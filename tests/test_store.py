@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
+from store_helpers import write_synthetic_store
 
+from keygap_tui.cli import main as keygap
 from store import codec
 from store.catalog import connect
 from store.errors import SqlError, StoreError
@@ -20,7 +20,6 @@ from store.reader import KeyStore
 from store.schema import model_label, resolve_layers
 from store.sql import query_store
 from store.writer import KeyBatch, KeyWriter
-from tests.store_helpers import write_synthetic_store
 
 
 def _batch(n=8, dim=4, keys=None, dtype="float16", modality="image", layer=1, sample="a"):
@@ -82,8 +81,8 @@ def test_slice_read_touches_only_its_partition(tmp_path):
     con = connect(root)
     n = con.sql("SELECT count(*) FROM keys WHERE layer = 1 AND modality = 'image'").fetchall()[0][0]
     assert n == 200
-    norms = con.sql("SELECT avg(list_inner_product(vec, vec)) FROM keys WHERE layer = 2 AND modality = 'text'").fetchall()[0][0]
-    assert norms > 0
+    norms = con.sql("SELECT avg(list_inner_product(vec, vec)) FROM keys WHERE layer = 2 AND modality = 'text'")
+    assert norms.fetchall()[0][0] > 0
     with pytest.raises(duckdb.Error):
         con.sql("SELECT sum(octet_length(key)) FROM keys WHERE layer = 2 AND modality = 'image'").fetchall()
 
@@ -118,7 +117,8 @@ def test_limit_read_is_a_uniform_random_sample(tmp_path):
     # the same tokens in every layer (the key is a hash of sample and position), and a seed draws another sample
     s_seed = ks.load("m", "b", 1, "image", n=1000, seed=7)
     assert len(set(zip(s_seed.sample_id, s_seed.position)) ^ set(zip(s.sample_id, s.position))) > 0
-    assert stats.chisquare(np.bincount((np.array([int(x[1:]) for x in s_seed.sample_id]) * 25 + s_seed.position) // 500, minlength=10)).pvalue > 0.01
+    idx_seed = np.array([int(x[1:]) for x in s_seed.sample_id]) * 25 + s_seed.position
+    assert stats.chisquare(np.bincount(idx_seed // 500, minlength=10)).pvalue > 0.01
 
 
 def test_filters_restrict_before_sampling(tmp_path):
@@ -182,13 +182,14 @@ def test_vec_decoding_equals_written_values(tmp_path):
     root = tmp_path / "s"
     written = write_synthetic_store(root, samples=6, tokens=4, dim=8, dtype="float32")
     con = connect(root)
-    rows = con.sql("SELECT sample_id, position, vec, dim FROM keys WHERE layer = 1 AND modality = 'text' ORDER BY sample_id, position").fetchall()
+    rows = con.sql("SELECT sample_id, position, vec, dim FROM keys WHERE layer = 1 AND modality = 'text' "
+                   "ORDER BY sample_id, position").fetchall()
     ids, x = zip(*written[(1, "text")])
     want = np.concatenate(x)
     got = np.array([r[2] for r in rows], dtype=np.float32)
     assert got.shape == want.shape and np.array_equal(got, want) and rows[0][3] == 8
     q = "SELECT modality, avg(sqrt(list_inner_product(vec, vec))) FROM keys WHERE layer = 1 GROUP BY 1 ORDER BY 1"
-    res = dict(query_store(str(root), q).to_pylist()[i].values() for i in range(2))  # noqa
+    res = dict(query_store(str(root), q).to_pylist()[i].values() for i in range(2))
     assert res["text"] == pytest.approx(np.linalg.norm(want, axis=1).mean(), rel=1e-5)
 
 
@@ -234,30 +235,35 @@ def test_samples_and_runs_views(tmp_path):
     assert con.sql("SELECT run_id, status FROM runs").fetchall() == [("run0", "done")]
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "keygap_tui.cli", *args], capture_output=True, text=True, env=env)
+def _cli(capsys, *args):
+    """`keygap ARGS` in this process (the console script's own main): (exit code, stdout, stderr)."""
+    code = keygap(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_cli_sql_info_and_formats(tmp_path):
+def test_cli_sql_info_and_formats(tmp_path, capsys, monkeypatch):
     root = tmp_path / "s"
     write_synthetic_store(root, samples=3)
-    r = _cli("sql", "--store", str(root), "SELECT modality, count(*) AS n FROM keys GROUP BY 1 ORDER BY 1", "--format", "json")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == [{"modality": "image", "n": 30}, {"modality": "text", "n": 30}]
-    out = tmp_path / "o.parquet"
-    r = _cli("sql", "--store", str(root), "SELECT * FROM keys", "--format", "parquet", "--out", str(out))
-    assert r.returncode == 0 and pq.read_table(out).num_rows == 60
-    r = _cli("sql", "--store", str(root), "SELECT layer, vec FROM keys LIMIT 3", "--format", "csv")
-    assert r.returncode == 0 and r.stdout.startswith('"layer","vec"')
-    env = dict(os.environ, KEYGAP_STORE=str(root))
-    r = _cli("info", "--json", env=env)
-    assert r.returncode == 0 and json.loads(r.stdout)["rows"] == 60
-    r = _cli("info", env=env)
-    assert "image" in r.stdout and "text" in r.stdout
+    query = "SELECT modality, count(*) AS n FROM keys GROUP BY 1 ORDER BY 1"
+    code, out, err = _cli(capsys, "sql", "--store", str(root), query, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == [{"modality": "image", "n": 30}, {"modality": "text", "n": 30}]
+    target = tmp_path / "o.parquet"
+    code, _, err = _cli(capsys, "sql", "--store", str(root), "SELECT * FROM keys", "--format", "parquet", "--out",
+                        str(target))
+    assert code == 0 and pq.read_table(target).num_rows == 60, err
+    code, out, _ = _cli(capsys, "sql", "--store", str(root), "SELECT layer, vec FROM keys LIMIT 3", "--format", "csv")
+    assert code == 0 and out.startswith('"layer","vec"')
+    monkeypatch.setenv("KEYGAP_STORE", str(root))
+    code, out, _ = _cli(capsys, "info", "--json")
+    assert code == 0 and json.loads(out)["rows"] == 60
+    code, out, _ = _cli(capsys, "info")
+    assert code == 0 and "image" in out and "text" in out
 
 
 @pytest.mark.parametrize(
-    "setup, args, needle",
+    ("setup", "args", "needle"),
     [
         ("missing", ["info"], "no store at"),
         ("version", ["info"], "schema version 99"),
@@ -266,32 +272,32 @@ def test_cli_sql_info_and_formats(tmp_path):
         ("ok", ["sql", "DELETE FROM keys"], "read-only"),
     ],
 )
-def test_bad_input_gives_one_line_errors(tmp_path, setup, args, needle):
+def test_bad_input_gives_one_line_errors(tmp_path, capsys, setup, args, needle):
     root = tmp_path / "s"
     if setup != "missing":
         write_synthetic_store(root, samples=2)
     if setup == "version":
         (root / "keygap.json").write_text(json.dumps({"schema_version": 99}))
-    r = _cli(*args, "--store", str(root))
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert needle.lower() in r.stderr.lower()
-    assert "Traceback" not in r.stderr
+    code, out, err = _cli(capsys, *args, "--store", str(root))
+    assert code == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle.lower() in err.lower()
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("args", [["sql", "SELECT count(*) AS n, avg(len(vec)) AS d FROM keys", "--format", "json"],
                                   ["info", "--json"]])
-def test_a_damaged_file_is_a_warning_and_the_rest_answers(tmp_path, args):
+def test_a_damaged_file_is_a_warning_and_the_rest_answers(tmp_path, capsys, args):
     root = tmp_path / "s"
     write_synthetic_store(root, samples=2)
     damaged = next((root / "keys").rglob("part-*.parquet"))
     damaged.write_bytes(b"PAR1 garbage")
-    r = _cli(*args, "--store", str(root))
-    assert r.returncode == 0, r.stderr
-    lines = r.stderr.strip().splitlines()
+    code, out, err = _cli(capsys, *args, "--store", str(root))
+    assert code == 0, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "warning" in lines[0] and damaged.name in lines[0] and "left out" in lines[0]
-    out = json.loads(r.stdout)
-    assert (out[0]["n"] if args[0] == "sql" else out["rows"]) == 20  # the other modality's 2 x 10 keys
+    answer = json.loads(out)
+    assert (answer[0]["n"] if args[0] == "sql" else answer["rows"]) == 20  # the other modality's 2 x 10 keys
 
 
 def test_writer_refuses_a_folder_that_is_not_a_store(tmp_path):
@@ -318,3 +324,57 @@ def test_codec_rejects_ragged_vectors():
 
     with pytest.raises(ValueError, match="different lengths"):
         codec.decode(pa.array([b"\x00\x00\x00\x00", b"\x00\x00"]), "float16")
+
+
+def _attention_batch(sample="a", layer=1):
+    from store.writer import AttentionBatch
+
+    groups = np.array(["sink", "image", "question"], dtype=object)
+    return AttentionBatch(
+        model="m", benchmark="b", layer=layer, sample_id=np.array([sample] * 6, dtype=object),
+        head=np.repeat([0, 1], 3), query=np.array(["last"] * 6, dtype=object), n_queries=np.ones(6, int),
+        group=np.tile(groups, 2), modality=np.tile(np.array(["special", "image", "text"], dtype=object), 2),
+        keys=np.tile([1.0, 8.0, 3.0], 2), token_share=np.tile([1 / 12, 8 / 12, 3 / 12], 2),
+        mass=np.array([0.5, 0.2, 0.3, 0.1, 0.6, 0.3]),
+    )
+
+
+def test_queries_and_attention_views_show_committed_files_only(tmp_path):
+    root = tmp_path / "s"
+    w = KeyWriter(root, "r")
+    query = _batch(4, dim=8, sample="a", modality="text")
+    query.kind = "query"
+    w.add(_batch(8, sample="a"))
+    w.add(query)
+    w.add(_attention_batch("a"))
+    w.commit([{"model": "m", "benchmark": "b", "sample_id": "a", "status": "done"}])
+    w.flush()
+    # a second flush's files without their commit marker: a killed run
+    w.add(_attention_batch("b"))
+    query_b = _batch(4, dim=8, sample="b", modality="text")
+    query_b.kind = "query"
+    w.add(query_b)
+    w.commit([{"model": "m", "benchmark": "b", "sample_id": "b", "status": "done"}])
+    w.flush()
+    (root / "samples" / "part-r-00001.parquet").unlink()
+    con = connect(str(root))
+    assert con.execute("SELECT DISTINCT sample_id FROM attention").fetchall() == [("a",)]
+    assert con.execute("SELECT DISTINCT sample_id FROM queries").fetchall() == [("a",)]
+    got = con.execute("SELECT layer, head, \"group\", mass FROM attention ORDER BY head, mass").fetchall()
+    assert got == [(1, 0, "image", 0.2), (1, 0, "question", 0.3), (1, 0, "sink", 0.5),
+                   (1, 1, "sink", 0.1), (1, 1, "question", 0.3), (1, 1, "image", 0.6)]
+    dim, vec = con.execute("SELECT dim, vec FROM queries ORDER BY position LIMIT 1").fetchone()
+    assert dim == 8 and vec == list(range(8))
+    ks = KeyStore(root)
+    assert ks.load("m", "b", 1, "text", kind="query").x.shape == (4, 8)
+    assert ks.load_attention("m", "b").num_rows == 6 and ks.inventory.uncommitted == 2
+    with pytest.raises(StoreError,
+                       match=r"no attention rows for model=m, benchmark=b, layers \[2\]: ingest with --attention"):
+        ks.load_attention("m", "b", layers=[2])
+    with pytest.raises(StoreError, match=r"no queries for .*ingest with --queries"):
+        ks.load("m", "b", 1, "image", kind="query")
+    # reopening the run deletes the orphans of every tree
+    KeyWriter(root, "r").close()
+    assert not list((root / "attention").rglob("part-r-00001.parquet"))
+    assert not list((root / "queries").rglob("part-r-00001.parquet"))
+    assert KeyStore(root).inventory.uncommitted == 0

@@ -14,7 +14,7 @@ import sys
 from test_tui_support import make_store
 
 from keygap_tui.demo import DEMO_MODELS, finished_run
-from store.cli import DEFAULT_STORE, choose_store, remember_store
+from store.store_option import DEFAULT_STORE, choose_store, remember_store
 
 
 def test_remembered_store_is_opened_and_said_but_never_for_writing(tmp_path, monkeypatch):
@@ -36,9 +36,11 @@ def test_remembered_store_is_opened_and_said_but_never_for_writing(tmp_path, mon
 def test_keygap_info_after_demo_opens_the_demo_store(tmp_path):
     store = make_store(tmp_path / "demo-store")
     env = {"XDG_STATE_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-c", f"from store.cli import remember_store; remember_store({str(store)!r})"],
+    code = f"from store.store_option import remember_store; remember_store({str(store)!r})"
+    subprocess.run([sys.executable, "-c", code],
                    check=True, env=env, cwd=tmp_path)
-    out = subprocess.run([sys.executable, "-m", "keygap_tui.cli", "info"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-m", "keygap_tui.cli", "info"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "used last" in out.stderr and str(store) in out.stdout
 

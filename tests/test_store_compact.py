@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,16 +10,15 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from store_helpers import stored_rows, stored_samples, write_synthetic_store
 
 from store import compact as compact_module
 from store.compact import compact_run, runs_to_compact
 from store.inventory import MARKER_FILES_KEY
 from store.reader import KeyStore
 from store.writer import KeyWriter
-from tests.store_helpers import stored_rows, stored_samples, write_synthetic_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +48,7 @@ def _tree(root: Path) -> dict[str, object]:
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path) -> Path:
     root = tmp_path / "s"
     # 8 flushes of 5 samples, two layers: 8 files in each of 4 partitions
@@ -119,7 +117,7 @@ KILLER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group_bytes,what,n", [
+@pytest.mark.parametrize(("group_bytes", "what", "n"), [
     # one group: die while merging, after the first and the last merged file, after the marker, while deleting
     (1 << 30, "write", 2), (1 << 30, "replace", 1), (1 << 30, "replace", 4), (1 << 30, "replace", 5),
     (1 << 30, "unlink", 1), (1 << 30, "unlink", 33), (1 << 30, "unlink", 40),
@@ -171,7 +169,7 @@ def test_readers_see_every_key_once_while_a_compaction_runs(store, tmp_path, gro
     want = {key: sum(f.rows for f in files) for key, files in KeyStore(store).inventory.files.items()}
     done = KeyStore(store).done_samples("m", "b")
     early = KeyStore(store)
-    early.inventory  # a long-lived view taken before the compaction (as the TUI holds one)
+    assert early.inventory.files  # a long-lived view taken before the compaction (as the TUI holds one)
     catalog = SqlCatalog(store)
     script = tmp_path / "slow.py"
     script.write_text(SLOW_COMPACTION.format(repo=str(ROOT)))
@@ -185,7 +183,8 @@ def test_readers_see_every_key_once_while_a_compaction_runs(store, tmp_path, gro
                 s = ks.load(model, bench, layer, modality, rope)
                 assert len(s) == rows and len(set(zip(s.sample_id, s.position))) == rows
             assert ks.done_samples("m", "b") == done
-            counts = query_store(catalog, "SELECT layer, modality, count(*) AS n, count(DISTINCT (sample_id, position)) "
+            counts = query_store(catalog, "SELECT layer, modality, count(*) AS n, "
+                                          "count(DISTINCT (sample_id, position)) "
                                           "AS u FROM keys GROUP BY ALL").to_pylist()
             assert {(r["layer"], r["modality"]): (r["n"], r["u"]) for r in counts} == {
                 (k[2], k[4]): (n, n) for k, n in want.items()}
@@ -232,9 +231,8 @@ def test_a_scan_that_a_compaction_overtakes_starts_over(store, monkeypatch):
 
 
 def test_keygap_compact_merges_every_run_and_skips_a_pair_being_written(tmp_path, capsys):
-    from store.lock import acquire
-
     from keygap_tui.cli import main as keygap
+    from store.lock import acquire
 
     root = tmp_path / "s"
     write_synthetic_store(root, model="a", samples=20, tokens=4, dim=8, flush_every=5)

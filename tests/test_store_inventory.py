@@ -6,10 +6,10 @@ import json
 import os
 
 import pyarrow.parquet as pq
+from store_helpers import write_synthetic_store
 
 from store.inventory import MARKER_FILES_KEY
 from store.reader import KeyStore
-from tests.store_helpers import write_synthetic_store
 
 
 def _rewrite_marker(marker, change) -> None:

@@ -81,7 +81,7 @@ def test_a_reused_pid_and_another_hosts_silent_lock_are_stale_but_a_live_one_is_
         acquire(tmp_path, "m", "b")
     # another host: held while its heartbeat is fresh, stale after STALE_SECONDS without one
     path.write_text(json.dumps(me | {"host": "elsewhere.invalid", "pid": 1, "proc_start": None}))
-    with pytest.raises(LockHeld, match="on host elsewhere.invalid"):
+    with pytest.raises(LockHeld, match=r"on host elsewhere\.invalid"):
         acquire(tmp_path, "m", "b")
     old = time.time() - store_lock.STALE_SECONDS - 5
     os.utime(path, (old, old))
@@ -97,7 +97,7 @@ def test_a_holder_whose_lock_was_taken_over_stops_writing(tmp_path):
     assert lock.path.stat().st_mtime_ns > before  # the heartbeat refreshes it
     lock.path.unlink()  # someone deleted it by hand, and another process took it
     thief = acquire(tmp_path, "m", "b")
-    with pytest.raises(LockLost, match="is now held by `.*`.*this process stopped writing; rerun the same command"):
+    with pytest.raises(LockLost, match=r"is now held by `.*`.*this process stopped writing; rerun the same command"):
         lock.verify()
     lock.release()  # must not delete the thief's file
     assert lock.path.exists()

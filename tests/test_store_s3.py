@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
-
 from s3_server import ACCESS_KEY, SECRET_KEY
+from store_helpers import write_synthetic_store
+
 from store.catalog import SqlCatalog
 from store.errors import StoreError
 from store.location import open_location, scrub
 from store.reader import KeyStore
-from store.summary import summarize
-from store_helpers import write_synthetic_store
 
 
 @pytest.fixture
@@ -48,21 +47,26 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_reader_and_inventory_answer_the_same_from_s3(uploaded):
     local, uri, _ = uploaded
     a, b = KeyStore(str(local)), KeyStore(uri)
     assert b.location.local is False and b.root.endswith("/study/store")
     assert a.partitions() == b.partitions()
-    assert sorted((f.rel, f.rows, f.size) for f in a.inventory.all_files()) == sorted((f.rel, f.rows, f.size) for f in b.inventory.all_files())
+    def files(s):
+        return sorted((f.rel, f.rows, f.size) for f in s.inventory.all_files())
+    assert files(a) == files(b)
     assert a.samples().equals(b.samples())
     assert a.runs() == b.runs()
     for n, seed in ((None, None), (30, None), (30, 7)):
         x, y = a.load("m", "b", 2, "image", n=n, seed=seed), b.load("m", "b", 2, "image", n=n, seed=seed)
-        assert np.array_equal(x.x, y.x) and np.array_equal(x.sample_id, y.sample_id) and np.array_equal(x.position, y.position)
+        assert np.array_equal(x.x, y.x) and np.array_equal(x.sample_id, y.sample_id)
+        assert np.array_equal(x.position, y.position)
     seg = b.load("m", "b", 1, "text", samples=["s0003", "s0017"])
     assert set(seg.sample_id) == {"s0003", "s0017"} and len(seg) == 16
 
 
+@pytest.mark.slow
 def test_sql_and_info_over_s3_equal_the_local_store(uploaded, capsys):
     local, uri, _ = uploaded
     query = "SELECT layer, modality, count(*) AS n, min(rand) AS r, max(dim) AS d FROM keys GROUP BY ALL ORDER BY ALL"
@@ -92,10 +96,11 @@ def test_sql_reads_only_under_the_store_prefix(uploaded, s3_env):
     catalog = SqlCatalog(uri)
     for query in (f"SELECT * FROM read_csv('s3://{bucket}/private/secret.csv')",
                   f"SELECT * FROM read_parquet('s3://{bucket}/study/store/keys/**/*.parquet')"):
-        with pytest.raises(SqlError, match="disabled|external"):
+        with pytest.raises(SqlError, match=r"disabled|external"):
             query_store(catalog, query)
 
 
+@pytest.mark.slow
 def test_compare_over_s3_equals_local_and_is_cached_in_the_bucket(uploaded, capsys, s3_env):
     local, uri, bucket = uploaded
     args = ["compare", "--model", "m", "--benchmark", "b", "--layer", "2", "--metrics", "mmd,js", "--n", "60",
@@ -103,7 +108,10 @@ def test_compare_over_s3_equals_local_and_is_cached_in_the_bucket(uploaded, caps
     code, out_local, _ = _cli(capsys, *args, "--store", str(local))
     code2, out_s3, _ = _cli(capsys, *args, "--store", uri)
     assert code == code2 == 0
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "cached", "created")} for r in rows]  # noqa: E731
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "cached", "created")} for r in rows]
+
     rows_local, rows_s3 = json.loads(out_local), json.loads(out_s3)
     assert strip(rows_local) == strip(rows_s3) and len(rows_s3) == 2
     cached = [k for k in s3_env.objects(bucket) if k.startswith("study/store/results/part-")]
@@ -123,6 +131,7 @@ def test_compare_over_s3_equals_local_and_is_cached_in_the_bucket(uploaded, caps
     assert ResultsCache(KeyStore(uri).location).prune_stale() == 2
 
 
+@pytest.mark.slow
 def test_credentials_never_show_and_uris_with_credentials_are_refused(uploaded, capsys, s3_env):
     _, uri, bucket = uploaded
     outputs = []
@@ -160,8 +169,11 @@ def test_report_over_s3_writes_the_numbers_of_the_local_store(uploaded, tmp_path
             "--projection", "pca", "--no-png"]
     assert _cli(capsys, *args, "--store", str(local), "--out", str(tmp_path / "local"))[0] == 0
     assert _cli(capsys, *args, "--store", uri, "--out", str(tmp_path / "s3"))[0] == 0
-    table = lambda d: [{k: v for k, v in r.items() if "second" not in k and k != "cached"}  # noqa: E731
-                       for r in json.loads((tmp_path / d / "table.json").read_text())]
+
+    def table(d):
+        return [{k: v for k, v in r.items() if "second" not in k and k != "cached"}
+                for r in json.loads((tmp_path / d / "table.json").read_text())]
+
     assert table("local") == table("s3") and len(table("s3")) == 2
 
 
@@ -183,7 +195,8 @@ def test_tui_on_an_s3_store_compares_and_queries(uploaded, tmp_path):
             (row,) = app.query_one("#results").matrix.rows.values()
             rows = [row.measures[m] for m in SMALL.metrics]
             await pilot.press("f5")
-            app.query_one("#sql-editor").text = "SELECT modality, count(*) AS n FROM keys WHERE layer = 2 GROUP BY 1 ORDER BY 1"
+            query = "SELECT modality, count(*) AS n FROM keys WHERE layer = 2 GROUP BY 1 ORDER BY 1"
+            app.query_one("#sql-editor").text = query
             await pilot.press("ctrl+r")
             await settle(app, pilot)
             grid = app.query_one("#sql-grid")

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
+from store_helpers import write_synthetic_store
 
 from store.reader import KeyStore
-from tests.store_helpers import write_synthetic_store
 
 PART = "keys/model=m/benchmark=b/layer={layer}/rope=post/modality={modality}"
 
@@ -24,7 +24,10 @@ def _naive(root: Path, layer: int, modality: str, n: int, seed: int | None, segm
     ids = np.array(t["sample_id"].cast(pa.string()).to_pylist())
     pos = t["position"].to_numpy()
     rand = t["rand"].to_numpy()
-    keep = np.ones(len(ids), bool) if segments is None else np.isin(t["segment"].cast(pa.string()).to_pylist(), segments)
+    if segments is None:
+        keep = np.ones(len(ids), bool)
+    else:
+        keep = np.isin(t["segment"].cast(pa.string()).to_pylist(), segments)
     u = 0.0 if seed is None else np.random.default_rng(seed).random()
     shifted = np.where(keep, (rand - u) % 1.0, np.inf)
     order = np.argsort(shifted, kind="stable")[: min(n, int(keep.sum()))]
@@ -46,9 +49,11 @@ def test_a_sample_is_the_window_of_the_random_order_its_seed_names(store, seed):
     assert list(zip(got.sample_id.tolist(), got.position.tolist())) == _naive(store, 1, "image", 300, seed)
     assert got.total == 5000
     filtered = ks.load("m", "b", 2, "text", n=40, seed=seed, segments=["question"])
-    assert list(zip(filtered.sample_id.tolist(), filtered.position.tolist())) == _naive(store, 2, "text", 40, seed, ["question"])
+    want = _naive(store, 2, "text", 40, seed, ["question"])
+    assert list(zip(filtered.sample_id.tolist(), filtered.position.tolist())) == want
 
 
+@pytest.mark.slow
 def test_seeded_samples_are_uniform_over_rows(store):
     ks = KeyStore(store)
     n, seeds = 250, 200
@@ -76,8 +81,8 @@ def test_one_seed_takes_the_same_tokens_in_every_layer(store):
         b = ks.load("m", "b", 2, "text", n=500, seed=seed)
         assert list(zip(a.sample_id, a.position)) == list(zip(b.sample_id, b.position))
         assert not np.array_equal(a.x, b.x)  # different layers, different keys
-    tokens = {seed: set(zip(*(getattr(ks.load("m", "b", 1, "text", n=500, seed=seed), c) for c in ("sample_id", "position"))))
-              for seed in (3, 4)}
+    drawn = {seed: ks.load("m", "b", 1, "text", n=500, seed=seed) for seed in (3, 4)}
+    tokens = {seed: set(zip(s.sample_id, s.position)) for seed, s in drawn.items()}
     assert tokens[3] != tokens[4]  # another seed, another sample
 
 
@@ -97,6 +102,7 @@ def _read_bytes() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io byte accounting")
+@pytest.mark.slow
 def test_a_seeded_sample_reads_about_what_it_returns(tmp_path):
     root = tmp_path / "s"
     # one file of 20,000 d=256 fp16 keys (10 MB of keys): 500 keys are 256 KB of it

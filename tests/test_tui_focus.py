@@ -20,6 +20,7 @@ def store(tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_f_keys_and_escape_from_the_sql_editor_and_grid(store, tmp_path):
     app = make_app(store, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -58,6 +59,7 @@ async def test_f_keys_and_escape_from_the_sql_editor_and_grid(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_config_problems_stay_on_screen_as_written(store, tmp_path):
     path = tmp_path / "tui.toml"
     path.write_text('colour = 1\n[keys]\ncompute = 3\n[analysis]\nn = 1\n')
@@ -73,6 +75,7 @@ async def test_config_problems_stay_on_screen_as_written(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_config_theme_wins_over_remembered_theme(store, tmp_path):
     save_state(State(theme="textual-light"), tmp_path / "state.json", str(store))
     path = tmp_path / "tui.toml"

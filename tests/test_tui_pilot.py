@@ -26,6 +26,7 @@ def _results(app, layer: int = 1) -> list[dict]:
 
 
 @sync
+@pytest.mark.slow
 async def test_pick_slice_compute_change_layer_and_read_from_cache(store, tmp_path):
     app = make_app(store, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -61,6 +62,7 @@ async def test_pick_slice_compute_change_layer_and_read_from_cache(store, tmp_pa
 
 
 @sync
+@pytest.mark.slow
 async def test_tabs_scatter_controls_layers(store, tmp_path):
     app = make_app(store, tmp_path)
     async with app.run_test(size=(100, 32)) as pilot:
@@ -90,6 +92,7 @@ async def test_tabs_scatter_controls_layers(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_cancel_a_running_job(store, tmp_path):
     # 500 replicates x 2 metrics x 4 layers x 3 groups: a minute of work, checked for cancel between calls
     slow = AnalysisSettings(metrics=("mmd", "js"), n=60, permutations=0, replicates=500)
@@ -107,6 +110,7 @@ async def test_cancel_a_running_job(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_sql_good_bad_cancel_and_history(store, tmp_path):
     app = make_app(store, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -143,6 +147,7 @@ async def test_sql_good_bad_cancel_and_history(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_export_screenshot_copy_theme_and_help(store, tmp_path):
     app = make_app(store, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -183,6 +188,7 @@ async def test_export_screenshot_copy_theme_and_help(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_command_palette_lists_actions_with_keys(store, tmp_path):
     app = make_app(store, tmp_path, keys={"compute": "x"})
     async with app.run_test(size=(100, 30)) as pilot:
@@ -199,6 +205,7 @@ async def test_command_palette_lists_actions_with_keys(store, tmp_path):
 
 
 @sync
+@pytest.mark.slow
 async def test_rebound_keys_and_remembered_state(store, tmp_path):
     app = make_app(store, tmp_path, keys={"compute": "x", "layer_late": "z"})
     async with app.run_test(size=(100, 30)) as pilot:

@@ -20,6 +20,7 @@ def two_depths(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @sync
 async def test_task4_two_models_at_the_same_relative_depth_side_by_side(two_depths, tmp_path):
     app = make_app(two_depths, tmp_path)
@@ -49,6 +50,7 @@ async def test_task4_two_models_at_the_same_relative_depth_side_by_side(two_dept
         assert pane.pinned is None
 
 
+@pytest.mark.slow
 @sync
 async def test_rope_choice_and_controls_labelled_after_the_sides(two_depths, tmp_path):
     app = make_app(two_depths, tmp_path)

@@ -23,6 +23,7 @@ def store(tmp_path):
     return make_store(tmp_path / "store")
 
 
+@pytest.mark.slow
 @sync
 async def test_completion_schema_row_viewer_and_exports(store, tmp_path):
     app = make_app(store, tmp_path)
@@ -34,8 +35,8 @@ async def test_completion_schema_row_viewer_and_exports(store, tmp_path):
         assert editor.language == "sql"  # tree-sitter highlighting
         tree = app.query_one("#sql-schema")
         tables = [str(n.label) for n in tree.root.children]
-        assert tables[:5] == ["keys", "results", "runs", "samples", "tokens"]
-        keys_columns = [str(n.label).split()[0] for n in tree.root.children[0].children]
+        assert tables[:7] == ["attention", "keys", "queries", "results", "runs", "samples", "tokens"]
+        keys_columns = [str(n.label).split()[0] for n in tree.root.children[tables.index("keys")].children]
         assert keys_columns[:3] == ["model", "benchmark", "layer"] and "vec" in keys_columns
         await pilot.press("ctrl+a", "x")  # ctrl+a selects the whole query: typing replaces it
         assert editor.text == "x"
@@ -83,6 +84,7 @@ async def test_completion_schema_row_viewer_and_exports(store, tmp_path):
         assert back.num_rows == 30 and back["key"].to_pylist() == direct["key"].to_pylist()
 
 
+@pytest.mark.slow
 @sync
 async def test_result_rows_at_80x24_at_least_as_visidata(store, tmp_path):
     app = make_app(store, tmp_path)

@@ -14,12 +14,17 @@ from keygap_tui.app.config import AnalysisSettings, Config
 SMALL = AnalysisSettings(metrics=("mmd", "js"), n=60, permutations=19, replicates=2, seed=0, scatter_points=60)
 
 
-def make_store(root: Path, layers=(0, 1, 2, 3), samples=12, tokens=6, dim=8, shift=0.8, model="m", benchmark="b") -> Path:
-    write_synthetic_store(root, model=model, benchmark=benchmark, layers=layers, samples=samples, tokens=tokens, dim=dim, shift=shift)
+def make_store(
+    root: Path, layers=(0, 1, 2, 3), samples=12, tokens=6, dim=8, shift=0.8, model="m", benchmark="b"
+) -> Path:
+    write_synthetic_store(root, model=model, benchmark=benchmark, layers=layers, samples=samples, tokens=tokens,
+                          dim=dim, shift=shift)
     return root
 
 
-def make_app(store: Path | str, tmp: Path, settings: AnalysisSettings = SMALL, keys: dict | None = None, **kwargs) -> KeygapApp:
+def make_app(
+    store: Path | str, tmp: Path, settings: AnalysisSettings = SMALL, keys: dict | None = None, **kwargs
+) -> KeygapApp:
     config = Config(export_dir=str(tmp / "exports"), keys=dict(keys or {}), path=tmp / "tui.toml")
     return KeygapApp(str(store), config=config, state_path=tmp / "state.json", settings=settings, **kwargs)
 
@@ -53,6 +58,7 @@ def screen_text(app) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True, legacy_windows=False)
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      legacy_windows=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens, simplify=True))
     return console.export_text()

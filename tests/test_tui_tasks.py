@@ -28,10 +28,11 @@ def two_models(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @sync
 async def test_task1_and_2_matrix_over_every_layer_with_controls(two_models, tmp_path):
     app = make_app(two_models, tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(200, 40)) as pilot:  # wide enough for every column, the CI columns included
         await settle(app, pilot)
         await pilot.press("C")
         await settle(app, pilot)
@@ -52,6 +53,7 @@ async def test_task1_and_2_matrix_over_every_layer_with_controls(two_models, tmp
         assert m.value(m.rows[("m", "b", 2, "post", "image", "text")], cols["mmd I-I"]) == pytest.approx(ivi)
         text = screen_text(app)
         assert "mmd I-I" in text and "mmd ratio" in text and "≤0.05" in text  # p at its floor 1/(19+1), marked
+        assert "mmd CI" in text and "js CI" in text  # the bootstrap intervals of the default ci = 0.95
         # a picker change never clears the matrix; Enter on a row brings the picker to that slice
         await pilot.press("3")
         assert len(m.rows) == 7

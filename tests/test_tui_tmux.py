@@ -1,7 +1,7 @@
 """The real `keygap tui` in a real terminal (tmux): start it, send keys, read the screen, quit.
 
-Skipped with a reason when tmux is missing (the project machines ship it; apt-get install tmux). Waits poll the screen with a generous
-deadline; nothing here asserts how long anything took.
+Skipped with a reason when tmux is missing (the project machines ship it; apt-get install tmux). Waits poll
+the screen with a generous deadline; nothing here asserts how long anything took.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ import pytest
 from test_tui_support import make_store
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux); the project machines ship it")
+pytestmark = [
+    pytest.mark.skipif(TMUX is None,
+                       reason="tmux is not installed (apt-get install tmux); the project machines ship it"),
+    pytest.mark.slow,
+]
 
 
 def _tmux(*args: str, check: bool = True) -> str:
@@ -59,8 +63,9 @@ def test_keygap_tui_in_tmux(tmp_path):
                KEYGAP_STORE=str(store), TERM="xterm-256color")
     env.pop("TMUX", None)
     command = f"cd {tmp_path} && {sys.executable} -m keygap_tui.cli tui"
-    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", "-e", f"XDG_CONFIG_HOME={env['XDG_CONFIG_HOME']}",
-          "-e", f"XDG_STATE_HOME={env['XDG_STATE_HOME']}", "-e", f"KEYGAP_STORE={store}", command)
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "100", "-y", "30",
+          "-e", f"XDG_CONFIG_HOME={env['XDG_CONFIG_HOME']}", "-e", f"XDG_STATE_HOME={env['XDG_STATE_HOME']}",
+          "-e", f"KEYGAP_STORE={store}", command)
     try:
         _tmux("set", "-s", "set-clipboard", "on")
         _wait_for("model(s)")

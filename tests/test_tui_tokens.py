@@ -20,6 +20,7 @@ def store(tmp_path):
     return make_store(tmp_path / "store")
 
 
+@pytest.mark.slow
 @sync
 async def test_task3_nearest_text_tokens_with_their_text(store, tmp_path):
     app = make_app(store, tmp_path)

@@ -126,6 +126,30 @@ def test_matrix_task_gives_the_analysis_numbers_controls_and_uses_the_cache(stor
     assert m.value(row, cols["mmd ratio"]) == (pytest.approx(mean("image-vs-text") / intra) if intra > 0 else None)
 
 
+def test_matrix_shows_the_interval_compare_computes_and_none_when_ci_is_0(store):
+    from dataclasses import replace
+
+    from keygap_tui.app.matrix import Matrix
+
+    sel = Selection(model="m", benchmark="b", layer=1)
+    plan = tasks.matrix_plan(read_catalog(store), sel, "slice")
+    direct = compare(str(store), Side("m", "b", 1, "image"), Side("m", "b", 1, "text"), SMALL.metrics, SMALL.n,
+                     SMALL.seed, permutations=SMALL.permutations, ci=SMALL.ci, use_cache=False)
+    for settings, with_ci in ((SMALL, True), (replace(SMALL, ci=0), False)):
+        parts: list = []
+        tasks.matrix_rows(str(store), plan, settings, lambda *part, got=parts: got.append(part), with_controls=False)
+        m = Matrix(settings.metrics)
+        row = m.row_for("m", "b", 1, "post", "image", "text")
+        m.add_measures(row, parts[0][2])
+        cols = {c.label: c for c in m.columns()}
+        assert ("mmd CI" in cols) is with_ci and ("js CI" in cols) is with_ci
+        if with_ci:
+            for name, want in zip(settings.metrics, direct, strict=True):
+                assert want.result.ci is not None and want.result.params["ci"] == SMALL.ci == 0.95
+                assert m.value(row, cols[f"{name} CI"]) == pytest.approx(want.result.ci)
+                assert m.text(row, cols[f"{name} CI"]).startswith("[")
+
+
 def test_matrix_sort_pins_argmax_and_clear():
     from keygap_tui.app.matrix import Matrix
 
@@ -157,7 +181,8 @@ def test_five_numbers_match_numpy_and_scatter_says_what_it_shows():
     v = np.random.default_rng(1).normal(size=101)
     q = plots.five_numbers(list(v) + [float("nan")])
     assert q == pytest.approx([v.max(), np.percentile(v, 75), np.median(v), np.percentile(v, 25), v.min()])
-    data = plots.ScatterData(np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32), np.repeat([0, 1], 250), ["A", "B"])
+    points = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    data = plots.ScatterData(points, np.repeat([0, 1], 250), ["A", "B"])
     idx, caption = plots.shown_caption(data, 120)
     assert caption == "120 of 500 shown" and len(set(idx.tolist())) == 120
     from rich.text import Text

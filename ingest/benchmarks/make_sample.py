@@ -27,6 +27,7 @@ import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -234,7 +235,7 @@ def mmmu_rows(images: dict[str, bytes]) -> dict[tuple[str, str], list[dict]]:
         key = (subject, split)
         counters[key] = counters.get(key, 0) + 1
         sid = f"{split}_{subject}_{counters[key]}"
-        row = {"id": sid, "question": question, "options": repr(options),
+        row: dict[str, Any] = {"id": sid, "question": question, "options": repr(options),
                "explanation": explanation, "img_type": repr(["Photographs"] if subject == "Art"
                                                             else ["Handwritten digits"]),
                "answer": answer, "topic_difficulty": "Easy", "question_type": question_type,

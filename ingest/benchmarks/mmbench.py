@@ -19,9 +19,11 @@ import ast
 import base64
 import binascii
 import csv
+import math
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -52,7 +54,7 @@ def _text(value) -> str | None:
 def _sample_id(raw) -> int:
     """MMBench indices are integers; pandas may have written them as '12' or '12.0'."""
     number = float(str(raw).strip())
-    if number != int(number) or number < 0:
+    if not math.isfinite(number) or number != int(number) or number < 0:  # 'inf', '1e400', 'nan'
         raise ValueError
     return int(number)
 
@@ -157,7 +159,7 @@ class MMBenchTsv(BenchmarkSource):
                         self._skip(f"row {number}", f"has {len(fields)} fields, the header has "
                                                     f"{len(header)} (a broken quote or tab?)")
                         continue
-                    row = dict(zip(header, fields))
+                    row: dict[str, Any] = dict(zip(header, fields))
                     row["_row"] = number
                     rows.append(row)
         except UnicodeDecodeError as exc:
@@ -186,6 +188,10 @@ class MMBenchTsv(BenchmarkSource):
         owners = self._image_owners(good, by_index)
         items = []
         decoded: dict[int, tuple[list[bytes], str] | ValueError] = {}  # owner index -> pictures
+        splits = sorted({str(row.get("split")) for row in good if row.get("split")})
+        if self.split is not None and good and not any(row.get("split", self.split) == self.split for row in good):
+            raise BenchmarkError(f"--split {self.split!r}: {self.path} has no rows of that split "
+                                 f"(its splits: {', '.join(splits) or 'none'})")
         for row in good:
             if self.split is not None and row.get("split", self.split) != self.split:
                 continue  # after indexing: another split's row may still lend its image
@@ -270,13 +276,12 @@ class MMBenchParquet(BenchmarkSource):
         self.files = files
         self._rows = 0
         sample_questions: list[str] = []
+        splits: set[str] = set()
         for path in files:
-            meta = _parquet_file(path)
-            columns = set(meta.schema_arrow.names)
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise BenchmarkError(f"{path} is not an MMBench Parquet file: no column "
-                                     f"{', '.join(missing)}; {_MMBENCH_FORMAT_HELP}")
+            meta = _checked_parquet(path, REQUIRED_COLUMNS, "an MMBench", _MMBENCH_FORMAT_HELP)
+            if split is not None and "split" in meta.schema_arrow.names:  # one small column: is the split there?
+                splits.update(str(v) for v in meta.read(columns=["split"]).column("split").unique().to_pylist()
+                              if not is_missing(v))
             self._rows += meta.metadata.num_rows
             if len(sample_questions) < 50 and meta.metadata.num_rows:
                 head = meta.read_row_group(0, columns=["question"]).column("question")
@@ -284,6 +289,9 @@ class MMBenchParquet(BenchmarkSource):
         self.prompt_style = prompt_style or _style_for(sample_questions)
         if name is None:
             self.name = self.prompt_style
+        if splits and split not in splits:
+            raise BenchmarkError(f"--split {split!r}: {root} has no rows of that split "
+                                 f"(its splits: {', '.join(sorted(splits))})")
 
     def __len__(self) -> int:
         return self._rows
@@ -334,3 +342,13 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for non-Parquet data
         raise BenchmarkError(f"{path} cannot be read as Parquet: {str(exc).splitlines()[0]}") from None
+
+
+def _checked_parquet(path: Path, required: Sequence[str], kind: str, help_text: str) -> pq.ParquetFile:
+    """A benchmark Parquet file that has every ``required`` column, or one line naming what is missing."""
+    meta = _parquet_file(path)
+    columns = set(meta.schema_arrow.names)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise BenchmarkError(f"{path} is not {kind} Parquet file: no column {', '.join(missing)}; {help_text}")
+    return meta

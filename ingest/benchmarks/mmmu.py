@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
-from .base import BenchmarkError, BenchmarkSource, Item, image_hash, is_missing
-from .mmbench import _parquet_file
+from .base import BenchmarkSource, Item, image_hash, is_missing
+from .mmbench import _checked_parquet, _parquet_file
 
 MAX_IMAGES = 7
 IMAGE_COLUMNS = tuple(f"image_{k}" for k in range(1, MAX_IMAGES + 1))
@@ -57,13 +58,7 @@ class MMMUTree(BenchmarkSource):
         self.files = files
         self._rows = 0
         for path in files:
-            meta = _parquet_file(path)
-            columns = set(meta.schema_arrow.names)
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise BenchmarkError(f"{path} is not an MMMU Parquet file: no column "
-                                     f"{', '.join(missing)}; {_FORMAT_HELP}")
-            self._rows += meta.metadata.num_rows
+            self._rows += _checked_parquet(path, REQUIRED_COLUMNS, "an MMMU", _FORMAT_HELP).metadata.num_rows
 
     def __len__(self) -> int:
         return self._rows
@@ -104,7 +99,7 @@ class MMMUTree(BenchmarkSource):
             if data:
                 images.append(bytes(data))
                 numbers.append(k)
-        extra = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
+        extra: dict[str, Any] = {key: str(row[key]) for key in _EXTRA_COLUMNS if not is_missing(row.get(key))}
         extra["subject"] = _subject_of(sid) or subject
         extra["image_numbers"] = numbers
         extra["options_list"] = option_list

@@ -13,7 +13,8 @@ import importlib
 _EXPORTS = {
     "comparisons": ("compare", "controls", "iter_layer_sweep", "layer_sweep", "split_samples", "sweep_plan"),
     "defaults": (
-        "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
+        "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
+        "GROUPS",
     ),
     "errors": ("AnalysisError", "Cancelled"),
     "layers": ("model_depth", "relative_depth", "resolve_model_layers"),
@@ -24,7 +25,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
+__all__ = tuple(sorted(_WHERE))
 
 
 def __getattr__(name: str):

@@ -23,8 +23,9 @@ from .progress import Steps
 from .rows import ComparisonRow
 from .sides import Side, depends
 
-#: Bump when a change in the analysis code changes what a cached number means.
-CACHE_VERSION = 3  # 3: a seeded sample is a window of the stored random order
+#: Bump when a change in the analysis code changes what a cached number means. 3: a seeded sample is a
+#: window of the stored random order; 4: design-aware permutations, JS takes --permutations, intervals.
+CACHE_VERSION = 4
 
 Compute = Callable[[list[str]], Iterator[tuple[str, list[ComparisonRow]]]]
 

@@ -1,11 +1,14 @@
-"""`keygap compare` and `keygap report`. Only stdlib at module top: the console script must start fast and
-`keygap ingest` must run where numpy-heavy analysis imports are not wanted."""
+"""`keygap compare` and `keygap report`. Only the standard library and store.schema (which needs nothing
+else) at module top: the console script must start fast and `keygap ingest` must run where numpy-heavy
+analysis imports are not wanted."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from store.schema import ROPE_KINDS
 
 
 def register(subparsers) -> None:
@@ -25,12 +28,24 @@ def register(subparsers) -> None:
     )
     p.add_argument("--a", default="image", help="first side: modality[:segment,...] (default image)")
     p.add_argument("--b", nargs="+", default=["text"],
-                   help="second side: modality[:segment,...] (default text); several sweep, e.g. text:question text:options")
-    p.add_argument("--metrics", default=None, help="comma list (default mmd,js); see keygap_tui.stats.METRICS")
+                   help="second side: modality[:segment,...] (default text); several sweep, "
+                   "e.g. text:question text:options")
+    p.add_argument(
+        "--metrics", default=None,
+        help="comma list (default mmd,js); see keygap_tui.stats.METRICS; 'logits' = the logit decomposition over "
+        "stored text queries (ingest --queries)",
+    )
     p.add_argument("--n", default=None, help="keys per side: an integer or 'all' (default 500)")
     p.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200; 0 = none)")
+    p.add_argument("--ci", type=float, default=None,
+                   help="level of the bootstrap interval over samples per value (default 0.95; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rope", default="post", choices=("post", "pre"), help="keys after (post) or before RoPE")
+    p.add_argument("--rope", default="post", choices=ROPE_KINDS, help="keys after (post) or before RoPE")
+    p.add_argument(
+        "--heads", default=None,
+        help="per attention head: 'all' or indices like 0,5 (kv heads for key measures, query heads for logits); "
+        "one row per head (default: whole keys)",
+    )
     p.add_argument("--controls", action="store_true", help="also run the three control groups")
     p.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
     p.add_argument(
@@ -55,11 +70,13 @@ def register(subparsers) -> None:
     r.add_argument("--metrics", default=None, help="comma list (default mmd,js)")
     r.add_argument("--n", default=None, help="keys per side for the measures: integer or 'all' (default 500)")
     r.add_argument("--permutations", type=int, default=None, help="permutations for p-values (default 200)")
+    r.add_argument("--ci", type=float, default=None,
+                   help="level of the bootstrap interval over samples in the Table (default 0.95; 0 = none)")
     r.add_argument("--replicates", type=int, default=None, help="control-group replicates (default 5)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--image", default="image", help="image side spec, modality[:segments] (default image)")
     r.add_argument("--text", default="text", help="text side spec, e.g. text:question,options (default text)")
-    r.add_argument("--rope", default="post", choices=("post", "pre"))
+    r.add_argument("--rope", default="post", choices=ROPE_KINDS)
     r.add_argument("--projection-n", default=None, help="keys per slice in Figure 1 (default 1000, or 'all')")
     r.add_argument("--projection", default="tsne", choices=("tsne", "pca"), help="Figure 1 method (default tsne)")
     r.add_argument("--tsne-iterations", default=None, help="EARLY,MAIN t-SNE iterations (default 125,125)")
@@ -68,7 +85,7 @@ def register(subparsers) -> None:
     png.add_argument("--no-png", dest="png", action="store_false", help="skip PNG figures")
     r.add_argument(
         "--param", action="append", default=[], metavar="METRIC.NAME=VALUE",
-        help="a metric parameter, e.g. js.shuffles=200 (repeatable)",
+        help="a metric parameter, e.g. js.bins=32 (repeatable)",
     )
     r.add_argument("--no-cache", action="store_true", help="recompute and do not store answers")
     r.set_defaults(func=run_report)
@@ -98,6 +115,19 @@ def _n(value, default):
     return n
 
 
+def _ci(value, default):
+    """The interval level: the default when not given, None for 0, else a level in [0.5, 1)."""
+    from .errors import AnalysisError
+
+    if value is None:
+        return default
+    if value == 0:
+        return None
+    if not 0.5 <= value < 1:
+        raise AnalysisError(f"--ci must be a confidence level such as 0.95 (or 0 for none), got {value}")
+    return float(value)
+
+
 def _threads(value):
     from .errors import AnalysisError
 
@@ -124,15 +154,18 @@ def _only_benchmark(ks) -> str:
 
 
 def _params(items) -> dict:
+    """--param METRIC.NAME=VALUE items as {metric: {name: value}}, names checked against the measures."""
     from .errors import AnalysisError
+    from .metrics import check_params
 
     out: dict = {}
     for item in items or []:
         name, eq, value = item.partition("=")
         metric, dot, key = name.partition(".")
-        if not eq or not dot or not metric or not key:
+        if not eq or not dot or not metric.strip() or not key.strip():
             raise AnalysisError(f"--param {item!r}: write METRIC.NAME=VALUE, e.g. mmd.estimator=biased")
         out.setdefault(metric.strip().lower(), {})[key.strip()] = _param_value(value)
+    check_params(out)
     return out
 
 
@@ -147,8 +180,69 @@ def _param_value(text: str):
     return text
 
 
+def _check_counts(permutations: int, replicates: int, n: int | None, ks=None) -> None:
+    """Refuse counts that cannot work: negative ones, and permutations whose null distribution would not
+    fit in memory (each permutation keeps one membership byte per key, plus a few floats)."""
+    from .errors import AnalysisError
+
+    if permutations < 0:
+        raise AnalysisError(f"--permutations must be 0 or more, got {permutations}")
+    if replicates < 1:
+        raise AnalysisError(f"--replicates must be at least 1, got {replicates}")
+    rows = 2 * (n if n is not None else _largest_partition(ks))
+    need = (permutations + 1) * (rows + 64)
+    have = available_memory()
+    if have and need > have // 2:
+        most = max(0, have // 2 // (rows + 64) - 1)
+        raise AnalysisError(
+            f"--permutations {permutations:,} would need about {_gib(need)} of memory for {rows:,} keys "
+            f"({'all' if n is None else n} per side), and {_gib(have)} is available: use --permutations "
+            f"{most:,} or fewer (or a smaller --n)")
+
+
+def _largest_partition(ks) -> int:
+    if ks is None:
+        return 0
+    return max((p["rows"] for p in ks.partitions()), default=0)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), else the physical total, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"
+
+
+def _check_out_folder(out: str) -> None:
+    """--out of report must be a folder (created if missing) that can be written."""
+    import os
+
+    from .errors import AnalysisError
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise AnalysisError(f"--out {out} exists and is not a folder: give a folder for the report "
+                            "(it is created if missing)")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.exists(out) and not os.path.isdir(parent):
+        raise AnalysisError(f"--out {out}: its parent folder {parent} does not exist; create it first")
+
+
 def _store(args) -> str:
-    from store.cli import default_store
+    from store.store_option import default_store
 
     return getattr(args, "store", None) or default_store()
 
@@ -162,7 +256,8 @@ def _progress_bar(description: str, enabled: bool = True):
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"), console=console, transient=True, disable=not (enabled and console.is_terminal),
+        TextColumn("{task.fields[note]}"), console=console, transient=True,
+        disable=not (enabled and console.is_terminal),
     )
     task = bar.add_task(description, total=1.0, note="")
 
@@ -174,66 +269,85 @@ def _progress_bar(description: str, enabled: bool = True):
 
 # --- compare ---------------------------------------------------------------------------------------------
 def run_compare(args) -> int:
+    from store.errors import warn_problems
+
     from . import comparisons as cmp
-    from .errors import AnalysisError
     from .sides import Side, open_store, parse_what
 
     ks = open_store(_store(args))
+    warn_problems(ks.problems, "compare")  # damaged files left out of the answer
     if args.benchmark is None:
         args.benchmark = _only_benchmark(ks)
     metrics = _split([args.metrics]) if args.metrics else list(cmp.DEFAULT_METRICS)
     n = _n(args.n, cmp.DEFAULT_N)
     permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
-    if permutations < 0:
-        raise AnalysisError("--permutations must be 0 or more")
     replicates = cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates
+    _check_counts(permutations, replicates, n, ks)
+    ci = _ci(args.ci, cmp.DEFAULT_CI)
     metric_params = _params(args.param)
     models = _split(args.model)
     layer_spec = _split(args.layer)
     bs = list(args.b) if isinstance(args.b, (list, tuple)) else [args.b]
     use_cache = not args.no_cache
     threads = _threads(args.threads)
+    from .metrics import metric_names
+
+    metrics = list(metric_names(metrics))  # an empty list ("--metrics ,") is a one-line error here
+    want_logits = "logits" in metrics
+    metrics = [m for m in metrics if m != "logits"]
     single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
-    if len(models) == 1 and models[0] != "all" and single_layer and len(bs) == 1:
+    if len(models) == 1 and models[0] != "all" and single_layer and len(bs) == 1 and args.heads is None:
         bar, update = _progress_bar("compare")
         with bar:
-            ma, sa = parse_what(args.a)
-            mb, sb = parse_what(bs[0])
+            rows = []
             layer = int(layer_spec[0])
-            rows = cmp.compare(
-                ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
-                Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
-                permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
-                progress=update,
-            )
-            if args.controls:
-                rows += cmp.controls(
-                    ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
-                    rope=args.rope, image=args.a, text=bs[0], metric_params=metric_params, use_cache=use_cache,
+            if metrics:
+                ma, sa = parse_what(args.a)
+                mb, sb = parse_what(bs[0])
+                rows = cmp.compare(
+                    ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
+                    Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
+                    permutations=permutations, ci=ci, metric_params=metric_params, use_cache=use_cache,
                     threads=threads, progress=update,
                 )
+                if args.controls:
+                    rows += cmp.controls(
+                        ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
+                        rope=args.rope, image=args.a, text=bs[0], metric_params=metric_params, use_cache=use_cache,
+                        threads=threads, progress=update,
+                    )
+            if want_logits:
+                rows += _logit_rows(ks, models, args, layer_spec, bs[0], n, use_cache, update)
         print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False) if args.json else format_rows(rows))
         return 0
     # A sweep: rows are printed as each cell finishes (with --json, a progress bar shows instead); Ctrl-C
     # keeps what was printed, and every finished cell is in the results cache for the next run.
-    plan = cmp.sweep_plan(ks, models, args.benchmark, layer_spec, args.rope)
+    plan = cmp.sweep_plan(ks, models, args.benchmark, layer_spec, args.rope, args.heads if metrics else None)
+    sweep_models = list(dict.fromkeys(m for m, *_ in plan))
     pairs = [(args.a, b) for b in bs]
-    printer = None if args.json else RowPrinter([m for m, _, _ in plan], pairs, controls=args.controls)
+    printer = None if args.json else RowPrinter(sweep_models, pairs, controls=args.controls)
     bar, update = _progress_bar("sweep", enabled=args.json or not sys.stdout.isatty())
     rows = []
     try:
         with bar:
             if printer is not None:
                 printer.header()
-            for row in cmp.iter_layer_sweep(
-                ks, [m for m in dict.fromkeys(m for m, _, _ in plan)], args.benchmark, layer_spec, metrics=metrics,
-                n=n, seed=args.seed, pairs=pairs, rope=args.rope, permutations=permutations,
-                with_controls=args.controls, replicates=replicates, metric_params=metric_params,
-                use_cache=use_cache, threads=threads, progress=update,
-            ):
-                rows.append(row)
-                if printer is not None:
-                    printer.row(row)
+            if metrics:
+                for row in cmp.iter_layer_sweep(
+                    ks, sweep_models, args.benchmark, layer_spec, metrics=metrics, n=n, seed=args.seed, pairs=pairs,
+                    rope=args.rope, permutations=permutations, ci=ci, with_controls=args.controls,
+                    replicates=replicates, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                    progress=update, heads=args.heads,
+                ):
+                    rows.append(row)
+                    if printer is not None:
+                        printer.row(row)
+            if want_logits:
+                for b in bs:
+                    for row in _logit_rows(ks, sweep_models, args, layer_spec, b, n, use_cache, update):
+                        rows.append(row)
+                        if printer is not None:
+                            printer.row(row)
     except KeyboardInterrupt:
         if args.json:
             print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
@@ -246,8 +360,17 @@ def run_compare(args) -> int:
     return 0
 
 
-HEADERS = ["model", "layer", "depth", "pair", "rep", "metric", "value", "corrected", "p_value", "n_a", "n_b",
-           "seconds", "cached"]
+def _logit_rows(ks, models: list[str], args, layer_spec: list[str], b: str, n: int | None, use_cache: bool,
+                update) -> list:
+    """The logit decomposition (``--metrics logits``) for text queries against the sides ``args.a`` and ``b``."""
+    from .logits import logit_sweep
+
+    return logit_sweep(ks, models, args.benchmark, layer_spec, args.a, b, n, args.seed, rope=args.rope,
+                       heads=args.heads, use_cache=use_cache, progress=update)
+
+
+HEADERS = ["model", "layer", "head", "depth", "pair", "rep", "metric", "value", "corrected", "ci", "p_value", "n_a",
+           "n_b", "seconds", "cached"]
 
 
 def _cells(r) -> list[str]:
@@ -255,9 +378,11 @@ def _cells(r) -> list[str]:
     m = r.result
     pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
     return [
-        r.side_a.model, str(r.side_a.layer), "-" if r.depth is None else f"{r.depth:.2f}", pair,
+        r.side_a.model, str(r.side_a.layer), "all" if r.side_a.head is None else str(r.side_a.head),
+        "-" if r.depth is None else f"{r.depth:.2f}", pair,
         "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
         "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
+        "-" if m.ci is None else f"[{m.ci[0]:.4g}, {m.ci[1]:.4g}]",
         "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
         "yes" if r.cached else "no",
     ]
@@ -278,9 +403,33 @@ def format_rows(rows) -> str:
 
 
 def footer(rows) -> str:
+    """What follows the table: the logit decompositions spelled out, what the columns mean, the parameters."""
+    out = []
+    logit_rows = [r for r in rows if r.result.metric == "logits"]
+    if logit_rows:
+        out += ["logits: value = mean logit gap (image - text keys) that text queries see, scaled like the model; "
+                "= centroid term + remainder"]
+        for r in logit_rows:
+            e = r.result.extra
+            head = "all heads" if r.side_a.head is None else f"query head {r.side_a.head}"
+            out.append(f"  {r.side_a.model} L{r.side_a.layer} {head}: gap {r.result.value:.6g} = centroid "
+                       f"{e['centroid']:.6g} + remainder {e['remainder']:.6g}; share explained "
+                       f"{_share(e.get('share_explained'))} over {e['n_queries']} queries")
+        out.append("")
     first = rows[0]
-    return ("corrected = value minus its mean under sample-label shuffles (finite-sample bias), where given\n"
-            f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
+    out.append("corrected = value minus its mean over the permutation draws (finite-sample bias), where given; "
+               f"ci = {_ci_level(rows)} bootstrap interval over samples (of corrected, where given)")
+    out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
+    return "\n".join(out)
+
+
+def _share(value) -> str:
+    return "-" if value is None or value != value else f"{value:.1%}"
+
+
+def _ci_level(rows) -> str:
+    levels = {r.result.params.get("ci") for r in rows if r.result.ci is not None}
+    return "/".join(f"{level:.0%}" for level in sorted(levels)) if levels else "no"
 
 
 class RowPrinter:
@@ -290,9 +439,9 @@ class RowPrinter:
         from .defaults import GROUPS
 
         pair_names = [f"{a} vs {b}" for a, b in pairs] + (list(GROUPS) if controls else [])
-        fixed = {"model": max(map(len, models), default=5), "layer": 5, "depth": 5,
+        fixed = {"model": max(map(len, models), default=5), "layer": 5, "head": 4, "depth": 5,
                  "pair": max(map(len, pair_names), default=4), "rep": 3, "metric": 8, "value": 11, "corrected": 11,
-                 "p_value": 8, "n_a": 6, "n_b": 6, "seconds": 8, "cached": 6}
+                 "ci": 22, "p_value": 8, "n_a": 6, "n_b": 6, "seconds": 8, "cached": 6}
         self.widths = [max(len(h), fixed[h]) for h in HEADERS]
 
     def header(self) -> None:
@@ -315,21 +464,40 @@ def run_report(args) -> int:
         try:
             early, main = (int(v) for v in args.tsne_iterations.split(","))
         except ValueError:
-            raise AnalysisError(f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}") from None
+            raise AnalysisError(
+                f"--tsne-iterations wants EARLY,MAIN (e.g. 125,125), got {args.tsne_iterations!r}"
+            ) from None
         iterations = (early, main)
+    from store.errors import warn_problems
+
+    from .sides import open_store
+
+    _check_out_folder(args.out)
+    ks = open_store(_store(args))
+    warn_problems(ks.problems, "report")
+    n = _n(args.n, cmp.DEFAULT_N)
+    permutations = cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations
+    replicates = cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates
+    _check_counts(permutations, replicates, n, ks)
+    metric_params = _params(args.param)
+    projection_n = _n(args.projection_n, DEFAULT_PROJECTION_N)
     bar, update = _progress_bar("report")
-    with bar:
-        result = report(
-            _store(args), args.out, _split(args.models) or None, _split(args.benchmarks) or None, args.layers,
-            metrics=_split([args.metrics]) if args.metrics else cmp.DEFAULT_METRICS,
-            n=_n(args.n, cmp.DEFAULT_N), seed=args.seed,
-            permutations=cmp.DEFAULT_PERMUTATIONS if args.permutations is None else args.permutations,
-            replicates=cmp.DEFAULT_REPLICATES if args.replicates is None else args.replicates,
-            image=args.image, text=args.text, rope=args.rope,
-            projection_n=_n(args.projection_n, DEFAULT_PROJECTION_N), projection_method=args.projection,
-            iterations=iterations, png=args.png, metric_params=_params(args.param), use_cache=not args.no_cache,
-            progress=update,
-        )
+    ci = _ci(args.ci, cmp.DEFAULT_CI)
+    try:
+        with bar:
+            result = report(
+                ks, args.out, _split(args.models) or None, _split(args.benchmarks) or None, args.layers,
+                metrics=_split([args.metrics]) if args.metrics else cmp.DEFAULT_METRICS,
+                n=n, seed=args.seed, permutations=permutations, ci=ci, replicates=replicates,
+                image=args.image, text=args.text, rope=args.rope,
+                projection_n=projection_n, projection_method=args.projection,
+                iterations=iterations, png=args.png, metric_params=metric_params, use_cache=not args.no_cache,
+                progress=update,
+            )
+    except OSError as exc:  # writing the artefacts: a full disk, a folder that cannot be written
+        where = exc.filename or args.out
+        raise AnalysisError(f"cannot write the report into {args.out} ({exc.strerror or exc}: {where}): free "
+                            "space or choose another --out") from None
     print(f"report written to {result.out}:")
     for path in result.files:
         print(f"  {path.name}")

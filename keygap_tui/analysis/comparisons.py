@@ -20,6 +20,7 @@ from store.reader import KeySlice, KeyStore
 
 from .answers import answer
 from .defaults import (
+    DEFAULT_CI,
     DEFAULT_METRICS,
     DEFAULT_N,
     DEFAULT_PERMUTATIONS,
@@ -28,6 +29,7 @@ from .defaults import (
     GROUPS,
 )
 from .errors import AnalysisError
+from .heads import head_layout, parse_heads
 from .layers import model_depth, relative_depth, resolve_model_layers
 from .metrics import (
     MetricParams,
@@ -73,6 +75,7 @@ def compare(
     seed: int = 0,
     *,
     permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
     metric_params: MetricParams | None = None,
     use_cache: bool = True,
     threads: int | str | None = DEFAULT_THREADS,
@@ -82,7 +85,9 @@ def compare(
     """Compare two sides with each metric; one ComparisonRow per metric, in the order asked.
 
     ``n`` keys per side are drawn uniformly (reader sample with ``seed``); ``n=None`` reads all.
-    ``permutations`` goes to every metric that takes it (sample-level: sample ids are the groups).
+    ``permutations`` goes to every metric that takes it (sample ids are the groups; the measure reads the
+    design from them, docs/STATISTICS.md). ``ci``: the level of a bootstrap interval over samples for every
+    metric that gives one (None or 0: none).
     ``metric_params`` = {metric: {param: value}} overrides a metric's defaults (e.g. mmd bandwidth).
     Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
     ``threads``: BLAS threads for the computation ("auto": one on a busy machine, see threads.py).
@@ -96,12 +101,12 @@ def compare(
     def question(metric: str) -> dict[str, Any]:
         return {
             "kind": "compare", "side_a": side_a.to_dict(), "side_b": side_b.to_dict(), "metric": metric,
-            "n": n, "seed": int(seed), "requested": requested_params(metric, permutations, metric_params),
+            "n": n, "seed": int(seed), "requested": requested_params(metric, permutations, metric_params, ci),
         }
 
     def compute(missing: list[str]) -> Iterator[tuple[str, list[ComparisonRow]]]:
         check_metrics(missing)
-        kwargs_of = {m: metric_kwargs(m, permutations, metric_params) for m in missing}
+        kwargs_of = {m: metric_kwargs(m, permutations, metric_params, ci=ci) for m in missing}
         steps.report("loading keys")
         a = load_side(ks, side_a, n=n, seed=seed)
         b = load_side(ks, side_b, n=n, seed=seed)
@@ -166,6 +171,7 @@ def controls(
     threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    head: int | None = None,
 ) -> list[ComparisonRow]:
     """The three control groups, ``replicates`` times; rows carry ``group`` and ``replicate``.
 
@@ -174,14 +180,15 @@ def controls(
     by all groups and replicates of this (model, benchmark, layer), so the three are comparable.
     ``image``/``text`` are modality specs (e.g. "text:question,options" to drop the system prompt).
     ``permutations`` defaults to 0: controls are for the distribution of values, not p-values.
+    ``head``: one kv head's columns of every key (None: all heads).
     """
     ks = open_store(store)
     names = metric_names(metrics)
     n = _n_arg(n)
     if replicates < 1:
         raise AnalysisError(f"replicates must be at least 1, got {replicates}")
-    side_i = Side(model, benchmark, layer, *_as_side_spec(image), rope=rope)
-    side_t = Side(model, benchmark, layer, *_as_side_spec(text), rope=rope)
+    side_i = Side(model, benchmark, layer, *_as_side_spec(image), rope=rope, head=head)
+    side_t = Side(model, benchmark, layer, *_as_side_spec(text), rope=rope, head=head)
     steps = Steps(1 + len(names) * replicates, progress, should_stop)
     steps.report(f"controls {side_i.model} L{layer}")
 
@@ -256,9 +263,10 @@ def _control_pairs(
 
 # --- sweeps ----------------------------------------------------------------------------------------------
 def sweep_plan(
-    store: StoreArg, models: Sequence[str], benchmark: str, layers: str | Sequence[object] = "all", rope: str = "post"
-) -> list[tuple[str, int, int | None]]:
-    """The (model, layer, model depth) cells of a sweep, in the order they are computed.
+    store: StoreArg, models: Sequence[str], benchmark: str, layers: str | Sequence[object] = "all", rope: str = "post",
+    heads: str | None = None,
+) -> list[tuple[str, int, int | None, int | None]]:
+    """The (model, layer, model depth, kv head or None) cells of a sweep, in the order they are computed.
 
     ``models`` may be ["all"] for every model in the store with keys for ``benchmark``; ``layers`` as in
     resolve_model_layers, resolved per model so "middle" is each model's own middle layer."""
@@ -267,11 +275,14 @@ def sweep_plan(
         models = [m for m in ks.models() if benchmark in ks.benchmarks(m)]
         if not models:
             raise AnalysisError(f"no model in the store has keys for benchmark {benchmark}")
-    plan = []
+    plan: list[tuple[str, int, int | None, int | None]] = []
     for model in models:
         depth = model_depth(ks, model)
+        chosen: list[int | None] = [None]
+        if heads is not None:
+            chosen = list(parse_heads(heads, head_layout(ks, model).num_kv_heads) or [])
         for layer in resolve_model_layers(ks, model, benchmark, layers, rope):
-            plan.append((model, layer, depth))
+            plan += [(model, layer, depth, head) for head in chosen]
     return plan
 
 
@@ -289,6 +300,7 @@ def iter_layer_sweep(
     pairs: Sequence[tuple[str, str]] | None = None,
     rope: str = "post",
     permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
     with_controls: bool = False,
     replicates: int = DEFAULT_REPLICATES,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -296,25 +308,29 @@ def iter_layer_sweep(
     threads: int | str | None = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    heads: str | None = None,
 ) -> Iterator[ComparisonRow]:
-    """compare() (and optionally controls()) for every model x layer x pair of sides, yielding each cell's
-    rows as soon as that cell is done; rows carry ``depth`` = layer / (L - 1).
+    """compare() (and optionally controls()) for every model x layer (x kv head) x pair of sides, yielding each
+    cell's rows as soon as that cell is done; rows carry ``depth`` = layer / (L - 1).
 
     ``pairs``: side specs to compare in every cell (default [(a, b)]), e.g. [("image", "text:question"),
-    ("image", "text:options")] sweeps segments too. Stopping (``should_stop``, or leaving the loop) keeps
-    what was yielded, and every finished cell is in the results cache, so asking again resumes at once.
+    ("image", "text:options")] sweeps segments too. ``heads`` ('all' or '0,5'): one row set per kv head of
+    each model (head_dim from its run manifest); None compares whole keys. Stopping (``should_stop``, or
+    leaving the loop) keeps what was yielded, and every finished cell is in the results cache, so asking
+    again resumes at once.
     """
     ks = open_store(store)
-    plan = sweep_plan(ks, models, benchmark, layers, rope)
+    plan = sweep_plan(ks, models, benchmark, layers, rope, heads)
     pairs = list(pairs) if pairs else [(a, b)]
     parsed = [(parse_what(pa_), parse_what(pb_), pa_, pb_) for pa_, pb_ in pairs]
     steps = Steps(len(plan) * len(pairs), progress, should_stop)
-    for model, layer, depth in plan:
+    for model, layer, depth, head in plan:
         for (ma, sa), (mb, sb), spec_a, spec_b in parsed:
             sub = steps.sub(2 if with_controls else 1)
             got = compare(
-                ks, Side(model, benchmark, layer, ma, sa, rope), Side(model, benchmark, layer, mb, sb, rope), metrics,
-                n, seed, permutations=permutations, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                ks, Side(model, benchmark, layer, ma, sa, rope, head),
+                Side(model, benchmark, layer, mb, sb, rope, head), metrics, n, seed, permutations=permutations, ci=ci,
+                metric_params=metric_params, use_cache=use_cache, threads=threads,
                 progress=sub.child(), should_stop=should_stop,
             )
             if with_controls:
@@ -322,12 +338,12 @@ def iter_layer_sweep(
                 got += controls(
                     ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=spec_a,
                     text=spec_b, metric_params=metric_params, use_cache=use_cache, threads=threads,
-                    progress=sub.child(), should_stop=should_stop,
+                    progress=sub.child(), should_stop=should_stop, head=head,
                 )
             for row in got:
                 row.depth = relative_depth(layer, depth)
             yield from got
-            steps.advance(f"{model} layer {layer}")
+            steps.advance(f"{model} layer {layer}" + ("" if head is None else f" head {head}"))
 
 
 def layer_sweep(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
@@ -336,7 +352,7 @@ def layer_sweep(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
 
 
 __all__ = [
-    "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS", "GROUPS",
-    "ComparisonRow", "compare", "controls", "iter_layer_sweep", "layer_sweep", "model_depth", "relative_depth",
-    "resolve_model_layers", "split_samples", "sweep_plan",
+    "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
+    "GROUPS", "ComparisonRow", "compare", "controls", "iter_layer_sweep", "layer_sweep", "model_depth",
+    "relative_depth", "resolve_model_layers", "split_samples", "sweep_plan",
 ]

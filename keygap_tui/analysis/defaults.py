@@ -12,6 +12,9 @@ DEFAULT_METRICS = ("mmd", "js")
 DEFAULT_N = 500
 #: p = (1 + #{null >= observed}) / (1 + B), permuting whole samples
 DEFAULT_PERMUTATIONS = 200
+#: level of the bootstrap interval over samples given with every compare row (MMD, JS, energy, centroid);
+#: None or 0 = no interval. Controls give none: they are for the spread of values across replicates.
+DEFAULT_CI = 0.95
 #: control-group replicates (new disjoint sample halves each)
 DEFAULT_REPLICATES = 5
 #: BLAS threads: "auto" = one on a busy machine (see threads.py)

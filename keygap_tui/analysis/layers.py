@@ -15,16 +15,25 @@ from store.schema import model_label, resolve_layers
 from .errors import AnalysisError
 
 
+def model_runs(ks: KeyStore, model: str) -> list[dict]:
+    """The run manifests of one model (by id or store label)."""
+    label = model_label(model)
+    out = []
+    for run in ks.runs():
+        ids = {str(run.get(k)) for k in ("model", "model_id", "model_label") if run.get(k)}
+        if label in {model_label(i) for i in ids}:
+            out.append(run)
+    return out
+
+
 def model_depth(ks: KeyStore, model: str) -> int | None:
     """Decoder depth of a model from its run manifests ("num_layers"), or None when none records it."""
     label = model_label(model)
-    depths = set()
-    for run in ks.runs():
-        ids = {str(run.get(k)) for k in ("model", "model_id", "model_label") if run.get(k)}
-        if label in {model_label(i) for i in ids} and run.get("num_layers"):
-            depths.add(int(run["num_layers"]))
+    depths = {int(run["num_layers"]) for run in model_runs(ks, model) if run.get("num_layers")}
     if len(depths) > 1:
-        raise AnalysisError(f"run manifests of {label} disagree on its depth ({sorted(depths)}): re-ingest into one store")
+        raise AnalysisError(
+            f"run manifests of {label} disagree on its depth ({sorted(depths)}): re-ingest into one store"
+        )
     return depths.pop() if depths else None
 
 
@@ -40,7 +49,9 @@ def resolve_model_layers(
     label = model_label(model)
     stored = ks.layers(label, benchmark)
     if not stored:
-        raise AnalysisError(f"no keys for {label} on {benchmark}: run `keygap ingest --model {model} --benchmark {benchmark}`")
+        raise AnalysisError(
+            f"no keys for {label} on {benchmark}: run `keygap ingest --model {model} --benchmark {benchmark}`"
+        )
     parts = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else map(str, spec)) if str(p).strip()]
     if parts == ["all"]:
         return stored
@@ -68,7 +79,9 @@ def resolve_model_layers(
                 try:
                     out.add(int(part))
                 except ValueError:
-                    raise AnalysisError(f"unknown layer {part!r}: use early, middle, late, all, N% or integers") from None
+                    raise AnalysisError(
+                        f"unknown layer {part!r}: use early, middle, late, all, N% or integers"
+                    ) from None
         else:
             try:
                 out.update(resolve_layers(part, depth))

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from keygap_tui.stats.result import MeasureResult, json_safe
+from keygap_tui.stats.errors import StatsInputError
+from keygap_tui.stats.result import MeasureResult
+from store.jsonsafe import json_safe
 
 from .errors import AnalysisError
 from .threads import limit_threads
@@ -45,9 +47,38 @@ def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def requested_params(metric: str, permutations: int, metric_params: MetricParams | None) -> dict:
+#: keyword arguments metric_kwargs sets itself (the user may override them, but rarely does)
+_OUR_KWARGS = {"permutations", "bandwidth", "ci"}
+#: arguments every measure takes from the analysis itself, never from --param
+_NOT_PARAMS = {"x", "y", "groups_x", "groups_y", "seed", "progress"}
+
+
+def check_params(metric_params: MetricParams | None) -> None:
+    """Refuse a --param whose metric or parameter name does not exist (a typo would otherwise be ignored
+    or end in a traceback deep inside the measure)."""
+    known = _metrics()
+    for metric, params in (metric_params or {}).items():
+        if metric not in known:
+            raise AnalysisError(f"--param {metric}.{next(iter(params), 'NAME')}=...: unknown metric {metric!r}; "
+                                f"choose from {', '.join(sorted(known))}")
+        try:
+            accepted = inspect.signature(known[metric]).parameters
+        except (TypeError, ValueError):
+            continue
+        names = sorted(n for n, p in accepted.items() if n not in _NOT_PARAMS and p.kind is p.KEYWORD_ONLY)
+        for name in params:
+            if name == "seed":
+                raise AnalysisError(f"--param {metric}.seed: the seed is --seed, shared by every measure")
+            if name not in names:
+                raise AnalysisError(f"--param {metric}.{name}: {metric} has no parameter {name!r}; "
+                                    f"its parameters: {', '.join(names)}")
+
+
+def requested_params(metric: str, permutations: int, metric_params: MetricParams | None,
+                     ci: float | None = None) -> dict:
     """What the caller asked of one metric: the cache-key part that does not need the metric's code."""
-    return json_safe({"permutations": int(permutations), **dict((metric_params or {}).get(metric, {}))})
+    asked = {"permutations": int(permutations), **({"ci": float(ci)} if ci else {})}
+    return json_safe(asked | dict((metric_params or {}).get(metric, {})))
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -58,14 +89,17 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 
 def metric_kwargs(
-    metric: str, permutations: int, metric_params: MetricParams | None, bandwidth: float | None = None
+    metric: str, permutations: int, metric_params: MetricParams | None, bandwidth: float | None = None,
+    ci: float | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of one metric call: permutations (and a shared bandwidth) where the metric takes
-    them, then the user's parameters, which win."""
+    """Keyword arguments of one metric call: permutations, the interval level (and a shared bandwidth)
+    where the metric takes them, then the user's parameters, which win."""
     fn = _metrics()[metric]
     kwargs: dict[str, Any] = {}
     if _accepts(fn, "permutations"):
         kwargs["permutations"] = int(permutations)
+    if ci and _accepts(fn, "ci"):
+        kwargs["ci"] = float(ci)
     if bandwidth is not None and _accepts(fn, "bandwidth"):
         kwargs["bandwidth"] = float(bandwidth)
     kwargs.update(dict((metric_params or {}).get(metric, {})))
@@ -91,7 +125,17 @@ def run_metric(
     them, then ``recorded`` (our sampling choices) and the BLAS threads used."""
     t0 = time.perf_counter()
     with limit_threads(threads) as limit:
-        result = _metrics()[metric](xa, xb, groups_x=groups_a, groups_y=groups_b, seed=seed, **kwargs)
+        try:
+            result = _metrics()[metric](xa, xb, groups_x=groups_a, groups_y=groups_b, seed=seed, **kwargs)
+        except (TypeError, ValueError) as exc:
+            # a measure's own checks (StatsInputError) already say what to pass; a raw TypeError or
+            # ValueError with --param values given comes from a value of the wrong kind
+            user = {k: v for k, v in kwargs.items() if k not in _OUR_KWARGS}
+            if not user or isinstance(exc, (StatsInputError, AnalysisError)):
+                raise
+            shown = " ".join(f"{metric}.{k}={v!r}" for k, v in user.items())
+            raise AnalysisError(f"{metric} cannot use --param {shown}: {str(exc).strip().splitlines()[0]}; "
+                                "see the measure's parameters in docs/ANALYSIS.md") from None
     data = result.to_dict()
     params = dict(data["params"])
     for name, value in json_safe(dict(kwargs)).items():
@@ -108,6 +152,5 @@ def sampling_record(n: int | None, seed: int) -> dict[str, Any]:
     return {
         "n_per_side": "all" if n is None else int(n),
         "sampling": "uniform random keys per side (reader, seeded)",
-        "permutation_unit": "sample",
         "seed": int(seed),
     }

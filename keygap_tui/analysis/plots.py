@@ -2,13 +2,14 @@
 
 plotext keeps global figure state, so every function starts with ``clf()`` and renders to a string; colours
 are stripped so the text files read anywhere. Scatter panels keep at most ``MAX_POINTS_PER_PANEL`` points
-per slice (plotext blocks on ~100k points, FIELD-NOTES 5) and say how many they show.
+per slice and say how many they show (plotext took 3.7 s for 100,000 points: docs/TUI.md).
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -17,11 +18,7 @@ MARKERS = ("dot", "x", "+", "*")
 
 
 def have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _thin(coords: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
@@ -53,10 +50,11 @@ def scatter_text(
 
 
 def five_numbers(values: Sequence[float]) -> list[float]:
-    """[max, q3, median, q1, min]: what plotext's box takes (15x faster than raw data, FIELD-NOTES 6)."""
+    """[max, q3, median, q1, min] of the finite values ([] when there are none): the box plotext draws from
+    precomputed numbers, 10x faster than from the raw values (docs/TUI.md)."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if not len(v):
-        return [np.nan] * 5
+        return []
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     return [float(v.max()), float(q3), float(med), float(q1), float(v.min())]
 
@@ -65,8 +63,9 @@ def box_text(title: str, boxes: Sequence[tuple[str, Sequence[float]]], width: in
     """Box plot (whiskers to min/max) of several value groups as plain text."""
     import plotext as plt
 
-    labels = [label for label, vals in boxes if len(five_numbers(vals)) and np.isfinite(five_numbers(vals)[0])]
-    quints = [five_numbers(vals) for label, vals in boxes if label in labels]
+    drawn = [(label, five_numbers(vals)) for label, vals in boxes]
+    labels = [label for label, quint in drawn if quint]
+    quints = [quint for _, quint in drawn if quint]
     plt.clf()
     plt.theme("clear")
     plt.plotsize(width, height)
@@ -100,7 +99,7 @@ def scatter_grid_png(path: Path, panels: list[dict], rows: int, cols: int, legen
         ax.set_title(panel["title"], fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [mpl.Line2D([], [], marker="o", ls="", color=c, label=l) for l, c in colours.items()]
+    handles = [mpl.Line2D([], [], marker="o", ls="", color=c, label=name) for name, c in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
@@ -128,3 +127,21 @@ def box_grid_png(path: Path, panels: list[dict]) -> Path:
     fig.savefig(path, dpi=120)
     mpl.close(fig)
     return path
+
+
+def lines_text(title: str, x: Sequence[float], series: Sequence[tuple[str, Sequence[float]]], width: int = 70,
+               height: int = 18, ylabel: str = "") -> str:
+    """Several lines over one x axis (e.g. attention share per layer) as plain text."""
+    import plotext as plt
+
+    plt.clf()
+    plt.theme("clear")
+    plt.plotsize(width, height)
+    for i, (label, values) in enumerate(series):
+        plt.plot(list(x), [float(v) for v in values], label=label, marker=MARKERS[i % len(MARKERS)])
+    plt.title(title)
+    if ylabel:
+        plt.ylabel(ylabel)
+    text = plt.uncolorize(plt.build())
+    plt.clf()
+    return text + "\n"

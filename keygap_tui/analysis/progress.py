@@ -6,7 +6,7 @@ and ``should_stop()`` to cancel. ``Steps`` maps the sub-steps of nested work ont
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import Cancelled
 
@@ -56,6 +56,6 @@ class Steps:
         lo, hi, parent = self.fraction(0.0), self.fraction(1.0), self.progress
         return lambda f, message: parent(lo + (hi - lo) * min(1.0, max(0.0, f)), message)
 
-    def sub(self, total: int) -> "Steps":
+    def sub(self, total: int) -> Steps:
         """Steps covering the next one step of this bar (for a nested call)."""
         return Steps(total, self.progress, self.should_stop, self.fraction(0.0), self.fraction(1.0))

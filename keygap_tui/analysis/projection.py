@@ -11,17 +11,17 @@ scales linearly in n.
 Our defaults (not the paper's, which states none): PCA to 50 components (randomized, iterated_power=2),
 perplexity 30, exact nearest neighbours up to 20,000 points (brute force after PCA beat Annoy there:
 1.5 s against 5.3 s at 10,000), Barnes-Hut gradients below 10,000 points and FFT from there (FFT's grid
-follows the embedding's span, so it is slow on small sets: 2.7 s against 0.7 s on 700 points), one thread, 125 early-exaggeration + 125
-normal iterations (openTSNE's default schedule is 250 + 500, 4-5x slower: pass ``iterations=(250, 500)``
-for publication figures).
+follows the embedding's span, so it is slow on small sets: 2.7 s against 0.7 s on 700 points), one thread,
+125 early-exaggeration + 125 normal iterations (openTSNE's default schedule is 250 + 500, 4-5x slower:
+pass ``iterations=(250, 500)`` for publication figures).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -157,7 +157,9 @@ def project_arrays(
         raise AnalysisError(f"unknown projection method {method!r}: use pca or tsne")
     dims = {x.shape[1] for x in xs}
     if len(dims) != 1:
-        raise AnalysisError(f"slices of different key widths ({sorted(dims)}) cannot share axes: project one model at a time")
+        raise AnalysisError(
+            f"slices of different key widths ({sorted(dims)}) cannot share axes: project one model at a time"
+        )
     steps = Steps(2, progress, should_stop)
     x = np.vstack(xs)
     seconds = {}

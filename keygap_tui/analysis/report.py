@@ -11,6 +11,9 @@ the same slice and seed. Artefacts (all in ``out``):
   the control means and the inter/intra ratio = mean(Image-vs-Text) / mean(Image-vs-Image, Text-vs-Text)
   over the control replicates (same sizes and bandwidth; null where the intra mean is <= 0, which the
   unbiased MMD can be when two halves are alike).
+- attention_figure.txt / .csv and heads_table.csv / .md, where the store holds attention rows (`keygap
+  ingest --attention`): FastV's allocation over layers, the layer x kv head key gap beside image attention,
+  and their correlation with a within-layer permutation p-value (report_attention.py).
 - report.json / report.md: every parameter used, the store, and how long each part took.
 PNG files need the optional extra "png" (matplotlib); without it they are skipped and the report says so.
 """
@@ -21,25 +24,25 @@ import csv
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
+from store.jsonsafe import json_safe
 from store.reader import KeyStore
-
 from store.schema import model_label, utc_now
 
-from keygap_tui.stats.result import json_safe
-
 from .comparisons import compare, controls
-from .defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, GROUPS
+from .defaults import DEFAULT_CI, DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, GROUPS
 from .errors import AnalysisError
 from .layers import model_depth, relative_depth, resolve_model_layers
 from .plots import box_grid_png, box_text, have_matplotlib, scatter_grid_png, scatter_text
 from .progress import ProgressFn, Steps, StopFn
 from .projection import DEFAULT_ITERATIONS, DEFAULT_PERPLEXITY, DEFAULT_PROJECTION_N, project
+from .report_attention import write_attention
 from .rows import ComparisonRow
 from .sides import Side, open_store, parse_what
 
@@ -110,6 +113,7 @@ def report(
     n: int | None = DEFAULT_N,
     seed: int = 0,
     permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
     replicates: int = DEFAULT_REPLICATES,
     image: str = "image",
     text: str = "text",
@@ -159,7 +163,7 @@ def report(
         t0 = time.perf_counter()
         steps.report(f"compare {where}")
         rows = compare(
-            ks, side_i, side_t, metrics, n, seed, permutations=permutations, metric_params=metric_params,
+            ks, side_i, side_t, metrics, n, seed, permutations=permutations, ci=ci, metric_params=metric_params,
             use_cache=use_cache, progress=steps.child(), should_stop=should_stop,
         )
         seconds["compare"] += time.perf_counter() - t0
@@ -196,8 +200,13 @@ def report(
     files += write_table(out, table, metrics)
     files += write_figure1(out, projections, want_png)
     files += write_figure2(out, cells, control_rows, metrics, want_png)
+    pairs = sorted({(c.model, c.benchmark) for c in cells})
+    attention_files, attention_notes, attention_params = write_attention(out, ks, pairs, rope=rope, image=image,
+                                                                         text=text, seed=seed)
+    files += attention_files
     if not want_png:
         notes.append("PNG figures skipped: install the optional extra 'png' (matplotlib) to get them")
+    notes += attention_notes
     seconds["write"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - started
     cached = sum(r.cached for r in main_rows + control_rows)
@@ -206,19 +215,25 @@ def report(
         notes.append(f"{pruned} stale cached answers (their slices were re-ingested) were deleted")
     cached_proj = sum(p.cached for _, p in projections)
     notes.append(f"{cached_proj} of {len(projections)} projections came from the results cache")
-    params = {
+    layers_resolved: dict[str, list[int]] = {}
+    for c in cells:
+        layers_resolved.setdefault(f"{c.model}/{c.benchmark}", []).append(c.layer)
+    params: dict[str, Any] = {
         "store": str(ks.uri),
         "models": sorted({c.model for c in cells}),
         "benchmarks": sorted({c.benchmark for c in cells}),
         "layers": layers,
-        "layers_resolved": {f"{c.model}/{c.benchmark}": [] for c in cells},
+        "layers_resolved": layers_resolved,
         "metrics": list(metrics),
         "n_per_side": "all" if n is None else n,
         "seed": seed,
         "permutations": permutations,
-        "permutation_unit": "sample",
+        "ci": ci or None,
+        "permutation_unit": "read from the sample ids per comparison: within-sample swap when both sides hold "
+        "the same samples (compare), whole samples when they are disjoint (controls); see each result's params",
         "control_replicates": replicates,
-        "control_split": "disjoint random halves of samples; image(A) vs image(B), text(A) vs text(B), image(A) vs text(B)",
+        "control_split": "disjoint random halves of samples; image(A) vs image(B), text(A) vs text(B), "
+        "image(A) vs text(B)",
         "bandwidth": "median heuristic (sigma^2 = median pooled squared distance / 2); compare: per pair; "
         "controls: one per model/benchmark/layer on pooled image+text keys",
         "image_side": image,
@@ -232,9 +247,8 @@ def report(
         },
         "metric_params_requested": metric_params or {},
         "metric_params": _metric_params(main_rows, control_rows),
+        "attention": attention_params,
     }
-    for c in cells:
-        params["layers_resolved"][f"{c.model}/{c.benchmark}"].append(c.layer)
     files += write_summary(out, params, seconds, notes, files, table, metrics)
     steps.advance("report written")
     return ReportResult(out=out, files=files, table=table, seconds=seconds, params=params, notes=notes)
@@ -278,6 +292,8 @@ def build_table(cells, main_rows, control_rows, metrics) -> list[dict]:
             row[f"{metric}"] = None if main is None else main.value
             row[f"{metric}_bc"] = None if main is None else main.extra.get("bias_corrected")
             row[f"{metric}_p"] = None if main is None else main.p_value
+            row[f"{metric}_ci_low"] = None if main is None or main.ci is None else main.ci[0]
+            row[f"{metric}_ci_high"] = None if main is None or main.ci is None else main.ci[1]
             row[f"{metric}_n"] = None if main is None else f"{main.n_a}/{main.n_b}"
             groups = {
                 g: _mean(r.result.value for r in ctrls if r.result.metric == metric and r.group == g)
@@ -304,7 +320,8 @@ def _fmt(v) -> str:
 def table_columns(metrics) -> list[str]:
     cols = ["model", "benchmark", "layer", "layer_name", "depth"]
     for m in metrics:
-        cols += [m, f"{m}_bc", f"{m}_p", f"{m}_n", f"{m}_ivi", f"{m}_tvt", f"{m}_ivt_ctrl", f"{m}_ratio"]
+        cols += [m, f"{m}_bc", f"{m}_p", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n", f"{m}_ivi", f"{m}_tvt",
+                 f"{m}_ivt_ctrl", f"{m}_ratio"]
     return cols
 
 
@@ -327,8 +344,9 @@ def write_table(out: Path, table: list[dict], metrics) -> list[Path]:
     paths[1].write_text(_json(table))
     legend = (
         "\n`<m>` = Image-vs-Text on the full slices (as `keygap compare`), `<m>_bc` its bias-corrected value "
-        "where the metric gives one (JS: minus the mean over sample-label shuffles), `<m>_p` its p-value "
-        "(MMD: sample-level permutations; JS: its shuffles, 20 by default, so p >= 1/21), "
+        "where the metric gives one (JS: minus its mean over the permutation draws), `<m>_p` its p-value "
+        "(design-aware permutations, --permutations of them; docs/STATISTICS.md), `<m>_ci_low`, `<m>_ci_high` "
+        "its bootstrap interval over samples (of the bias-corrected value for JS; level in report.md), "
         "`<m>_n` keys per side; `_ivi`, `_tvt`, `_ivt_ctrl` = means over control replicates (disjoint sample "
         "halves); `_ratio` = ivt_ctrl / mean(ivi, tvt), '-' where undefined.\n"
     )

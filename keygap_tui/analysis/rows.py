@@ -8,10 +8,12 @@ answer equals a fresh one field for field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from keygap_tui.stats.result import MeasureResult, json_safe
+from keygap_tui.stats.result import MeasureResult
+from store.jsonsafe import json_safe
 
 from .sides import Side
 
@@ -36,8 +38,8 @@ class ComparisonRow:
     depth: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, strict-JSON data: the result's fields, then the row's own (model, benchmark, layer and
-        rope repeat side_a's for tables and SQL)."""
+        """Plain, strict-JSON data: the result's fields, then the row's own (model, benchmark, layer, rope
+        and head repeat side_a's for tables and SQL; head is null for whole keys)."""
         return self.result.to_dict() | json_safe(
             {
                 "kind": self.kind,
@@ -47,6 +49,7 @@ class ComparisonRow:
                 "benchmark": self.side_a.benchmark,
                 "layer": self.side_a.layer,
                 "rope": self.side_a.rope,
+                "head": self.side_a.head,
                 "depth": self.depth,
                 "side_a": self.side_a.to_dict(),
                 "side_b": self.side_b.to_dict(),

@@ -8,20 +8,24 @@ store.results, so a re-ingested partition changes every cache key that depended 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import numpy as np
 
 from store.reader import KeyStore
 from store.results import ResultsCache
 from store.schema import MODALITIES, ROPE_KINDS, model_label
 
 from .errors import AnalysisError
+from .heads import head_columns, head_layout
 
 
 @dataclass(frozen=True)
 class Side:
-    """One set of keys. ``segments`` None means every segment of the modality (e.g. all text tokens)."""
+    """One set of keys. ``segments`` None means every segment of the modality (e.g. all text tokens);
+    ``head`` None means all kv heads concatenated, an index one kv head's columns (`--heads`)."""
 
     model: str
     benchmark: str
@@ -29,6 +33,7 @@ class Side:
     modality: str
     segments: tuple[str, ...] | None = None
     rope: str = "post"
+    head: int | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -37,6 +42,8 @@ class Side:
             raise AnalysisError(f"unknown RoPE stage {self.rope!r}: use post (what attention uses) or pre")
         object.__setattr__(self, "model", model_label(self.model))
         object.__setattr__(self, "layer", int(self.layer))
+        if self.head is not None:
+            object.__setattr__(self, "head", int(self.head))
         if self.segments is not None:
             segs = tuple(sorted({str(s) for s in self.segments}))
             object.__setattr__(self, "segments", segs or None)
@@ -47,11 +54,15 @@ class Side:
         return self.modality + (f"[{','.join(self.segments)}]" if self.segments else "")
 
     def label(self) -> str:
-        return f"{self.model}/{self.benchmark}/L{self.layer}/{self.rope}/{self.what}"
+        head = "" if self.head is None else f"/head{self.head}"
+        return f"{self.model}/{self.benchmark}/L{self.layer}/{self.rope}/{self.what}{head}"
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data; ``head`` only when set, so questions about whole keys keep their cache keys."""
         d = asdict(self)
         d["segments"] = list(self.segments) if self.segments else None
+        if self.head is None:
+            del d["head"]
         return d
 
     @classmethod
@@ -87,7 +98,8 @@ def depends(ks: KeyStore, sides: Iterable[Side]) -> dict[str, str]:
 
 
 def load_side(ks: KeyStore, side: Side, *, n: int | None, seed: int, samples=None):
-    """Keys of one side as a KeySlice (x float32 [n, d], sample_id, ...).
+    """Keys of one side as a KeySlice (x float32 [n, d], sample_id, ...); with ``side.head`` only that kv
+    head's columns (head_dim from the run manifest).
 
     The reader raises a one-line StoreError naming what exists when the partition is missing.
     """
@@ -108,4 +120,6 @@ def load_side(ks: KeyStore, side: Side, *, n: int | None, seed: int, samples=Non
             f"only {len(sl.x)} {side.modality} keys{extra} for {side.label()}: a comparison needs at least 2 "
             "per side; ingest more samples or widen the segment filter"
         )
+    if side.head is not None:
+        sl = replace(sl, x=np.ascontiguousarray(head_columns(sl.x, side.head, head_layout(ks, side.model).head_dim)))
     return sl

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -27,23 +28,25 @@ from store.errors import KeygapError
 from .config import THEMES, AnalysisSettings, Config, State, load_config, load_state, save_state
 from .selection import Catalog, Selection, read_catalog
 from .threads import cap_before_load
+from .widgets.attention_pane import AttentionPane
 from .widgets.controls_pane import ControlsPane
 from .widgets.help_screen import HelpScreen
 from .widgets.layers_pane import LayersPane
+from .widgets.matrix_table import MatrixTable
 from .widgets.problems_bar import ProblemsBar
 from .widgets.row_viewer import RowViewer
-from .widgets.matrix_table import MatrixTable
 from .widgets.scatter_pane import ScatterPane, ScatterPlot
 from .widgets.slice_picker import SlicePicker
 from .widgets.sql_pane import SqlPane
 from .widgets.status_line import StatusLine
 from .widgets.vim_table import VimTable
 
-TABS = ("scatter", "controls", "layers", "sql")
+TABS = ("scatter", "controls", "layers", "sql", "attention")
 TAB_FOCUS = {"sql": "#sql-editor", "scatter": "#scatter-plot"}  # where focus goes when a tab opens
 TEXT_ENTRY = ("TextArea", "Input")  # widgets that take typed letters: Esc leaves them
 QUIET_GROUPS = {"warmup", "schema"}  # background chores: no "done" message over the user's last one
 UNCANCELLABLE = {"catalog", "warmup"}  # Esc is for the user's work; without these nothing else can run
+ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)  # a worker in these states is still the group's job
 PROGRESS_EVERY_S = 0.05  # at most 20 progress repaints a second, whatever the worker reports
 
 
@@ -90,6 +93,7 @@ class KeygapApp(App):
         Binding("f3", "tab('controls')", "controls tab", id="tab_controls", show=False, priority=True),
         Binding("f4", "tab('layers')", "layers tab", id="tab_layers", show=False, priority=True),
         Binding("f5", "tab('sql')", "SQL tab", id="tab_sql", show=False, priority=True),
+        Binding("f6", "tab('attention')", "attention tab", id="tab_attention", show=False, priority=True),
         Binding("t", "toggle_projection", "PCA / t-SNE", id="projection", show=False),
         Binding("a", "run_tab(True)", "Controls at every stored layer (r: the report's early, middle, late)",
                 id="controls_all", show=False),
@@ -119,7 +123,7 @@ class KeygapApp(App):
         # busy machine is what made keys feel slow (benchmarks/bench_tui.py, key reactions)
         self.animation_level = "none"
         self.store = str(store)
-        self.store_note = store_note  # why this store was opened when none was named (store.cli.choose_store)
+        self.store_note = store_note  # why this store was opened when none was named (store.store_option.choose_store)
         self.startup_errors: list[str] = []
         if config is None:
             config = load_config(config_path)
@@ -169,11 +173,14 @@ class KeygapApp(App):
                 yield LayersPane(list(self.settings.metrics), self.state.layers_metric, id="layers-pane")
             with TabPane("SQL F5", id="sql"):
                 yield SqlPane(self.state.sql_history, id="sql-pane")
+            with TabPane("Attention F6", id="attention"):
+                yield AttentionPane(id="attention-pane")
         yield StatusLine(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(ScatterPane).set_method(self.state.projection if self.state.projection in ("pca", "tsne") else "pca")
+        method = self.state.projection if self.state.projection in ("pca", "tsne") else "pca"
+        self.query_one(ScatterPane).set_method(method)
         self.status.say(f"opening {self.store} ...")
         for problem in self.startup_errors:
             self.query_one(ProblemsBar).add(problem)  # they hold all session: listed until the app ends
@@ -216,6 +223,8 @@ class KeygapApp(App):
             )
         if self.store_note:
             self.notify(self.store_note, title="store", markup=False)
+        for problem in catalog.problems:  # damaged files: left out, and said on screen all session
+            self.query_one(ProblemsBar).add(problem)
         if self.focused is None or self.focused.id == "model":  # Textual's first focus, not the user's choice
             self.query_one(MatrixTable).focus()
         self._save_state()
@@ -272,7 +281,8 @@ class KeygapApp(App):
         for b in self.all_bindings():
             if b.id.startswith("sql_history"):
                 continue
-            yield SystemCommand(f"{b.description} ({self.key_of(b)})", f"action id: {b.id}", self._palette_callback(b.action))
+            yield SystemCommand(f"{b.description} ({self.key_of(b)})", f"action id: {b.id}",
+                                self._palette_callback(b.action))
 
     def _palette_callback(self, action: str) -> Callable[[], None]:
         return lambda: self.call_later(self.run_action, action)
@@ -296,7 +306,9 @@ class KeygapApp(App):
                     self._last_progress[group] = now
                     self.post_message(JobProgress(group, fraction, message))
 
-            should_stop = lambda: worker.is_cancelled  # noqa: E731
+            def should_stop() -> bool:
+                return worker.is_cancelled
+
             if needs_libraries:
                 while not self.libraries_ready.wait(0.05):
                     if should_stop():
@@ -314,13 +326,13 @@ class KeygapApp(App):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker not in self._job_done or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
+        if worker not in self._job_done or event.state in ACTIVE:
             return
         if worker.group == "sql":
             self._sql_finished(event.state, worker)
         done = self._job_done.pop(worker)
         label = self._job_label.pop(worker, worker.name)
-        current = [w for w in self.workers if w.group == worker.group and w is not worker and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        current = [w for w in self.workers if w.group == worker.group and w is not worker and w.state in ACTIVE]
         if event.state == WorkerState.SUCCESS:
             if not current:
                 self.status.finish(worker.group, None if worker.group in QUIET_GROUPS else f"{label}: done")
@@ -356,10 +368,7 @@ class KeygapApp(App):
         self.notify(text, severity="error", timeout=8, markup=False)
 
     def action_cancel(self) -> None:
-        running = [
-            w for w in self.workers
-            if w in self._job_done and w.group not in UNCANCELLABLE and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-        ]
+        running = [w for w in list(self._job_done) if w.group not in UNCANCELLABLE and w.state in ACTIVE]
         if self._sql_cursor is not None:
             try:
                 self._sql_cursor.interrupt()
@@ -503,7 +512,8 @@ class KeygapApp(App):
             method = pane.method
             self.start_job(
                 "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of A and B",
-                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop), pane.show,
+                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop),
+                pane.show,
             )
         elif tab == "controls":
             layers = (self.catalog.layers(sel.model, sel.benchmark) if every_layer
@@ -514,12 +524,20 @@ class KeygapApp(App):
                 lambda progress, stop: _tasks().control_groups(self.store, sel, layers, settings, progress, stop),
                 lambda result: pane.show(result, f"{sel.model} / {sel.benchmark}"),
             )
+        elif tab == "attention":
+            attention = self.query_one(AttentionPane)
+            self.start_job(
+                "attention", f"attention of {sel.model} over layers and heads",
+                lambda progress, stop: _tasks().attention_view(self.store, sel, settings, progress, stop),
+                attention.show,
+            )
         elif tab == "layers":
             pane = self.query_one(LayersPane)
             metric = pane.metric
             self.start_job(
                 "layers", f"{metric} over layers and models",
-                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop), pane.show,
+                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop),
+                pane.show,
             )
 
     def action_toggle_projection(self) -> None:
@@ -593,9 +611,7 @@ class KeygapApp(App):
         """The store's SQL tables, built once per session (store.catalog.SqlCatalog)."""
         with self._sql_lock:
             if self._sql_con is None:
-                from store.catalog import SqlCatalog
-
-                self._sql_con = SqlCatalog(self.store)
+                self._sql_con = _tasks().sql_catalog(self.store)  # with keygap sql's memory limit
             return self._sql_con
 
     def on_sql_pane_row_opened(self, event: SqlPane.RowOpened) -> None:
@@ -610,7 +626,7 @@ class KeygapApp(App):
         tab = self.current_tab
         if tab == "sql":
             return "sql", self.query_one(SqlPane).export_table()
-        pane = {"scatter": ScatterPane, "controls": ControlsPane, "layers": LayersPane}[tab]
+        pane = {"scatter": ScatterPane, "controls": ControlsPane, "layers": LayersPane, "attention": AttentionPane}[tab]
         rows = self.query_one(pane).export_rows()
         if not rows and results.export_data:
             return "matrix", results.export_data
@@ -624,15 +640,13 @@ class KeygapApp(App):
         from .export import export_rows, export_table
 
         folder = self.config.export_dir
-        if isinstance(data, list):
-            fn = lambda progress, stop: export_rows(data, folder, stem, fmt)  # noqa: E731
-        else:
-            fn = lambda progress, stop: export_table(data, folder, stem, fmt)  # noqa: E731
-        self.start_job("export", f"export {stem} as {fmt.upper()}", fn, self._exported, needs_libraries=False)
+        export = export_rows if isinstance(data, list) else export_table
+        self.start_job("export", f"export {stem} as {fmt.upper()}",
+                       lambda progress, stop: export(data, folder, stem, fmt), self._exported, needs_libraries=False)
 
     def _exported(self, path: Path) -> None:
         self.status.say(f"saved {path}")
-        self.notify(f"saved {path}", title="export")
+        self.notify(f"saved {path}", title="export", markup=False)
 
     def action_screenshot(self) -> None:
         from .export import next_path
@@ -643,7 +657,9 @@ class KeygapApp(App):
             target = next_path(folder, "screen", "svg")
             path = self.save_screenshot(filename=target.name, path=str(folder))
         except OSError as exc:
-            self.show_error(f"cannot save the screenshot in {folder} ({exc.strerror}): set export_dir in the config file")
+            self.show_error(
+                f"cannot save the screenshot in {folder} ({exc.strerror}): set export_dir in the config file"
+            )
             return
         self._exported(Path(path).resolve())
 
@@ -670,7 +686,8 @@ class KeygapApp(App):
     # --- state ----------------------------------------------------------------------------------------
     def _save_state(self) -> None:
         self.state.selection = self.selection.to_dict()
-        self.state.layers_metric = self.query_one(LayersPane).metric if self.is_mounted(LayersPane) else self.state.layers_metric
+        if self.is_mounted(LayersPane):
+            self.state.layers_metric = self.query_one(LayersPane).metric
         try:
             save_state(self.state, self.state_path, self.store)
         except OSError as exc:

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from keygap_tui.analysis.defaults import DEFAULT_METRICS, DEFAULT_N, DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES
+from keygap_tui.analysis.defaults import (
+    DEFAULT_CI,
+    DEFAULT_METRICS,
+    DEFAULT_N,
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_REPLICATES,
+)
+from store.files import atomic_write_bytes
 
 APP_DIR = "keygap"
 CONFIG_FILE = "tui.toml"
@@ -30,14 +36,14 @@ def config_dir() -> Path:
 
 
 def state_dir() -> Path:
-    from store.cli import user_state_dir
+    from store.store_option import user_state_dir
 
     return Path(user_state_dir())
 
 
 @dataclass
 class AnalysisSettings:
-    """Sizes of the work the TUI asks analysis for; the defaults are analysis's own (FIELD-NOTES 5).
+    """Sizes of the work the TUI asks analysis for; the defaults are analysis's own (docs/ANALYSIS.md, "Defaults").
 
     ``scatter_points`` caps the points drawn: plotext blocks its thread ~0.5 s per 100k points, and a
     terminal cannot show more than a few thousand distinct cells anyway.
@@ -46,6 +52,7 @@ class AnalysisSettings:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     n: int | None = DEFAULT_N  # keys per side; None = all. Same as `keygap compare`: same numbers, same cache
     permutations: int = DEFAULT_PERMUTATIONS
+    ci: float = DEFAULT_CI  # bootstrap interval level shown in the results table; 0 = none
     replicates: int = DEFAULT_REPLICATES  # control-group replicates
     seed: int = 0
     scatter_points: int = 1000  # keys per side projected: analysis's default; t-SNE cost grows fast beyond
@@ -130,6 +137,11 @@ def load_config(path: Path | None = None) -> Config:
                 values["metrics"] = tuple(value)
             else:
                 problem('[analysis] metrics must be a list of measure names, e.g. metrics = ["mmd", "js"]')
+        elif name == "ci":
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (value == 0 or 0.5 <= value < 1):
+                values["ci"] = float(value)
+            else:
+                problem("[analysis] ci must be a confidence level such as 0.95, or 0 for none")
         elif name == "n":
             if value in ("all", 0):
                 values["n"] = None
@@ -214,14 +226,7 @@ def save_state(state: State, path: Path | None = None, store: str = "") -> None:
     }
     data["shared"] = {"sql_history": state.sql_history[-HISTORY_LIMIT:], "theme": state.theme}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tui-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))
 
 
 def _store_key(store: str) -> str:

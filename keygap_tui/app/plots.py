@@ -8,10 +8,12 @@ background and foreground to the terminal, so one plot reads in the light and th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+
+from keygap_tui.analysis.plots import five_numbers
 
 SERIES_COLORS = ("blue", "orange", "green", "magenta", "cyan", "red", "yellow")
 MARKERS = ("dot", "x", "+", "*", "o")
@@ -70,15 +72,6 @@ def scatter(data: ScatterData, width: int, height: int, limit: int = 20000, seed
         plt.scatter([float(x)], [float(y)], marker="X", color="red", label="cursor")
     plt.title(_fitted(data.title, f"  ({caption})", width - TITLE_MARGIN) if data.title else caption)
     return plt.build()
-
-
-def five_numbers(values: Sequence[float]) -> list[float]:
-    """[max, q3, median, q1, min]: plotext's precomputed box (15x faster than raw data, FIELD-NOTES 6)."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if not len(v):
-        return []
-    q1, med, q3 = np.percentile(v, [25, 50, 75])
-    return [float(v.max()), float(q3), float(med), float(q1), float(v.min())]
 
 
 def control_boxes(values: dict[str, dict[int, dict[str, list[float]]]], labels: dict[str, str], width: int, height: int,
@@ -143,4 +136,18 @@ def depth_lines(series: dict[str, list[tuple[float, float]]], width: int, height
     plt.xlim(0.0, 1.0)
     plt.xlabel("relative depth (layer / (L - 1))")
     plt.title(ylabel if series else f"{ylabel}: nothing computed yet")
+    return plt.build()
+
+
+def allocation_lines(layers: Sequence[int], series: Sequence[tuple[str, Sequence[float]]], width: int, height: int,
+                     title: str) -> str:
+    """FastV's figure live: attention share of image / text / sink keys (and the image tokens' share) per layer."""
+    plt = _figure(width, height)
+    for i, (label, values) in enumerate(series):
+        plt.plot(list(layers), [float(v) for v in values], label=label, color=SERIES_COLORS[i % len(SERIES_COLORS)],
+                 marker=MARKERS[i % len(MARKERS)])
+    plt.ylim(0.0, 1.0)
+    plt.xticks(list(layers)[:: max(1, len(layers) // 8)])
+    plt.xlabel("layer")
+    plt.title(title)
     return plt.build()

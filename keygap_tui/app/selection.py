@@ -20,6 +20,7 @@ class Catalog:
     segments: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)  # (model, benchmark, modality)
     ropes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     depth: dict[str, int | None] = field(default_factory=dict)  # decoder layers per model (run manifest)
+    problems: list[str] = field(default_factory=list)  # damaged files left out of the store's view
 
     @property
     def empty(self) -> bool:
@@ -45,9 +46,9 @@ def read_catalog(store) -> Catalog:
     """Partitions and segments from the store's inventory (the commit markers say which segments each key
     file holds, so no key file is opened; labels are the same in every layer, so one layer is asked).
     pyarrow only, no DuckDB: importing and starting DuckDB cost the first screen ~0.3 s of a 2-core machine."""
-    from store.reader import KeyStore
 
     from keygap_tui.analysis import model_depth
+    from store.reader import KeyStore
 
     ks = store if isinstance(store, KeyStore) else KeyStore(store)
     cat = Catalog()
@@ -76,12 +77,14 @@ def read_catalog(store) -> Catalog:
             found = ks.segments(m, b, mod, layer=layer, rope=rope)  # from the commit markers: no key file opened
             if found:
                 cat.segments[(m, b, mod)] = sorted(found, key=_segment_order)
+    cat.problems = list(ks.problems)
     return cat
 
 
 def _segment_order(segment: str) -> tuple:
     """Prompt order, so the picker lists segments as they appear in a prompt."""
-    order = {"system": 0, "role": 1, "image": 2, "hint": 3, "question": 4, "options": 5, "instruction": 6, "assistant": 7}
+    order = {"system": 0, "role": 1, "image": 2, "hint": 3, "question": 4, "options": 5, "instruction": 6,
+             "assistant": 7}
     return (order.get(segment, 9), segment)
 
 
@@ -128,7 +131,7 @@ class Selection:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Selection":
+    def from_dict(cls, data: dict | None) -> Selection:
         names = {f.name for f in fields(cls)}
         clean = {k: v for k, v in (data or {}).items() if k in names}
         try:
@@ -136,7 +139,7 @@ class Selection:
         except TypeError:
             return cls()
 
-    def fitted(self, cat: Catalog) -> "Selection":
+    def fitted(self, cat: Catalog) -> Selection:
         """The nearest valid selection in ``cat`` (a remembered slice may have been deleted since)."""
         if cat.empty:
             return self
@@ -170,7 +173,7 @@ def nearest(options: list[int], target: int) -> int:
 
 
 def named_layer(stored: list[int], depth: int | None, name: str) -> tuple[int, bool]:
-    """Where early / middle / late land: layer 1, L // 2, L - 1 of the model's depth (FIELD-NOTES 1).
+    """Where early / middle / late land: layer 1, L // 2, L - 1 of the model's depth (docs/ANALYSIS.md, "Defaults").
 
     Without a recorded depth the names map onto the stored layers. Returns (layer, exact): when the
     named layer was not ingested, the nearest stored one, with exact=False so the UI can say so.
@@ -182,7 +185,8 @@ def named_layer(stored: list[int], depth: int | None, name: str) -> tuple[int, b
 
         target = resolve_layers(name, depth)[0]
     else:
-        target = {"early": stored[min(1, len(stored) - 1)], "middle": stored[len(stored) // 2], "late": stored[-1]}[name]
+        named = {"early": stored[min(1, len(stored) - 1)], "middle": stored[len(stored) // 2], "late": stored[-1]}
+        target = named[name]
     layer = nearest(stored, target)
     return layer, layer == target
 

@@ -7,9 +7,11 @@ these functions only choose what to ask for and reshape answers for the widgets.
 
 from __future__ import annotations
 
+import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,13 +38,13 @@ def warm_up(threads: int, progress: Progress = None, should_stop: Stop = None, c
     """
     steps = Steps(4, progress, should_stop)
     steps.report("loading statistics (torch)")
-    import keygap_tui.stats  # noqa: F401
+    importlib.import_module("keygap_tui.stats")
 
     steps.advance("loading scikit-learn")
     from keygap_tui.analysis.projection import pca, tsne
 
     steps.advance("loading openTSNE")
-    import openTSNE  # noqa: F401
+    importlib.import_module("openTSNE")
 
     steps.advance(f"limiting compute to {threads} thread(s)")
     limiter = None
@@ -223,13 +225,16 @@ class SweepResult:
     rows: list[dict]
 
 
-def sweep_layers(store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None) -> SweepResult:
+def sweep_layers(
+    store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None
+) -> SweepResult:
     """A vs B at every stored layer of every model that has this benchmark, on relative depth."""
     from keygap_tui.analysis import layer_sweep
 
     got = layer_sweep(
         store, ["all"], sel.benchmark, "all", sel.spec("a"), sel.spec("b"), [metric], settings.n, settings.seed,
-        rope=sel.rope, permutations=settings.permutations, progress=progress, should_stop=should_stop,
+        rope=sel.rope, permutations=settings.permutations, ci=settings.ci or None, progress=progress,
+        should_stop=should_stop,
     )
     rows = [result_row(r) for r in got]
     series: dict[str, list[tuple[float, float]]] = {}
@@ -252,6 +257,15 @@ class SqlResult:
     table: object  # the full pyarrow table, for export
     total: int
     seconds: float | None
+
+
+def sql_catalog(store):
+    """The SQL tab's catalog of ``store``: the limits of `keygap sql` by default, the memory limit included
+    (DuckDB's own default, 80 % of the machine, would starve the app), the timeout in sql_query."""
+    from store.catalog import SqlCatalog
+    from store.sql import default_memory_limit
+
+    return SqlCatalog(store, memory_limit=default_memory_limit())
 
 
 def sql_query(catalog, query: str, limit: int = 1000, on_cursor: Callable | None = None) -> SqlResult:
@@ -314,9 +328,9 @@ def matrix_plan(cat, sel: Selection, scope: str) -> list[MatrixPlan]:
 
 
 def ci_kwargs(settings: AnalysisSettings) -> dict:
-    """Bootstrap intervals where the analysis offers them (settings.ci, a level such as 0.95)."""
-    level = getattr(settings, "ci", None)
-    return {"ci": level} if level else {}
+    """The bootstrap interval level for compare: settings.ci (0.95 by default), None for 0 (no interval;
+    compare's own default would give one)."""
+    return {"ci": settings.ci or None}
 
 
 def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings,
@@ -357,3 +371,36 @@ def sql_schema(catalog):
         return read_schema(con)
     finally:
         con.close()
+@dataclass
+class AttentionView:
+    """What the Attention tab shows for one model and benchmark (keygap_tui.analysis.attention)."""
+
+    model: str
+    benchmark: str
+    allocation: object  # analysis.attention.Allocation
+    matrix: object  # analysis.attention.HeadMatrix
+    correlation: object | None  # stats.correlation.Correlation, None when too few cells
+
+
+def attention_view(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None,
+                   should_stop: Stop = None) -> AttentionView:
+    """Allocation over layers, the layer x kv head matrix and the gap/deficit correlation of the selection's
+    model and benchmark (``settings.n`` keys per side for each layer's per-head gaps)."""
+    from keygap_tui.analysis.attention import allocation, gap_deficit_correlation, head_matrix
+    from keygap_tui.analysis.sides import open_store
+    from keygap_tui.stats import StatsInputError
+
+    steps = Steps(3, progress, should_stop)
+    ks = open_store(store)
+    steps.report("reading attention rows")
+    alloc = allocation(ks, sel.model, sel.benchmark)
+    steps.advance("key gaps per head")
+    matrix = head_matrix(ks, sel.model, sel.benchmark, rope=sel.rope, image=sel.spec("a"), text=sel.spec("b"),
+                         n=settings.n, seed=settings.seed)
+    steps.advance("correlation")
+    try:
+        corr = gap_deficit_correlation(matrix, permutations=999, seed=settings.seed)
+    except StatsInputError:
+        corr = None
+    steps.advance("done")
+    return AttentionView(sel.model, sel.benchmark, alloc, matrix, corr)

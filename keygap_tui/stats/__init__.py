@@ -1,13 +1,17 @@
 """Two-sample measures between key sets: numpy (or torch) in, MeasureResult out.
 
 Every metric has the signature fn(x, y, *, groups_x=None, groups_y=None, seed=0, **params), where x, y
-are float [rows, dim] arrays and groups_* are per-row sample ids that permutation and classifier tests
-keep together. No textual, duckdb or store imports: this package runs anywhere numpy does.
+are float [rows, dim] arrays and groups_* are per-row sample ids. The ids say which rows belong together
+and which samples sit on both sides; from them every permutation test, shuffle, classifier fold and
+bootstrap picks its exchangeable unit (permutation.py). What each choice means and how well it holds is
+in docs/STATISTICS.md. No textual, duckdb or pyarrow imports, and from store only its standard-library
+JSON normaliser (store.jsonsafe): this package runs anywhere numpy does.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
-from .bandwidth import median_bandwidth
+from .bandwidth import BandwidthFit, fit_bandwidth, median_bandwidth
+from .bootstrap import CI_METHODS, DEFAULT_CI_REPLICATES
 from .centroid import centroid_gap
 from .classifier import classifier_test
 from .energy import energy_distance
@@ -16,7 +20,7 @@ from .frechet import frechet_distance
 from .js import js_divergence, js_of_histograms
 from .mmd import AUTO_EXACT_MAX_POOLED, MULTI_SCALES, mmd
 from .norms import norm_summary
-from .permutation import permutation_membership, permutation_p_value
+from .permutation import MIXED, ROW, SAMPLE, SWAP, Design, exchange_design, permutation_membership, permutation_p_value
 from .result import MeasureResult
 
 METRICS: dict[str, Callable[..., MeasureResult]] = {
@@ -31,6 +35,16 @@ METRICS: dict[str, Callable[..., MeasureResult]] = {
 
 __all__ = [
     "AUTO_EXACT_MAX_POOLED",
+    "BandwidthFit",
+    "CI_METHODS",
+    "DEFAULT_CI_REPLICATES",
+    "Design",
+    "MIXED",
+    "ROW",
+    "SAMPLE",
+    "SWAP",
+    "exchange_design",
+    "fit_bandwidth",
     "METRICS",
     "MULTI_SCALES",
     "MeasureResult",

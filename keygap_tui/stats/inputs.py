@@ -41,7 +41,9 @@ def as_pair(x, y, *, min_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
         try:
             arr = np.asarray(arr)
         except Exception as exc:  # ragged lists and the like
-            raise StatsInputError(f"{side} is not an array of key vectors ({exc}); pass a float [rows, dim] array") from None
+            raise StatsInputError(
+                f"{side} is not an array of key vectors ({exc}); pass a float [rows, dim] array"
+            ) from None
         if arr.ndim != 2:
             raise StatsInputError(f"{side} has shape {arr.shape}; pass a 2-D [rows, dim] array of key vectors")
         if arr.dtype.kind not in "fiu":

@@ -2,17 +2,21 @@
 
 Why this shape: a two-sample kernel statistic needs three sums (within a, within b, between) and a
 permutation test needs them again for every relabelling. Recomputing the kernel per permutation, or
-storing the (n+m)^2 matrix and re-indexing it, is 100x slower (FIELD-NOTES sect 5). Instead the pooled
+storing the (n+m)^2 matrix and re-indexing it, was 100x slower when measured. Instead the pooled
 kernel matrix K is produced in column rings of its upper triangle only (symmetry halves the work), each
 block is reduced at once against an N x (P+1) 0/1 membership matrix A (column 0 = the real split), and
 only O(N (P+1)) numbers survive. Memory is bounded by block_rows x block_cols, never (n+m)^2. Visiting
 rings in a random row order makes the sums after each ring exact for a growing random prefix
-(progressive MMD, FIELD-NOTES sect 5).
+(progressive MMD, docs/STATISTICS.md "How the kernel sums are computed").
 
 Numerics: data are centred on the pooled mean (distance by |a|^2 + |b|^2 - 2ab loses digits far
-from the origin), products run in float32 (GEMM-bound at d = 4096), every reduction across blocks is
+from the origin), products run in float32 (GEMM-bound at d = 4096) unless the caller asks for float64
+(a bandwidth below what float32 resolves, see precision_for), every reduction across blocks is
 accumulated in float64. The half squared norms ride along as two extra columns, so the GEMM directly
 yields the exponent z_r.z_c - |z_r|^2/2 - |z_c|^2/2 with no broadcast pass.
+
+The columns need not be 0/1: with multiplicities (a bootstrap resample) the same reductions give the
+weighted sums, which is how the confidence intervals reuse the engine (exact_sums(weights=...)).
 
 On the CPU everything runs in numpy (see _NumpyOps for why not torch); on a GPU the same steps run in
 torch on the device.
@@ -21,8 +25,8 @@ torch on the device.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -48,8 +52,10 @@ class Kernel:
 
 @dataclass(frozen=True)
 class PairSums:
-    """Per split (column of the membership matrix): kernel sums over ordered pairs i != j within a side,
-    over all pairs between sides, the sum of k(z_i, z_i) per side, and the row counts."""
+    """Per split (column): kernel sums over ordered pairs of distinct rows within a side, over all pairs
+    between sides, the sum of w_i^2 k(z_i, z_i) per side, the total weight n and the sum of squared weights
+    sq of each side. With 0/1 weights n is the row count and sq = n; with bootstrap multiplicities w the
+    within sums are sum_{i != j} w_i w_j k_ij (pairs of distinct original rows)."""
 
     within_a: np.ndarray
     within_b: np.ndarray
@@ -58,10 +64,21 @@ class PairSums:
     diag_b: np.ndarray
     n_a: np.ndarray
     n_b: np.ndarray
+    sq_a: np.ndarray
+    sq_b: np.ndarray
+
+    @property
+    def pairs_a(self) -> np.ndarray:
+        """Weighted count of ordered pairs of distinct rows on side a: n (n - 1) for 0/1 weights."""
+        return self.n_a.astype(np.float64) ** 2 - self.sq_a
+
+    @property
+    def pairs_b(self) -> np.ndarray:
+        return self.n_b.astype(np.float64) ** 2 - self.sq_b
 
 
 def sums_from_reductions(total_upper, a_row_sums, a_upper, membership: np.ndarray, diagonal: float) -> PairSums:
-    """Turn strict-upper-triangle reductions into the three sums of every split.
+    """Turn strict-upper-triangle reductions into the three sums of every split (side b = the complement).
 
     total_upper = sum_{i<j} K_ij; a_row_sums[p] = a_p' K_off 1; a_upper[p] = sum_{i<j} a_i a_j K_ij."""
     n_a = membership.sum(axis=0).astype(np.int64)
@@ -69,11 +86,12 @@ def sums_from_reductions(total_upper, a_row_sums, a_upper, membership: np.ndarra
     within_a = 2.0 * a_upper
     between = a_row_sums - within_a
     within_b = 2.0 * total_upper - 2.0 * a_row_sums + within_a
-    return PairSums(within_a, within_b, between, n_a * diagonal, n_b * diagonal, n_a, n_b)
+    return PairSums(within_a, within_b, between, n_a * diagonal, n_b * diagonal, n_a, n_b,
+                    n_a.astype(np.float64), n_b.astype(np.float64))
 
 
 def visit_order(n_rows: int) -> np.ndarray:
-    """The fixed random order in which exact_pair_sums visits pooled rows (the sums do not depend on it;
+    """The fixed random order in which exact_sums visits pooled rows (the sums do not depend on it;
     the progressive prefixes do)."""
     return np.random.default_rng(0).permutation(n_rows)
 
@@ -101,48 +119,90 @@ def resolve_block(block) -> int:
     return int(block)
 
 
-def exact_pair_sums(
+def exact_sums(
     x: np.ndarray,
     y: np.ndarray,
     membership: np.ndarray,
     kernel: Kernel,
     *,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
     device,
     block_rows: int = AUTO_BLOCK_ROWS,
     block_cols: int = BLOCK_COLS,
     progress: Callable[[float], None] | None = None,
     on_prefix: Callable[[PairSums], None] | None = None,
     backend: str = "auto",
-) -> PairSums:
-    """Sums of `kernel` over pooled [x; y] for every column of `membership` (bool [n+m, P+1]).
+    precision: str = "float32",
+) -> tuple[PairSums, PairSums | None]:
+    """Sums of `kernel` over pooled [x; y] for every column of `membership` (bool [n+m, P+1], side b = the
+    rest) and, in the same pass, for `weights` = (w_a, w_b) bootstrap multiplicities ([n+m, R] each) when
+    given: an interval then costs one wider reduction, not a second kernel evaluation.
 
     Progressive: the pooled rows are visited in one fixed random order, in rings of block_rows rows;
     ring r adds every pair whose later row lies in it. After each ring the sums are exact for a nested
     random prefix of the pooled rows, and on_prefix receives them (observed split only), so a caller can
     show a value that sharpens as it runs at no extra cost. progress(fraction of pairs done) follows each
     ring; an exception raised by either callback cancels the computation.
-    backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path)."""
+    backend: 'auto' (numpy on the CPU, torch elsewhere) or 'torch' (lets CPU tests run the GPU code path).
+    precision: 'float32' or 'float64' for the kernel evaluation (sums are float64 either way)."""
+    order = visit_order(x.shape[0] + y.shape[0])
+    splits = membership.shape[1]
+    columns = membership.astype(np.float64)
+    if weights is not None:
+        w_a, w_b = (np.asarray(w, dtype=np.float64) for w in weights)
+        columns = np.concatenate([columns, w_a, w_b, w_a + w_b], axis=1)
+    ordered = columns[order]
+
+    report = on_prefix
+
+    def prefix(total_upper, row_sums, upper, rows_done):
+        assert report is not None  # prefix is passed on only with an on_prefix to call
+        report(sums_from_reductions(total_upper, row_sums, upper, ordered[:rows_done, :1] > 0, kernel.diagonal))
+
+    total_upper, row_sums, upper = _reductions(
+        x, y, ordered, order, kernel, device=device, block_rows=block_rows, block_cols=block_cols,
+        progress=progress, on_prefix=None if on_prefix is None else prefix, backend=backend, precision=precision,
+    )
+    split_sums = sums_from_reductions(total_upper, row_sums[:splits], upper[:splits], membership, kernel.diagonal)
+    if weights is None:
+        return split_sums, None
+    return split_sums, _weighted_from_upper(upper[splits:], w_a, w_b, kernel)
+
+
+def _weighted_from_upper(upper: np.ndarray, weights_a: np.ndarray, weights_b: np.ndarray, kernel: Kernel) -> PairSums:
+    """PairSums from the upper sums of the columns [w_a | w_b | w_a + w_b]."""
+    replicates = weights_a.shape[1]
+    up_a, up_b, up_ab = upper[:replicates], upper[replicates: 2 * replicates], upper[2 * replicates:]
+    n_a, n_b = weights_a.sum(axis=0, dtype=np.float64), weights_b.sum(axis=0, dtype=np.float64)
+    sq_a = np.square(weights_a, dtype=np.float64).sum(axis=0)
+    sq_b = np.square(weights_b, dtype=np.float64).sum(axis=0)
+    return PairSums(2.0 * up_a, 2.0 * up_b, up_ab - up_a - up_b, sq_a * kernel.diagonal, sq_b * kernel.diagonal,
+                    n_a, n_b, sq_a, sq_b)
+
+
+def _reductions(x, y, columns, order, kernel: Kernel, *, device, block_rows, block_cols, progress, on_prefix,
+                backend, precision):
+    """(sum_{i<j} K_ij, c' K_off 1, sum_{i<j} c_i c_j K_ij) for every column c of `columns` (rows in `order`)."""
     use_numpy = device.type == "cpu" and backend == "auto"
     ops = _NumpyOps() if use_numpy else _TorchOps(device)
+    dtype = np.float64 if precision == "float64" else np.float32
     n_rows = x.shape[0] + y.shape[0]
     dim = x.shape[1]
     ring = min(block_rows, n_rows)
     chunk = max(ring, block_cols // ring * ring)  # a multiple of the ring: a ring's square never straddles chunks
-    order = visit_order(n_rows)
-    membership = membership[order]
-    data = _augmented_pooled(x, y, kernel, ops, order)  # [N, d+2] = [z, |z|^2/2, 1]
-    splits = membership.shape[1]
-    a64 = ops.put(membership.astype(np.float64))  # [N, P+1]
+    data = _augmented_pooled(x, y, kernel, ops, order, dtype)  # [N, d+2] = [z, |z|^2/2, 1]
+    splits = columns.shape[1]
+    a64 = ops.put(columns.astype(np.float64))  # [N, C]
     # right factor of the membership GEMM: column 0 all ones (column sums), columns 1.. the splits
-    ones_and_a = ops.put(np.concatenate([np.ones((n_rows, 1), np.float32), membership.astype(np.float32)], axis=1))
-    strictly_upper = ops.put(np.triu(np.ones((ring, ring), np.float32), k=1))
+    ones_and_a = ops.put(np.concatenate([np.ones((n_rows, 1), dtype), columns.astype(dtype)], axis=1))
+    strictly_upper = ops.put(np.triu(np.ones((ring, ring), dtype), k=1))
 
-    ring_buf = ops.empty(ring * (dim + 2), np.float32)
-    kernel_buf = ops.empty(chunk * ring, np.float32)
+    ring_buf = ops.empty(ring * (dim + 2), dtype)
+    kernel_buf = ops.empty(chunk * ring, dtype)
     multi = len(kernel.scales) > 1
-    scratch = ops.empty(chunk * ring, np.float32) if multi else None
-    accum = ops.empty(chunk * ring, np.float32) if multi else None
-    reduce_buf = ops.empty((splits + 1) * ring, np.float32)
+    scratch = ops.empty(chunk * ring, dtype) if multi else None
+    accum = ops.empty(chunk * ring, dtype) if multi else None
+    reduce_buf = ops.empty((splits + 1) * ring, dtype)
     reduce64 = ops.empty((splits + 1) * ring, np.float64)
     product64 = ops.empty(splits * ring, np.float64)
 
@@ -172,8 +232,8 @@ def exact_pair_sums(
             if r1 > c0:  # the ring's own square: keep pairs with row < column only
                 square = k[c0 - r0 : c1 - r0]
                 ops.mul(square, strictly_upper[:cols, :cols], square)
-            # K' [1 | A]: float32 sums over <= chunk rows. This orientation, not [1 | A]' K: OpenBLAS took
-            # 7-17x longer for the same product with few output rows and a long inner dimension.
+            # K' [1 | A]: sums over <= chunk rows in the kernel's precision. This orientation, not [1 | A]' K:
+            # OpenBLAS took 7-17x longer for the same product with few output rows and a long inner dimension.
             ops.matmul(k.T, ones_and_a[r0:r1], reduced)
             ops.copy(reduced64, reduced)  # from here on every sum is float64
             col_sums, a_times_k = reduced64[:, 0], reduced64[:, 1:]
@@ -183,23 +243,21 @@ def exact_pair_sums(
             ops.mul(a_times_k, a_cols, product)
             a_upper += product.sum(0)
         if on_prefix is not None:
-            on_prefix(sums_from_reductions(float(ops.get(total_upper)[0]), ops.get(a_row_sums[:1]),
-                                           ops.get(a_upper[:1]), membership[:c1, :1], kernel.diagonal))
+            on_prefix(float(ops.get(total_upper)[0]), ops.get(a_row_sums[:1]), ops.get(a_upper[:1]), c1)
         if progress is not None:
             progress(c1 * (c1 - 1) / 2.0 / work_total if work_total else 1.0)
 
-    return sums_from_reductions(float(ops.get(total_upper)[0]), ops.get(a_row_sums), ops.get(a_upper),
-                                membership, kernel.diagonal)
+    return float(ops.get(total_upper)[0]), ops.get(a_row_sums), ops.get(a_upper)
 
 
-def _augmented_pooled(x: np.ndarray, y: np.ndarray, kernel: Kernel, ops, order: np.ndarray):
-    """[N, d+2] float32, rows in `order`: centred (and, for the Gaussian, divided by sigma) keys, |z|^2/2, 1."""
+def _augmented_pooled(x: np.ndarray, y: np.ndarray, kernel: Kernel, ops, order: np.ndarray, dtype=np.float32):
+    """[N, d+2] in dtype, rows in `order`: centred (and, for the Gaussian, divided by sigma) keys, |z|^2/2, 1."""
     dim = x.shape[1]
     n_a = x.shape[0]
     n_rows = n_a + y.shape[0]
-    mean = ((x.sum(axis=0, dtype=np.float64) + y.sum(axis=0, dtype=np.float64)) / n_rows).astype(np.float32)
-    scale = np.float32(1.0 / math.sqrt(kernel.bandwidth) if kernel.kind == "gaussian" else 1.0)
-    data = np.empty((n_rows, dim + 2), dtype=np.float32)
+    mean = ((x.sum(axis=0, dtype=np.float64) + y.sum(axis=0, dtype=np.float64)) / n_rows).astype(dtype)
+    scale = dtype(1.0 / math.sqrt(kernel.bandwidth) if kernel.kind == "gaussian" else 1.0)
+    data = np.empty((n_rows, dim + 2), dtype=dtype)
     data[:, dim + 1] = 1.0
     chunk = 1024
     for s in range(0, n_rows, chunk):
@@ -248,12 +306,21 @@ class _NumpyOps:
         np.add(a, b, out=a)
 
     @staticmethod
-    def exp_(a):
-        return np.exp(a, out=a)
+    def inplace(name, a):
+        """exp, sqrt or cos of a, written into a."""
+        return getattr(np, name)(a, out=a)
 
     @staticmethod
-    def sqrt_(a):
-        return np.sqrt(a, out=a)
+    def to64(a):
+        return a.astype(np.float64)
+
+    @staticmethod
+    def column_sums64(a):
+        return a.sum(axis=0, dtype=np.float64)
+
+    @staticmethod
+    def row_sums64(a):
+        return a.sum(axis=1, dtype=np.float64)
 
 
 class _TorchOps:
@@ -296,31 +363,39 @@ class _TorchOps:
         a.add_(b)
 
     @staticmethod
-    def exp_(a):
-        return a.exp_()
+    def inplace(name, a):
+        return getattr(a, f"{name}_")()
 
     @staticmethod
-    def sqrt_(a):
-        return a.sqrt_()
+    def to64(a):
+        return a.double()
+
+    @staticmethod
+    def column_sums64(a):
+        return a.sum(dim=0, dtype=_torch().float64)
+
+    @staticmethod
+    def row_sums64(a):
+        return a.sum(dim=1, dtype=_torch().float64)
 
 
 def _apply_kernel(neg_half_sq, kernel: Kernel, scratch, accum, size: int, ops):
     """In place where possible: neg_half_sq holds -|a-b|^2 / 2 (divided by sigma^2 for the Gaussian)."""
     if kernel.kind == "distance":
         ops.mul(neg_half_sq, -2.0, neg_half_sq)
-        return ops.sqrt_(neg_half_sq)
+        return ops.inplace("sqrt", neg_half_sq)
     if len(kernel.scales) == 1:
         if kernel.scales[0] != 1.0:
             ops.mul(neg_half_sq, 1.0 / kernel.scales[0] ** 2, neg_half_sq)
-        return ops.exp_(neg_half_sq)
+        return ops.inplace("exp", neg_half_sq)
     shape = neg_half_sq.shape
     total = accum[:size].reshape(shape)
     tmp = scratch[:size].reshape(shape)
     ops.mul(neg_half_sq, 1.0 / kernel.scales[0] ** 2, total)
-    ops.exp_(total)
+    ops.inplace("exp", total)
     for s in kernel.scales[1:]:
         ops.mul(neg_half_sq, 1.0 / s**2, tmp)
-        ops.add_(total, ops.exp_(tmp))
+        ops.add_(total, ops.inplace("exp", tmp))
     ops.mul(total, 1.0 / len(kernel.scales), total)
     return total
 

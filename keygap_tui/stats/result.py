@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-
-def json_safe(value: Any) -> Any:
-    """Numpy scalars/arrays -> Python, tuples -> lists, non-finite floats -> None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
+from store.jsonsafe import json_safe  # the one JSON normaliser (standard library only)
 
 
 @dataclass(frozen=True)
@@ -34,7 +13,9 @@ class MeasureResult:
     """One two-sample comparison: headline value, optional test, and every parameter that produced it.
 
     `params` holds resolved values too (the fitted bandwidth, the method that auto chose), so a cached
-    result says exactly how it was computed without re-deriving defaults."""
+    result says exactly how it was computed without re-deriving defaults. `ci` is the bootstrap
+    confidence interval (low, high) at level params["ci"], when one was asked for (ci_low / ci_high in
+    to_dict, so tables and SQL get two plain columns)."""
 
     metric: str
     value: float
@@ -45,6 +26,7 @@ class MeasureResult:
     seed: int | None
     seconds: float
     extra: dict = field(default_factory=dict)
+    ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -57,12 +39,15 @@ class MeasureResult:
             "seed": None if self.seed is None else int(self.seed),
             "seconds": float(self.seconds),
             "extra": json_safe(self.extra),
+            "ci_low": None if self.ci is None else json_safe(self.ci[0]),
+            "ci_high": None if self.ci is None else json_safe(self.ci[1]),
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MeasureResult":
+    def from_dict(cls, data: dict) -> MeasureResult:
         """Inverse of to_dict, for reading cached results (a None value reads back as NaN)."""
         value = data.get("value")
+        low, high = data.get("ci_low"), data.get("ci_high")
         return cls(
             metric=str(data["metric"]),
             value=float("nan") if value is None else float(value),
@@ -73,4 +58,9 @@ class MeasureResult:
             seed=None if data.get("seed") is None else int(data["seed"]),
             seconds=float(data.get("seconds", 0.0)),
             extra=dict(data.get("extra") or {}),
+            ci=None if low is None and high is None else (_float_or_nan(low), _float_or_nan(high)),
         )
+
+
+def _float_or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)

@@ -31,16 +31,18 @@ class ChoiceField(Widget, can_focus=True):
     value: reactive[str] = reactive("", layout=True)
 
     class Changed(Message):
-        def __init__(self, field: "ChoiceField", value: str) -> None:
+        def __init__(self, field: ChoiceField, value: str) -> None:
             super().__init__()
             self.field = field
             self.value = value
 
         @property
-        def control(self) -> "ChoiceField":
+        def control(self) -> ChoiceField:
             return self.field
 
-    def __init__(self, label: str, options: list[str] | None = None, value: str = "", *, id: str | None = None, tooltip: str = ""):
+    def __init__(
+        self, label: str, options: list[str] | None = None, value: str = "", *, id: str | None = None, tooltip: str = ""
+    ):
         super().__init__(id=id)
         self.label = label
         self.options: list[str] = list(options or [])

@@ -20,7 +20,9 @@ INTRO = (
 class HelpScreen(ModalScreen):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90%; max-width: 100; height: 90%; border: round $accent; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll {
+        width: 90%; max-width: 100; height: 90%; border: round $accent; background: $surface; padding: 0 1;
+    }
     """
     BINDINGS = [
         Binding("escape,q,f1,question_mark", "dismiss", "close help"),
@@ -39,7 +41,7 @@ class HelpScreen(ModalScreen):
         table.add_column("action")
         table.add_column(Text("id (for [keys])"), style="dim", no_wrap=True)
         for key, description, binding_id in self.rows:
-            table.add_row(key, description, binding_id)
+            table.add_row(Text(key), Text(description), Text(binding_id))  # config values print as themselves
         with VerticalScroll():
             yield Static(Text(INTRO))
             yield Static(table)

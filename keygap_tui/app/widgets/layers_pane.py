@@ -31,7 +31,8 @@ class LayersPane(Vertical):
         self.result: SweepResult | None = None
 
     def compose(self) -> ComposeResult:
-        yield ChoiceField("measure", self.metrics, self.metric, id="layers-metric", tooltip="left/right to change, r to run")
+        yield ChoiceField("measure", self.metrics, self.metric, id="layers-metric",
+                          tooltip="left/right to change, r to run")
         with Horizontal():
             yield PlotView("r: sweep every stored layer of every model on this benchmark", id="layers-plot")
             yield VimTable(id="layers-table")
@@ -51,7 +52,9 @@ class LayersPane(Vertical):
         table.clear()
         table.raw_rows = []
         for r in sorted(result.rows, key=lambda r: (r["model"], r["layer"])):
-            table.raw_rows.append({"model": r["model"], "L": r["layer"], "depth": r["depth"], "value": r["value"], "p": r["p_value"]})
+            table.raw_rows.append(
+                {"model": r["model"], "L": r["layer"], "depth": r["depth"], "value": r["value"], "p": r["p_value"]}
+            )
             table.add_row(r["model"], str(r["layer"]), _fmt(r["depth"], 2), _fmt(r["value"]), _fmt(r["p_value"], 2))
 
     def clear(self) -> None:

@@ -1,14 +1,14 @@
 """Shows plot text that a thread worker built, so drawing never stalls the event loop.
 
 textual-plotext's PlotextPlot rebuilds the whole figure inside ``render`` on the event loop, each time
-the widget repaints; a scatter of 20k points takes ~0.1 s there (FIELD-NOTES 5/6). Here a painter
+the widget repaints; a scatter of 20k points took 0.78 s there (docs/TUI.md). Here a painter
 ``(width, height) -> ANSI text`` runs in a worker at the widget's size, again only when the data or the
 size changes, and render shows the finished text.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.widget import Widget

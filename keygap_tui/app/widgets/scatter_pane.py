@@ -62,7 +62,7 @@ class ScatterPlot(PlotView, can_focus=True):
         self.post_message(self.Nearest(pane.selected if to_point else None))
 
     @property
-    def parent_pane(self) -> "ScatterPane":
+    def parent_pane(self) -> ScatterPane:
         return self.query_ancestor(ScatterPane)
 
 

@@ -70,8 +70,9 @@ class SlicePicker(Vertical):
         mods = cat.modality_options(sel.model, sel.benchmark)
         self.field("a_modality").set_options(mods, sel.a_modality)
         self.field("b_modality").set_options(mods, sel.b_modality)
-        self.field("a_segment").set_options(cat.segment_options(sel.model, sel.benchmark, sel.a_modality), sel.a_segment)
-        self.field("b_segment").set_options(cat.segment_options(sel.model, sel.benchmark, sel.b_modality), sel.b_segment)
+        for side in ("a", "b"):
+            options = cat.segment_options(sel.model, sel.benchmark, getattr(sel, f"{side}_modality"))
+            self.field(f"{side}_segment").set_options(options, getattr(sel, f"{side}_segment"))
 
     def on_choice_field_changed(self, event: ChoiceField.Changed) -> None:
         event.stop()

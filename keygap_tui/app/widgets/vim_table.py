@@ -3,8 +3,17 @@ ask for first; and that can hand its selected cell to the clipboard action."""
 
 from __future__ import annotations
 
+from rich.markup import escape
+from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
+
+
+def as_text(value: object) -> object:
+    """A cell or label shown as itself: DataTable parses plain strings as markup, so a value such as
+    '[/x]' (from SQL, a model name, an error) would raise and take the app down. Escaped, it stays a str
+    that DataTable turns back into exactly the value."""
+    return escape(value) if isinstance(value, str) else value
 
 
 class VimTable(DataTable):
@@ -23,6 +32,13 @@ class VimTable(DataTable):
         super().__init__(**kwargs)
         self.raw_rows: list[dict] = []  # unformatted values, for export and copy
 
+    def add_column(self, label, *, width=None, key=None, default=None):  # type: ignore[override]
+        return super().add_column(as_text(label), width=width, key=key, default=default)
+
+    def add_row(self, *cells, height=1, key=None, label=None):  # type: ignore[override]
+        return super().add_row(*(as_text(c) for c in cells), height=height, key=key,
+                               label=as_text(label) if label is not None else None)
+
     def selected_text(self) -> str | None:
         """The selected cell as shown (full text, not the cut-off display), or None on an empty table."""
         if not self.row_count or not self.columns:
@@ -33,4 +49,5 @@ class VimTable(DataTable):
             raw = self.raw_rows[row]
             if key in raw:
                 return "" if raw[key] is None else str(raw[key])
-        return str(self.get_cell_at(self.cursor_coordinate))
+        cell = self.get_cell_at(self.cursor_coordinate)
+        return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)  # undo as_text's escape
