@@ -290,4 +290,4 @@ def test_cli_sweeps_segments_with_several_b_sides(tmp_path, capsys):
     assert keygap(["compare", "--store", str(root), "--model", "m4", "--layer", "all", "--metrics", "centroid",
                    "--n", "20"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:3] == ["model", "layer", "depth"] and [line.split()[1] for line in out[2:4]] == ["1", "2"]
+    assert out[0].split()[:3] == ["model", "layer", "head"] and [line.split()[1] for line in out[2:4]] == ["1", "2"]

@@ -112,7 +112,7 @@ KILLER = textwrap.dedent("""
         Path.unlink = die_on(Path.unlink)
     elif what == "write":
         pq.ParquetWriter.write_table = die_on(pq.ParquetWriter.write_table)
-    compact_run(sys.argv[1], "run0")
+    compact_run(sys.argv[1], sys.argv[5] if len(sys.argv) > 5 else "run0")
 """)
 
 
@@ -250,3 +250,80 @@ def test_keygap_compact_merges_every_run_and_skips_a_pair_being_written(tmp_path
     assert all(len(v) == 1 for v in KeyStore(root).inventory.files.values())
     assert keygap(["compact", "--store", str(root)]) == 0
     assert "already compact" in capsys.readouterr().out
+
+
+# --- queries and attention: a flush commits files in three trees, and compaction merges all three ---------
+def _visible(root: Path) -> tuple[dict, dict]:
+    """Every committed row of each tree (with its partition) as a multiset, and the files per partition."""
+    ks = KeyStore(root)
+    assert ks.problems == []
+    rows: dict[str, dict] = {}
+    files: dict[str, list[int]] = {}
+    for tree, parts in (("keys", ks.inventory.files), ("queries", ks.inventory.queries),
+                        ("attention", ks.inventory.attention)):
+        counted: dict[tuple, int] = {}
+        for partition, found in parts.items():
+            for f in found:
+                for row in pq.read_table(f.path).to_pylist():
+                    item = (partition, tuple(sorted(row.items())))
+                    counted[item] = counted.get(item, 0) + 1
+        rows[tree] = counted
+        files[tree] = sorted(len(found) for found in parts.values())
+    return rows, files
+
+
+def _on_disk(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for tree in ("keys", "queries", "attention", "samples")
+            for p in (root / tree).rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def ingested(tmp_path, monkeypatch) -> tuple[Path, str]:
+    """A real tiny-model run with queries and attention, one flush per sample, left uncompacted."""
+    import ingest.run as run_module
+    from ingest.run import ingest
+
+    root = tmp_path / "q"
+    monkeypatch.setattr(run_module, "compact_run_files", lambda plan, writer: None)
+    summary = ingest("tiny:llava", "sample", str(root), layers="1,2", queries="text", attention=True, batch_size=1,
+                     limit=4, checkpoint_seconds=0, device="cpu")
+    return root, summary.run_id
+
+
+@pytest.mark.slow
+def test_compaction_merges_query_and_attention_files_with_the_keys(ingested):
+    root, run_id = ingested
+    before, files = _visible(root)
+    assert all(before[tree] for tree in before) and all(n == 4 for tree in files for n in files[tree])
+    report = compact_run(root, run_id)
+    after, files = _visible(root)
+    assert after == before  # every key, query and attention row once, none lost
+    assert all(n == 1 for tree in files for n in files[tree]), files
+    ks = KeyStore(root)
+    assert not ks.inventory.hidden and not ks.inventory.replaced and len(ks.inventory.markers) == 1
+    visible = {f.rel for f in ks.inventory.data_files()} | {_rel(root, m.path) for m in ks.inventory.markers}
+    assert _on_disk(root) == visible  # nothing left behind in any tree
+    assert report.files_after == sum(len(v) for v in files.values())
+    assert runs_to_compact(ks.inventory) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("what", "when"), [("replace", "the marker"), ("unlink", "half the inputs deleted")])
+def test_a_kill_while_compacting_queries_and_attention_loses_nothing(ingested, tmp_path, what, when):
+    root, run_id = ingested
+    before, files = _visible(root)
+    partitions = sum(len(v) for v in files.values())  # one merged file (one rename) each, then the marker's
+    n = partitions + 1 if what == "replace" else 2 * partitions
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(repo=str(ROOT)))
+    proc = subprocess.run([sys.executable, str(script), str(root), what, str(n), str(1 << 30), run_id],
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr  # it died where we meant it to
+    assert _visible(root)[0] == before  # readers see every row once, whatever the kill left
+    compact_run(root, run_id)
+    after, files = _visible(root)
+    assert after == before and all(n == 1 for tree in files for n in files[tree])
+
+
+def _rel(root: Path, path: str) -> str:
+    return Path(path).relative_to(root).as_posix()

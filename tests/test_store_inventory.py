@@ -28,14 +28,9 @@ def test_an_index_that_disagrees_with_the_files_is_read_from_the_files(tmp_path)
     truth = {(p["layer"], p["modality"]): (p["rows"], p["dim"]) for p in KeyStore(root).partitions()}
     assert truth == {(1, "image"): (60, 8), (1, "text"): (60, 8)}
     marker = sorted((root / "samples").glob("part-*.parquet"))[0]
-
-    def lie(listed):
-        for entry in listed.values():
-            entry.update(rows=999, dim=3, segments=["nonsense"])
-
-    _rewrite_marker(marker, lie)
-    # the lie is believed only while size and mtime match the file it describes: touch one file
     victim = sorted(json.loads(pq.read_schema(marker).metadata[MARKER_FILES_KEY]))[0]
+    _rewrite_marker(marker, lambda listed: listed[victim].update(rows=999, dim=3, segments=["nonsense"]))
+    # the entry is believed only while size and mtime match the file it describes: touch that file
     st = os.stat(root / victim)
     os.utime(root / victim, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     ks = KeyStore(root)
