@@ -265,7 +265,7 @@ def test_cli_sweep_prints_rows_as_they_come_and_ctrl_c_keeps_them(tmp_path):
          "--metrics", "mmd", "--permutations", "3000", "--n", "all", "--no-cache"],
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(repo)))
     header = table.stdout.readline()
-    assert header.split()[:3] == ["model", "layer", "depth"]
+    assert header.split()[:3] == ["model", "layer", "head"]
     table.stdout.readline()  # the rule under the header
     first = table.stdout.readline()  # the first cell's row, while the other seven are still to come
     assert first.split()[:2] == ["m4", "1"] and table.poll() is None
