@@ -204,7 +204,7 @@ assert not bad, bad
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_a_sweep_yields_each_cell_as_it_finishes_and_a_stop_keeps_what_is_done(tmp_path, monkeypatch):
+def test_a_sweep_yields_each_measure_as_it_finishes_and_a_stop_keeps_what_is_done(tmp_path, monkeypatch):
     from keygap_tui.analysis import comparisons, iter_layer_sweep
 
     root = tmp_path / "s"
@@ -215,8 +215,11 @@ def test_a_sweep_yields_each_cell_as_it_finishes_and_a_stop_keeps_what_is_done(t
         metric, xa, xb, *a, **kw))
     rows = iter_layer_sweep(root, ["m4"], "b", "all", metrics=["centroid", "norms"], n=20, permutations=0)
     first = next(rows)
-    assert (first.side_a.layer, len(computed)) == (1, 2)  # the first cell is out before the second is computed
-    assert [r.side_a.layer for r in rows] == [1, 2, 2, 3, 3]
+    # the first measure is out before the second is computed, and the second before the next cell's
+    assert (first.side_a.layer, first.result.metric, computed) == (1, "centroid", ["centroid"])
+    second = next(rows)
+    assert (second.side_a.layer, second.result.metric, computed) == (1, "norms", ["centroid", "norms"])
+    assert [r.side_a.layer for r in rows] == [2, 2, 3, 3]
     assert len(computed) == 6
     # a stop after the first cell keeps it: rows already out, and in the results cache for the next ask
     stop = {"now": False}

@@ -93,6 +93,43 @@ async def test_tabs_scatter_controls_layers(store, tmp_path):
 
 @sync
 @pytest.mark.slow
+async def test_the_layers_sweep_fills_as_it_goes_and_escape_keeps_what_is_done(store, tmp_path, monkeypatch):
+    import asyncio
+    import time
+
+    from keygap_tui.analysis import comparisons
+
+    real = comparisons.run_metric
+
+    def slow(*args, **kwargs):
+        time.sleep(0.8)  # one layer per 0.8 s: the sweep of 4 layers takes 3 s or more
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(comparisons, "run_metric", slow)
+    app = make_app(store, tmp_path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f4", "r")
+        pane = app.query_one("#layers-pane")
+        for _ in range(200):  # the first rows arrive while the job still runs
+            if pane.result is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert pane.result is not None and app.status.jobs, "no rows shown while the sweep ran"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        rows = pane.result.rows
+        assert 1 <= len(rows) < 4 and app.status.message.endswith("cancelled")
+        table = app.query_one("#layers-table")
+        assert table.row_count == len(rows)
+        for r in rows:  # the rows kept are the sweep's own numbers, computed again independently
+            direct = compare(str(store), Side("m", "b", r["layer"], "image"), Side("m", "b", r["layer"], "text"),
+                             ["mmd"], SMALL.n, SMALL.seed, permutations=SMALL.permutations, use_cache=False)
+            assert r["value"] == pytest.approx(direct[0].result.value)
+
+
+@sync
+@pytest.mark.slow
 async def test_cancel_a_running_job(store, tmp_path):
     # 500 replicates x 2 metrics x 4 layers x 3 groups: a minute of work, checked for cancel between calls
     slow = AnalysisSettings(metrics=("mmd", "js"), n=60, permutations=0, replicates=500)

@@ -67,6 +67,22 @@ def answer(
 ) -> list[ComparisonRow]:
     """Rows of every part, in the order of ``parts``: from the cache where it has them, else from one call
     of ``compute(missing_parts)``, which yields ``(part, rows)`` as each part is done."""
+    return [row for rows in iter_answer(ks, sides, parts, question, compute, use_cache=use_cache, steps=steps)
+            for row in rows]
+
+
+def iter_answer(
+    ks: KeyStore,
+    sides: Iterable[Side],
+    parts: Sequence[str],
+    question: Callable[[str], Mapping[str, Any]],
+    compute: Compute,
+    *,
+    use_cache: bool = True,
+    steps: Steps | None = None,
+) -> Iterator[list[ComparisonRow]]:
+    """:func:`answer`, one part's rows at a time as soon as each is known (a sweep shows a cell's first
+    metric while its second computes)."""
     cached = CachedQuestions(ks, sides, use_cache)
     keys = {part: cached.key({**question(part), "version": CACHE_VERSION}) for part in parts}
     answers: dict[str, list[ComparisonRow]] = {}
@@ -75,11 +91,16 @@ def answer(
         if rows is not None:
             answers[part] = rows
     missing = [part for part in parts if part not in answers]
-    if missing:
-        for part, rows in compute(missing):
-            cached.put_rows(keys[part], rows)
-            answers[part] = rows
-    elif steps is not None:
+    if not missing and steps is not None:
         steps.done = steps.total
         steps.report("answered from the results cache")
-    return [row for part in parts for row in answers[part]]
+    computed = compute(missing) if missing else iter(())
+    for part in parts:
+        if part not in answers:
+            done, rows = next(computed)  # compute yields the missing parts in the order asked
+            assert done == part, (done, part)
+            cached.put_rows(keys[part], rows)
+            answers[part] = rows
+        yield answers[part]
+    for _ in computed:  # let compute finish (its last progress step)
+        pass

@@ -18,7 +18,7 @@ import numpy as np
 
 from store.reader import KeySlice, KeyStore
 
-from .answers import answer
+from .answers import answer, iter_answer
 from .defaults import (
     DEFAULT_CI,
     DEFAULT_METRICS,
@@ -92,6 +92,29 @@ def compare(
     Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
     ``threads``: BLAS threads for the computation ("auto": one on a busy machine, see threads.py).
     """
+    return list(iter_compare(
+        store, side_a, side_b, metrics, n, seed, permutations=permutations, ci=ci, metric_params=metric_params,
+        use_cache=use_cache, threads=threads, progress=progress, should_stop=should_stop,
+    ))
+
+
+def iter_compare(
+    store: StoreArg,
+    side_a: Side,
+    side_b: Side,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    n: int | None = DEFAULT_N,
+    seed: int = 0,
+    *,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    ci: float | None = DEFAULT_CI,
+    metric_params: MetricParams | None = None,
+    use_cache: bool = True,
+    threads: int | str | None = DEFAULT_THREADS,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Iterator[ComparisonRow]:
+    """:func:`compare`, each metric's row as soon as it is done (from the cache, or computed)."""
     ks = open_store(store)
     names = metric_names(metrics)
     n = _n_arg(n)
@@ -121,11 +144,11 @@ def compare(
             yield metric, [ComparisonRow(result, side_a, side_b, group=f"{side_a.what}-vs-{side_b.what}")]
             steps.advance(f"{metric} done")
 
-    rows = answer(ks, [side_a, side_b], names, question, compute, use_cache=use_cache, steps=steps)
     depth = relative_depth(side_a.layer, model_depth(ks, side_a.model)) if side_a.model == side_b.model else None
-    for row in rows:
-        row.depth = depth
-    return rows
+    for rows in iter_answer(ks, [side_a, side_b], names, question, compute, use_cache=use_cache, steps=steps):
+        for row in rows:
+            row.depth = depth
+        yield from rows
 
 
 # --- control groups ------------------------------------------------------------------------------------
@@ -327,21 +350,25 @@ def iter_layer_sweep(
     for model, layer, depth, head in plan:
         for (ma, sa), (mb, sb), spec_a, spec_b in parsed:
             sub = steps.sub(2 if with_controls else 1)
-            got = compare(
+            depth_of_row = relative_depth(layer, depth)
+            for row in iter_compare(
                 ks, Side(model, benchmark, layer, ma, sa, rope, head),
                 Side(model, benchmark, layer, mb, sb, rope, head), metrics, n, seed, permutations=permutations, ci=ci,
                 metric_params=metric_params, use_cache=use_cache, threads=threads,
                 progress=sub.child(), should_stop=should_stop,
-            )
+            ):
+                row.depth = depth_of_row
+                yield row  # each metric as it is done: the first row of a sweep comes after one measure
+            got: list[ComparisonRow] = []
             if with_controls:
                 sub.done = 1
-                got += controls(
+                got = controls(
                     ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=spec_a,
                     text=spec_b, metric_params=metric_params, use_cache=use_cache, threads=threads,
                     progress=sub.child(), should_stop=should_stop, head=head,
                 )
             for row in got:
-                row.depth = relative_depth(layer, depth)
+                row.depth = depth_of_row
             yield from got
             steps.advance(f"{model} layer {layer}" + ("" if head is None else f" head {head}"))
 
@@ -353,6 +380,6 @@ def layer_sweep(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
 
 __all__ = [
     "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
-    "GROUPS", "ComparisonRow", "compare", "controls", "iter_layer_sweep", "layer_sweep", "model_depth",
+    "GROUPS", "ComparisonRow", "compare", "controls", "iter_compare", "iter_layer_sweep", "layer_sweep", "model_depth",
     "relative_depth", "resolve_model_layers", "split_samples", "sweep_plan",
 ]

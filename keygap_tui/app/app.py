@@ -139,6 +139,7 @@ class KeygapApp(App):
         self._job_done: dict[Worker, Callable[[Any], None]] = {}
         self._job_label: dict[Worker, str] = {}
         self._last_progress: dict[str, float] = {}
+        self._layers_sweep: object | None = None  # the running Layers sweep (see action_run_tab)
         self._sql_con = None  # store.catalog.SqlCatalog, made on the first query
         self._sql_cursor = None
         self._sql_lock = threading.Lock()  # the schema and the first query may both build the catalog
@@ -534,9 +535,19 @@ class KeygapApp(App):
         elif tab == "layers":
             pane = self.query_one(LayersPane)
             metric = pane.metric
+
+            token = self._layers_sweep = object()  # a sweep that a newer one replaced shows nothing more
+
+            def show_partial(partial) -> None:
+                if self._layers_sweep is token:
+                    pane.show(partial)
+
+            def emit(partial) -> None:  # rows so far: the table and plot fill while the sweep runs
+                self.call_from_thread(show_partial, partial)
+
             self.start_job(
                 "layers", f"{metric} over layers and models",
-                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop),
+                lambda progress, stop: _tasks().sweep_layers(self.store, sel, metric, settings, progress, stop, emit),
                 pane.show,
             )
 

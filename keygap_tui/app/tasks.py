@@ -225,18 +225,42 @@ class SweepResult:
     rows: list[dict]
 
 
-def sweep_layers(
-    store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None
-) -> SweepResult:
-    """A vs B at every stored layer of every model that has this benchmark, on relative depth."""
-    from keygap_tui.analysis import layer_sweep
+#: how often a running sweep hands its rows so far to the screen (each redraw re-plots every point)
+SWEEP_EMIT_EVERY_S = 0.3
 
-    got = layer_sweep(
-        store, ["all"], sel.benchmark, "all", sel.spec("a"), sel.spec("b"), [metric], settings.n, settings.seed,
-        rope=sel.rope, permutations=settings.permutations, ci=settings.ci or None, progress=progress,
-        should_stop=should_stop,
-    )
-    rows = [result_row(r) for r in got]
+
+def sweep_layers(
+    store, sel: Selection, metric: str, settings: AnalysisSettings, progress: Progress = None, should_stop: Stop = None,
+    emit: Callable[[SweepResult], None] | None = None,
+) -> SweepResult:
+    """A vs B at every stored layer of every model that has this benchmark, on relative depth.
+
+    ``emit`` gets the rows done so far as the sweep goes (at most every SWEEP_EMIT_EVERY_S), so the table and
+    the plot fill while it runs and a cancelled sweep leaves what it finished on screen."""
+    from keygap_tui.analysis import iter_layer_sweep
+    from keygap_tui.analysis.progress import Cancelled
+
+    rows: list[dict] = []
+    shown = time.monotonic()
+    try:
+        for r in iter_layer_sweep(
+            store, ["all"], sel.benchmark, "all", sel.spec("a"), sel.spec("b"), [metric], settings.n, settings.seed,
+            rope=sel.rope, permutations=settings.permutations, ci=settings.ci or None, progress=progress,
+            should_stop=should_stop,
+        ):
+            rows.append(result_row(r))
+            if emit is not None and time.monotonic() - shown >= SWEEP_EMIT_EVERY_S:
+                emit(sweep_result(metric, list(rows)))
+                shown = time.monotonic()
+    except Cancelled:
+        if emit is not None and rows:
+            emit(sweep_result(metric, rows))  # Escape keeps what is done
+        raise
+    return sweep_result(metric, rows)
+
+
+def sweep_result(metric: str, rows: list[dict]) -> SweepResult:
+    """The Layers tab's plot series (model -> [(relative depth, value)]) and table of sweep rows."""
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         depth = r["depth"]
