@@ -55,20 +55,9 @@ class CachedQuestions:
             self.cache.put(key, [row.to_dict() for row in rows], depends=self.depends)
 
 
-def answer(
-    ks: KeyStore,
-    sides: Iterable[Side],
-    parts: Sequence[str],
-    question: Callable[[str], Mapping[str, Any]],
-    compute: Compute,
-    *,
-    use_cache: bool = True,
-    steps: Steps | None = None,
-) -> list[ComparisonRow]:
-    """Rows of every part, in the order of ``parts``: from the cache where it has them, else from one call
-    of ``compute(missing_parts)``, which yields ``(part, rows)`` as each part is done."""
-    return [row for rows in iter_answer(ks, sides, parts, question, compute, use_cache=use_cache, steps=steps)
-            for row in rows]
+def answer(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
+    """Every row of :func:`iter_answer` (same arguments), in the order of the parts."""
+    return [row for rows in iter_answer(*args, **kwargs) for row in rows]
 
 
 def iter_answer(
@@ -81,8 +70,9 @@ def iter_answer(
     use_cache: bool = True,
     steps: Steps | None = None,
 ) -> Iterator[list[ComparisonRow]]:
-    """:func:`answer`, one part's rows at a time as soon as each is known (a sweep shows a cell's first
-    metric while its second computes)."""
+    """Rows of every part, in the order of ``parts``, one part at a time as soon as it is known (a sweep
+    shows a cell's first metric while its second computes): from the cache where it has them, else from
+    one call of ``compute(missing_parts)``, which yields ``(part, rows)`` as each part is done."""
     cached = CachedQuestions(ks, sides, use_cache)
     keys = {part: cached.key({**question(part), "version": CACHE_VERSION}) for part in parts}
     answers: dict[str, list[ComparisonRow]] = {}

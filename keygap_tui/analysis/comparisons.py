@@ -66,36 +66,9 @@ def _check_dims(xa: np.ndarray, xb: np.ndarray, side_a: Side, side_b: Side) -> N
 
 
 # --- one pair ----------------------------------------------------------------------------------------------
-def compare(
-    store: StoreArg,
-    side_a: Side,
-    side_b: Side,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    n: int | None = DEFAULT_N,
-    seed: int = 0,
-    *,
-    permutations: int = DEFAULT_PERMUTATIONS,
-    ci: float | None = DEFAULT_CI,
-    metric_params: MetricParams | None = None,
-    use_cache: bool = True,
-    threads: int | str | None = DEFAULT_THREADS,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
-) -> list[ComparisonRow]:
-    """Compare two sides with each metric; one ComparisonRow per metric, in the order asked.
-
-    ``n`` keys per side are drawn uniformly (reader sample with ``seed``); ``n=None`` reads all.
-    ``permutations`` goes to every metric that takes it (sample ids are the groups; the measure reads the
-    design from them, docs/STATISTICS.md). ``ci``: the level of a bootstrap interval over samples for every
-    metric that gives one (None or 0: none).
-    ``metric_params`` = {metric: {param: value}} overrides a metric's defaults (e.g. mmd bandwidth).
-    Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
-    ``threads``: BLAS threads for the computation ("auto": one on a busy machine, see threads.py).
-    """
-    return list(iter_compare(
-        store, side_a, side_b, metrics, n, seed, permutations=permutations, ci=ci, metric_params=metric_params,
-        use_cache=use_cache, threads=threads, progress=progress, should_stop=should_stop,
-    ))
+def compare(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
+    """Every row of :func:`iter_compare` (same arguments): one ComparisonRow per metric, in the order asked."""
+    return list(iter_compare(*args, **kwargs))
 
 
 def iter_compare(
@@ -114,7 +87,17 @@ def iter_compare(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Iterator[ComparisonRow]:
-    """:func:`compare`, each metric's row as soon as it is done (from the cache, or computed)."""
+    """Compare two sides with each metric; one ComparisonRow per metric, in the order asked, each
+    as soon as it is done (from the cache, or computed).
+
+    ``n`` keys per side are drawn uniformly (reader sample with ``seed``); ``n=None`` reads all.
+    ``permutations`` goes to every metric that takes it (sample ids are the groups; the measure reads the
+    design from them, docs/STATISTICS.md). ``ci``: the level of a bootstrap interval over samples for every
+    metric that gives one (None or 0: none).
+    ``metric_params`` = {metric: {param: value}} overrides a metric's defaults (e.g. mmd bandwidth).
+    Rows answered from the cache carry ``cached=True`` and the original ``seconds``.
+    ``threads``: BLAS threads for the computation ("auto": one on a busy machine, see threads.py).
+    """
     ks = open_store(store)
     names = metric_names(metrics)
     n = _n_arg(n)
