@@ -1,17 +1,24 @@
 """The Attention tab on a real ingest (tiny:qwen2.5-vl with --attention): FastV's lines, the layer x kv head
-heatmap, and the drill-down numbers of the cell under the cursor, against plain SQL over the same store."""
+heatmap, the drill-down numbers of the cell under the cursor (against plain SQL over the same store) and,
+on Enter, that kv head's scatter (against the stored keys sliced by hand and projected with numpy's SVD)."""
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pytest
-from test_tui_support import make_app, screen_text, settle, sync
+from test_tui_support import SMALL, make_app, screen_text, settle, sync
 
 from ingest.run import ingest
 from keygap_tui.app.formatting import fmt_number
 from keygap_tui.app.widgets.head_heatmap import HeadHeatmap
 from keygap_tui.app.widgets.plot_view import PlotView
+from keygap_tui.app.widgets.scatter_pane import ScatterPane
+from store.reader import KeyStore
 from store.sql import query_store
+
+MODEL = "tiny-qwen2.5-vl"
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +94,80 @@ def test_attention_tab_snapshot(snap_compare, attention_store, tmp_path, monkeyp
         await settle(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def _head_keys(store, layer: int, head: int, n: int):
+    """The stored image and text keys of ``layer`` (the scatter's seeded draw of ``n`` per side), cut to kv head
+    ``head`` by hand with head_dim read from the run manifest file, centred in float64; and their sample ids."""
+    (manifest,) = (store / "runs").glob("*.json")
+    head_dim = json.loads(manifest.read_text())["head_dim"]
+    ks = KeyStore(str(store))
+    sides = [ks.load(MODEL, "sample", layer, modality, rope="post", n=n, seed=0) for modality in ("image", "text")]
+    assert all(s.x.shape[1] == 2 * head_dim for s in sides)  # two kv heads, concatenated
+    x = np.vstack([s.x[:, head * head_dim:(head + 1) * head_dim] for s in sides]).astype(np.float64)
+    return x - x.mean(axis=0), [str(v) for s in sides for v in s.sample_id]
+
+
+def _assert_pca_of(coords: np.ndarray, x: np.ndarray) -> None:
+    """``coords`` are the first two principal components of ``x``: an exact linear map of x onto two orthonormal
+    axes, which span numpy's SVD top-2 subspace (the app's randomized PCA approximates each axis to within
+    ~0.5 % here, so the points are compared to the SVD's within 2 % of their range, up to each axis' sign)."""
+    coords = coords.astype(np.float64)
+    w, *_ = np.linalg.lstsq(x, coords, rcond=None)
+    scale = np.abs(coords).max()
+    assert np.abs(x @ w - coords).max() < 1e-4 * scale  # a projection of exactly these columns
+    np.testing.assert_allclose(w.T @ w, np.eye(2), atol=1e-3)
+    u, sv, vt = np.linalg.svd(x, full_matrices=False)
+    assert np.linalg.svd(vt[:2] @ w, compute_uv=False).min() > 0.99
+    want = u[:, :2] * sv[:2]
+    for k in range(2):
+        np.testing.assert_allclose(coords[:, k] * np.sign(coords[:, k] @ want[:, k]), want[:, k], atol=0.02 * scale)
+
+
+def _fits(coords: np.ndarray, x: np.ndarray) -> float:
+    """Largest residual of the best linear map x -> coords, relative to the points' range."""
+    w, *_ = np.linalg.lstsq(x, coords.astype(np.float64), rcond=None)
+    return float(np.abs(x @ w - coords).max() / np.abs(coords).max())
+
+
+@pytest.mark.slow
+@sync
+async def test_enter_on_a_heatmap_cell_draws_that_kv_heads_scatter(attention_store, tmp_path):
+    app = make_app(attention_store, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f6", "r")
+        await settle(app, pilot)
+        heatmap = app.query_one(HeadHeatmap)
+        heatmap.focus()
+        await pilot.press("down", "down", "right", "enter")  # layer 2, kv head 1
+        await settle(app, pilot)
+        assert app.current_tab == "scatter" and app.selection.layer == 2
+        pane = app.query_one(ScatterPane)
+        first = pane.result
+        assert first.head == 1 and first.selection.layer == 2
+        x1, samples = _head_keys(attention_store, 2, 1, SMALL.scatter_points)
+        assert len(first.data.coords) == len(x1) > 20
+        assert [r["sample_id"] for r in first.rows] == samples and {r["head"] for r in first.rows} == {1}
+        _assert_pca_of(first.data.coords, x1)
+        assert "kv head 1" in first.data.title
+        text = screen_text(app)
+        assert "kv head 1 of layer 2  key gap" in text and "⌫: back" in text
+        gap = app.query_one("AttentionPane").result.matrix.key_gap[2, 1]
+        assert f"key gap {fmt_number(gap)}" in text
+
+        await pilot.press("backspace")  # back to the heatmap, its cursor where it was
+        await settle(app, pilot)
+        assert app.current_tab == "attention" and app.focused is heatmap and heatmap.picked() == (2, 1)
+        await pilot.press("left", "enter")  # kv head 0 of the same layer
+        await settle(app, pilot)
+        other = pane.result
+        assert other.head == 0 and app.current_tab == "scatter"
+        x0, _ = _head_keys(attention_store, 2, 0, SMALL.scatter_points)
+        _assert_pca_of(other.data.coords, x0)
+        assert _fits(other.data.coords, x1) > 0.05 and _fits(first.data.coords, x0) > 0.05  # not the other head's
+        assert "kv head 0 of layer 2" in screen_text(app)
+
+        await pilot.press("r")  # r redraws the picker's slice: whole keys again, the head line goes
+        await settle(app, pilot)
+        assert pane.result.head is None and "kv head" not in screen_text(app)

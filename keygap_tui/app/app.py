@@ -458,10 +458,11 @@ class KeygapApp(App):
         pane = self.query_one(ScatterPane)
         sel = pane.result.selection or self.selection
         what = "A's centroid" if event.point is None else "the selected point"
+        head = pane.result.head if pane.result is not None else None
         self.start_job(
             "nearest", f"text tokens nearest to {what}",
             lambda progress, stop: _tasks().nearest_tokens(self.store, sel, self.settings, event.point,
-                                                           progress=progress, should_stop=stop),
+                                                           progress=progress, should_stop=stop, head=head),
             pane.show_nearest,
         )
 
@@ -508,13 +509,7 @@ class KeygapApp(App):
             return
         sel, settings = self.selection, self.settings
         if tab == "scatter":
-            pane = self.query_one(ScatterPane)
-            method = pane.method
-            self.start_job(
-                "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of A and B",
-                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop),
-                pane.show,
-            )
+            self._run_scatter(sel)
         elif tab == "controls":
             layers = (self.catalog.layers(sel.model, sel.benchmark) if every_layer
                       else _tasks().report_layers(self.catalog, sel))
@@ -526,10 +521,15 @@ class KeygapApp(App):
             )
         elif tab == "attention":
             attention = self.query_one(AttentionPane)
+
+            def shown(view) -> None:
+                attention.show(view)
+                self.status.say(f"attention of {sel.model}: Enter on a heatmap cell draws that kv head's scatter")
+
             self.start_job(
                 "attention", f"attention of {sel.model} over layers and heads",
                 lambda progress, stop: _tasks().attention_view(self.store, sel, settings, progress, stop),
-                attention.show,
+                shown,
             )
         elif tab == "layers":
             pane = self.query_one(LayersPane)
@@ -540,13 +540,46 @@ class KeygapApp(App):
                 pane.show,
             )
 
+    def _run_scatter(self, sel: Selection, head: int | None = None, note: str = "") -> None:
+        """Project sides A and B of ``sel`` (``head``: that kv head's columns of every key) into the Scatter tab."""
+        pane = self.query_one(ScatterPane)
+        method, settings = pane.method, self.settings
+        what = "A and B" if head is None else f"kv head {head} of layer {sel.layer}"
+        self.start_job(
+            "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of {what}",
+            lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop,
+                                                          head=head),
+            lambda result: pane.show(result, note),
+        )
+
+    def on_head_heatmap_chosen(self, event) -> None:
+        """Enter on a heatmap cell: the picker goes to that layer (sides and RoPE of the heatmap) and the
+        Scatter tab draws that kv head's keys, with the head's numbers above it; backspace comes back."""
+        event.stop()
+        pane = self.query_one(AttentionPane)
+        view = pane.result
+        if view is None or view.selection is None:
+            return
+        sel = replace(view.selection, layer=event.layer)
+        self.query_one(SlicePicker).select(sel)
+        self.action_tab("scatter")
+        self._run_scatter(sel, event.head, pane.head_note(event.layer, event.head))
+
+    def on_scatter_plot_back(self, event: ScatterPlot.Back) -> None:
+        event.stop()
+        self.action_tab("attention")
+        self.call_after_refresh(lambda: self.query_one("#attention-heatmap").focus())
+
     def action_toggle_projection(self) -> None:
         pane = self.query_one(ScatterPane)
         pane.set_method("tsne" if pane.method == "pca" else "pca")
         self.state.projection = pane.method
         self._save_state()
         if self.current_tab == "scatter" and pane.result is not None:
-            self.action_run_tab()
+            if pane.result.head is not None and pane.result.selection is not None:  # keep the drilled-down head
+                self._run_scatter(pane.result.selection, pane.result.head, pane.head_note)
+            else:
+                self.action_run_tab()
 
     # --- SQL ------------------------------------------------------------------------------------------
     def run_sql(self) -> None:

@@ -80,47 +80,58 @@ class ScatterResult:
     rows: list[dict] = field(default_factory=list)  # one per point: for the cursor and for export
     selection: Selection | None = None  # the slice it shows (a plot whose slice left the picker is stale)
     has_text: bool = False  # the store recorded token text (older stores did not)
+    head: int | None = None  # one kv head's columns of every key (the Attention tab's drill-down); None = whole keys
 
 
-def slice_title(sel: Selection, what: str) -> str:
-    """What a plot shows, in its title: model, benchmark, layer, sides and RoPE stage."""
-    return (f"{what} {sel.model} / {sel.benchmark} / L{sel.layer} / {sel.rope}-RoPE: "
+def slice_title(sel: Selection, what: str, head: int | None = None) -> str:
+    """What a plot shows, in its title: model, benchmark, layer (and kv head), sides and RoPE stage."""
+    where = f"L{sel.layer}" if head is None else f"L{sel.layer} kv head {head}"
+    return (f"{what} {sel.model} / {sel.benchmark} / {where} / {sel.rope}-RoPE: "
             f"A {sel.spec('a')} vs B {sel.spec('b')}")
 
 
+def head_sides(sel: Selection, head: int | None) -> list:
+    """Sides A and B of ``sel``; with ``head`` only that kv head's columns (analysis.sides.load_side slices
+    them, head_dim from the run manifest), so the scatter and its nearest tokens read the same vectors."""
+    sides = [sel.side_a(), sel.side_b()]
+    return sides if head is None else [s.replace(head=head) for s in sides]
+
+
 def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings, progress: Progress = None,
-                  should_stop: Stop = None) -> ScatterResult:
+                  should_stop: Stop = None, head: int | None = None) -> ScatterResult:
     """Both sides projected jointly (shared axes), coloured by side; every point keeps its sample, position,
-    segment, token id and token text (for the cursor and exports)."""
+    segment, token id and token text (for the cursor and exports). ``head``: one kv head's key columns."""
     from keygap_tui.analysis import project
     from keygap_tui.analysis.sides import open_store
     from keygap_tui.analysis.tokens import token_texts
 
     ks = open_store(store)
-    sides = [sel.side_a(), sel.side_b()]
+    sides = head_sides(sel, head)
     proj = project(ks, sides, method=method, n=settings.scatter_points or None, seed=settings.seed,
                    progress=progress, should_stop=should_stop)
     texts = token_texts(ks, sel.model)
     labels = [f"A {sel.spec('a')}", f"B {sel.spec('b')}"]
     name = "t-SNE" if method == "tsne" else "PCA"
     data = ScatterData(coords=np.asarray(proj.coords, dtype=np.float32), series=proj.slice_index, labels=labels,
-                       title=slice_title(sel, name))
+                       title=slice_title(sel, name, head))
     rows = [
-        {"model": sel.model, "benchmark": sel.benchmark, "layer": sel.layer, "rope": sel.rope, "method": method,
+        {"model": sel.model, "benchmark": sel.benchmark, "layer": sel.layer, "head": head, "rope": sel.rope,
+         "method": method,
          "side": labels[s], "x": float(x), "y": float(y), "sample_id": str(sid), "position": int(pos),
          "segment": str(seg), "token_id": int(tid), "token_text": texts.get(int(tid))}
         for (x, y), s, sid, pos, seg, tid in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id,
                                                  proj.position, proj.segment, proj.token_id, strict=True)
     ]
     return ScatterResult(data=data, method=method, params=proj.params, seconds=proj.seconds, rows=rows,
-                         selection=sel, has_text=bool(texts))
+                         selection=sel, has_text=bool(texts), head=head)
 
 
 def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: int | None = None, k: int = 20,
-                   progress: Progress = None, should_stop: Stop = None) -> list[dict]:
+                   progress: Progress = None, should_stop: Stop = None, head: int | None = None) -> list[dict]:
     """The ``k`` keys of side B (the text side) nearest, in key space (Euclidean), to the centroid of side A's
     keys (``anchor`` None) or to the key of scatter point ``anchor`` (an index into the projected points:
-    side A's rows, then side B's, as project_slice loaded them). Each with its distance and token text."""
+    side A's rows, then side B's, as project_slice loaded them). Each with its distance and token text.
+    ``head``: in that kv head's columns, as the scatter drawn for it."""
     from keygap_tui.analysis.sides import load_side, open_store
     from keygap_tui.analysis.tokens import token_texts
 
@@ -128,8 +139,9 @@ def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: in
     steps = Steps(2, progress, should_stop)
     steps.report("loading keys")
     n = settings.scatter_points or None
-    a = load_side(ks, sel.side_a(), n=n, seed=settings.seed)  # the same draw as the scatter's projection
-    b = load_side(ks, sel.side_b(), n=n, seed=settings.seed)
+    side_a, side_b = head_sides(sel, head)
+    a = load_side(ks, side_a, n=n, seed=settings.seed)  # the same draw as the scatter's projection
+    b = load_side(ks, side_b, n=n, seed=settings.seed)
     steps.advance("distances")
     if anchor is None:
         target, what = a.x.astype(np.float64).mean(axis=0), f"centroid of A ({sel.spec('a')})"
@@ -143,7 +155,7 @@ def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: in
     texts = token_texts(ks, sel.model)
     steps.advance("done")
     return [
-        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer,
+        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer, "head": head,
          "rope": sel.rope,
          "side": f"B {sel.spec('b')}", "sample_id": str(b.sample_id[j]), "position": int(b.position[j]),
          "segment": str(b.segment[j]), "token_id": int(b.token_id[j]), "token_text": texts.get(int(b.token_id[j]))}
@@ -380,6 +392,7 @@ class AttentionView:
     allocation: object  # analysis.attention.Allocation
     matrix: object  # analysis.attention.HeadMatrix
     correlation: object | None  # stats.correlation.Correlation, None when too few cells
+    selection: Selection | None = None  # the slice it was computed for (sides, RoPE): the drill-down's scatter
 
 
 def attention_view(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None,
@@ -403,4 +416,4 @@ def attention_view(store, sel: Selection, settings: AnalysisSettings, progress: 
     except StatsInputError:
         corr = None
     steps.advance("done")
-    return AttentionView(sel.model, sel.benchmark, alloc, matrix, corr)
+    return AttentionView(sel.model, sel.benchmark, alloc, matrix, corr, sel)
