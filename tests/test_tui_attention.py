@@ -171,3 +171,21 @@ async def test_enter_on_a_heatmap_cell_draws_that_kv_heads_scatter(attention_sto
         await pilot.press("r")  # r redraws the picker's slice: whole keys again, the head line goes
         await settle(app, pilot)
         assert pane.result.head is None and "kv head" not in screen_text(app)
+
+
+@pytest.mark.slow
+def test_head_scatter_snapshot(snap_compare, attention_store, tmp_path, monkeypatch):
+    """The drill-down at 80x24: the head's line (which head, its numbers, the way back) above its scatter."""
+    shutil.copytree(attention_store, tmp_path / "store")
+    monkeypatch.chdir(tmp_path)
+    app = make_app("store", tmp_path, show_timings=False)
+
+    async def run_before(pilot):
+        await settle(pilot.app, pilot)
+        await pilot.press("f6", "r")
+        await settle(pilot.app, pilot)
+        pilot.app.query_one(HeadHeatmap).focus()
+        await pilot.press("down", "down", "right", "enter")
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -524,7 +524,7 @@ class KeygapApp(App):
 
             def shown(view) -> None:
                 attention.show(view)
-                self.status.say(f"attention of {sel.model}: Enter on a heatmap cell draws that kv head's scatter")
+                self.status.say("Enter on a heatmap cell: that kv head's scatter (backspace: back here)")
 
             self.start_job(
                 "attention", f"attention of {sel.model} over layers and heads",
