@@ -11,7 +11,9 @@ import pytest
 from test_tui_support import SMALL, make_app, screen_text, settle, sync
 
 from ingest.run import ingest
+from keygap_tui.analysis.cli import main as analysis_main
 from keygap_tui.app.formatting import fmt_number
+from keygap_tui.app.matrix import LOGIT_COLUMNS
 from keygap_tui.app.widgets.head_heatmap import HeadHeatmap
 from keygap_tui.app.widgets.plot_view import PlotView
 from keygap_tui.app.widgets.scatter_pane import ScatterPane
@@ -189,3 +191,65 @@ def test_head_scatter_snapshot(snap_compare, attention_store, tmp_path, monkeypa
         await settle(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def _logit_cells(app) -> dict[str, str]:
+    """The logit columns of the matrix's only row, as the table shows them."""
+    from keygap_tui.app.widgets.matrix_table import MatrixTable
+
+    table = app.query_one(MatrixTable)
+    (row,) = table.matrix.ordered()
+    labels = [c.label for c in table._columns]
+    cells = table.get_row_at(0)
+    return {label: str(cells[labels.index(label)]) for label in LOGIT_COLUMNS} | {"_key": row.key}
+
+
+@pytest.mark.slow
+@sync
+async def test_matrix_logits_equal_keygap_compare(attention_store, tmp_path, capsys):
+    """L puts this slice's logit decomposition in the matrix; its numbers are `keygap compare --metrics logits`'s,
+    recomputed by the CLI without the cache the TUI filled."""
+    app = make_app(attention_store, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("2", "L")
+        await settle(app, pilot)
+        shown = _logit_cells(app)
+        row = app.query_one("MatrixTable").matrix.rows[shown.pop("_key")]
+        assert row.layer == 2 and row.measures == {} and row.controls == {}
+    code = analysis_main(["--store", str(attention_store), "compare", "--model", MODEL, "--layer", "2",
+                          "--metrics", "logits", "--n", str(SMALL.n), "--seed", str(SMALL.seed), "--json",
+                          "--no-cache"])
+    assert code == 0
+    (cli,) = json.loads(capsys.readouterr().out)
+    assert cli["extra"]["n_queries"] > 10 and cli["n_a"] > 0
+    want = {"logit gap": cli["value"], "logit centroid": cli["extra"]["centroid"],
+            "logit remainder": cli["extra"]["remainder"], "logit share": cli["extra"]["share_explained"]}
+    assert shown == {label: fmt_number(v) for label, v in want.items()}
+    assert row.logits["value"] == pytest.approx(cli["value"], rel=1e-12)
+    assert row.logits["extra"]["centroid"] == pytest.approx(cli["extra"]["centroid"], rel=1e-12)
+    assert row.logits["extra"]["remainder"] == pytest.approx(cli["extra"]["remainder"], rel=1e-12, abs=1e-15)
+    assert row.logits["extra"]["share_explained"] == pytest.approx(cli["extra"]["share_explained"], rel=1e-12)
+
+
+@pytest.mark.slow
+@sync
+async def test_matrix_logits_without_queries_say_so_in_the_cell_and_status(tmp_path):
+    """A store ingested without --queries: with logits among the configured metrics, c still measures the slice,
+    the logit cell reads 'no queries' and the status line says what to do, in one line."""
+    from dataclasses import replace
+
+    root = tmp_path / "store"
+    ingest("tiny:llava", "sample", str(root), layers="1", limit=4, progress=False)
+    app = make_app(root, tmp_path, settings=replace(SMALL, metrics=("mmd", "logits")))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        shown = _logit_cells(app)
+        row = app.query_one("MatrixTable").matrix.rows[shown.pop("_key")]
+        assert shown == {"logit gap": "no queries", "logit centroid": "-", "logit remainder": "-", "logit share": "-"}
+        assert row.measures["mmd"]["value"] > 0 and "mmd" in row.controls
+        message = app.status.message
+        assert message.startswith("logits of tiny-llava L1: no queries for ") and "ingest with --queries" in message
+        assert "\n" not in message and "Traceback" not in message

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from keygap_tui.analysis.defaults import DEFAULT_METRICS
 from store.errors import KeygapError
 
 from .config import THEMES, AnalysisSettings, Config, State, load_config, load_state, save_state
@@ -76,6 +77,9 @@ class KeygapApp(App):
                 tooltip="every layer of every model on this benchmark"),
         Binding("S", "compute('segments')", "segment sweep", id="compute_segments", show=False,
                 tooltip="side A against each segment of side B's modality, at this layer"),
+        Binding("L", "compute('logits')", "logits", id="compute_logits", show=False,
+                tooltip="this slice's logit decomposition (needs ingest --queries): matrix columns logit gap, "
+                "centroid, remainder, share"),
         Binding("m", "maximize", "maximise / restore the focused pane", id="maximize", show=False),
         Binding("b", "beside", "side by side: pin this slice (plot + matrix row); b again unpins", id="beside",
                 show=False),
@@ -139,6 +143,7 @@ class KeygapApp(App):
         self._job_done: dict[Worker, Callable[[Any], None]] = {}
         self._job_label: dict[Worker, str] = {}
         self._last_progress: dict[str, float] = {}
+        self._logits_failed: list[str] = []  # the running matrix job's first logit decomposition that could not run
         self._sql_con = None  # store.catalog.SqlCatalog, made on the first query
         self._sql_cursor = None
         self._sql_lock = threading.Lock()  # the schema and the first query may both build the catalog
@@ -163,14 +168,15 @@ class KeygapApp(App):
     def compose(self) -> ComposeResult:
         yield ProblemsBar(id="problems")
         yield SlicePicker(id="picker")
-        yield MatrixTable(tuple(self.settings.metrics), id="results")
+        yield MatrixTable(self.settings.key_metrics, id="results")
         with TabbedContent(id="tabs", initial=self.state.tab if self.state.tab in TABS else "scatter"):
             with TabPane("Scatter F2", id="scatter"):
                 yield ScatterPane(max_points=self.settings.max_plot_points, id="scatter-pane")
             with TabPane("Controls F3", id="controls"):
                 yield ControlsPane(id="controls-pane")
             with TabPane("Layers F4", id="layers"):
-                yield LayersPane(list(self.settings.metrics), self.state.layers_metric, id="layers-pane")
+                yield LayersPane(list(self.settings.key_metrics or DEFAULT_METRICS), self.state.layers_metric,
+                                 id="layers-pane")
             with TabPane("SQL F5", id="sql"):
                 yield SqlPane(self.state.sql_history, id="sql-pane")
             with TabPane("Attention F6", id="attention"):
@@ -422,11 +428,13 @@ class KeygapApp(App):
         if not self._need_keys():
             return
         sel, settings = self.selection, self.settings
-        plan = _tasks().matrix_plan(self.catalog, sel, scope)
+        only_logits = scope == "logits"  # L: this slice's logit decomposition alone
+        plan = _tasks().matrix_plan(self.catalog, sel, "slice" if only_logits else scope)
         if not plan:
             self.show_error(f"nothing to compute for {scope}: {sel.describe()}")
             return
         table = self.query_one(MatrixTable)
+        self._logits_failed = []  # why a logit decomposition could not run: said once per job, each cell says it
 
         def emit(part, p, rows):
             if not self.show_timings:
@@ -434,22 +442,32 @@ class KeygapApp(App):
             self.call_from_thread(self._matrix_part, table, part, p, rows)
 
         label = {"slice": f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
+                 "logits": f"logits {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
                  "layers": f"matrix: {len(plan)} model x layer rows",
                  "segments": f"segment sweep: {len(plan)} rows"}[scope]
+        kwargs = {"measures": False, "logits": True, "with_controls": False} if only_logits else {}
         self.start_job(
             "compute", label,
-            lambda progress, stop: _tasks().matrix_rows(self.store, plan, settings, emit, progress, stop),
+            lambda progress, stop: _tasks().matrix_rows(self.store, plan, settings, emit, progress, stop, **kwargs),
             lambda done: self._matrix_done(done, len(plan)),
         )
 
     def _matrix_part(self, table: MatrixTable, part: str, p, rows: list[dict]) -> None:
         m = table.matrix
         row = m.row_for(p.model, p.benchmark, p.layer, p.rope, p.a, p.b)
-        (m.add_measures if part == "measures" else m.add_controls)(row, rows)
+        if part == "logits":
+            m.add_logits(row, rows[0])
+            if "error" in rows[0] and not self._logits_failed:
+                self._logits_failed.append(f"logits of {p.model} L{p.layer}: {rows[0]['error']}")
+                self.show_error(self._logits_failed[0])
+        else:
+            (m.add_measures if part == "measures" else m.add_controls)(row, rows)
         table.add(row)
 
     def _matrix_done(self, done: int, planned: int) -> None:
-        if planned > 1:
+        if self._logits_failed:  # the job's "done" must not cover why a logits cell is empty
+            self.status.say(self._logits_failed[0], error=True)
+        elif planned > 1:
             self.status.say(
                 f"{done} of {planned} matrix rows computed; s sorts, p pins, highlighted = largest per model")
 

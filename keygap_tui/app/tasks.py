@@ -180,6 +180,14 @@ def group_labels(sel: Selection) -> dict[str, str]:
     return {"image-vs-text": "A-B", "image-vs-image": "A-A", "text-vs-text": "B-B"}
 
 
+def tab_metrics(settings: AnalysisSettings) -> tuple[str, ...]:
+    """The key measures the Controls and Layers tabs offer: the configured ones but ``logits`` (a logit
+    decomposition has no control groups), analysis's defaults where only ``logits`` is configured."""
+    from keygap_tui.analysis.defaults import DEFAULT_METRICS
+
+    return settings.key_metrics or tuple(DEFAULT_METRICS)
+
+
 def report_layers(cat, sel: Selection) -> list[int]:
     """The layers of `keygap report`'s Figure 2 by default: early, middle, late of the model's depth."""
     from .selection import named_layer
@@ -200,13 +208,14 @@ def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisS
 
     from .matrix import Matrix
 
+    metrics = tab_metrics(settings)
     steps = Steps(len(layers), progress, should_stop)
     rows: list[dict] = []
-    m = Matrix(tuple(settings.metrics))
+    m = Matrix(metrics)
     for layer in layers:
         steps.report(f"controls at layer {layer}")
         got = [result_row(r) for r in controls(
-            store, sel.model, sel.benchmark, layer, settings.metrics, settings.n, settings.seed,
+            store, sel.model, sel.benchmark, layer, metrics, settings.n, settings.seed,
             replicates=settings.replicates, rope=sel.rope, image=sel.spec("a"), text=sel.spec("b"),
             progress=steps.child(), should_stop=should_stop,
         )]
@@ -220,7 +229,7 @@ def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisS
     from .matrix import control_means
 
     table = []
-    for metric in settings.metrics:
+    for metric in metrics:
         for row in m.ordered():
             means = control_means(row, metric, raw=True)  # the raw values the boxes show
             table.append({"metric": metric, "layer": row.layer, labels["image-vs-text"]: means["image-vs-text"],
@@ -347,31 +356,63 @@ def ci_kwargs(settings: AnalysisSettings) -> dict:
 
 def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings,
                 emit: Callable[[str, MatrixPlan, list[dict]], None],
-                progress: Progress = None, should_stop: Stop = None, with_controls: bool = True) -> int:
-    """Compute each planned row (measures, then the control groups) and hand every part to ``emit`` as soon
-    as it is done, so the matrix fills progressively and a cancel keeps what was finished. Returns the
-    number of rows completed."""
+                progress: Progress = None, should_stop: Stop = None, with_controls: bool = True,
+                measures: bool = True, logits: bool | None = None) -> int:
+    """Compute each planned row (measures, the logit decomposition where asked, then the control groups) and
+    hand every part to ``emit`` as soon as it is done, so the matrix fills progressively and a cancel keeps
+    what was finished. ``logits`` None: when ``settings.metrics`` holds it. Returns the rows completed."""
     from keygap_tui.analysis import Side, compare, controls, parse_what
 
-    steps = Steps(len(plan) * (2 if with_controls else 1), progress, should_stop)
+    metrics = settings.key_metrics if measures else ()
+    logits = settings.logits if logits is None else logits
+    with_controls = with_controls and bool(metrics)
+    parts = (1 if metrics else 0) + (1 if logits else 0) + (1 if with_controls else 0)
+    steps = Steps(len(plan) * max(parts, 1), progress, should_stop)
     done = 0
     for p in plan:
         side_a = Side(p.model, p.benchmark, p.layer, *parse_what(p.a), rope=p.rope)
         side_b = Side(p.model, p.benchmark, p.layer, *parse_what(p.b), rope=p.rope)
         steps.report(f"{p.model} L{p.layer}: {p.a} vs {p.b}")
-        rows = compare(store, side_a, side_b, settings.metrics, settings.n, settings.seed,
-                       permutations=settings.permutations, progress=steps.child(), should_stop=should_stop,
-                       **ci_kwargs(settings))
-        emit("measures", p, [result_row(r) for r in rows])
-        steps.advance(f"{p.model} L{p.layer} measured")
+        if metrics:
+            rows = compare(store, side_a, side_b, metrics, settings.n, settings.seed,
+                           permutations=settings.permutations, progress=steps.child(), should_stop=should_stop,
+                           **ci_kwargs(settings))
+            emit("measures", p, [result_row(r) for r in rows])
+            steps.advance(f"{p.model} L{p.layer} measured")
+        if logits:
+            emit("logits", p, [logit_row(store, side_a, side_b, settings, steps.child(), should_stop)])
+            steps.advance(f"{p.model} L{p.layer} logits")
         if with_controls:
-            got = controls(store, p.model, p.benchmark, p.layer, settings.metrics, settings.n, settings.seed,
+            got = controls(store, p.model, p.benchmark, p.layer, metrics, settings.n, settings.seed,
                            replicates=settings.replicates, rope=p.rope, image=p.a, text=p.b,
                            progress=steps.child(), should_stop=should_stop)
             emit("controls", p, [result_row(r) for r in got])
             steps.advance(f"{p.model} L{p.layer} controls")
         done += 1
     return done
+
+
+def logit_row(store, side_a, side_b, settings: AnalysisSettings, progress: Progress = None,
+              should_stop: Stop = None) -> dict:
+    """The logit decomposition of one slice over all query heads, as `keygap compare --metrics logits` asks
+    for it (analysis.logits.logit_gap: same ``n`` and seed, same results cache). A slice that cannot have
+    one (no queries stored, no query that sees both sides) gives {"error": its one line, "cell": short text}
+    so the matrix cell and the status say why and the other rows go on."""
+    from keygap_tui.analysis.errors import Cancelled
+    from keygap_tui.analysis.logits import logit_gap
+    from keygap_tui.stats import StatsInputError
+    from store.errors import KeygapError
+
+    try:
+        (row,) = logit_gap(store, side_a, side_b, settings.n, settings.seed, progress=progress,
+                           should_stop=should_stop)
+    except Cancelled:
+        raise
+    except (KeygapError, StatsInputError) as exc:
+        message = " ".join(str(exc).split())
+        return {"metric": "logits", "error": message,
+                "cell": "no queries" if "--queries" in message else "n/a"}
+    return result_row(row)
 
 
 def sql_schema(catalog):
