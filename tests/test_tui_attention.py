@@ -106,8 +106,9 @@ def _head_keys(store, layer: int, head: int, n: int):
     ks = KeyStore(str(store))
     sides = [ks.load(MODEL, "sample", layer, modality, rope="post", n=n, seed=0) for modality in ("image", "text")]
     assert all(s.x.shape[1] == 2 * head_dim for s in sides)  # two kv heads, concatenated
-    x = np.vstack([s.x[:, head * head_dim:(head + 1) * head_dim] for s in sides]).astype(np.float64)
-    return x - x.mean(axis=0), [str(v) for s in sides for v in s.sample_id]
+    image, text = (s.x[:, head * head_dim:(head + 1) * head_dim].astype(np.float64) for s in sides)
+    x = np.vstack([image, text])
+    return x - x.mean(axis=0), [str(v) for s in sides for v in s.sample_id], (image, text)
 
 
 def _assert_pca_of(coords: np.ndarray, x: np.ndarray) -> None:
@@ -148,7 +149,7 @@ async def test_enter_on_a_heatmap_cell_draws_that_kv_heads_scatter(attention_sto
         pane = app.query_one(ScatterPane)
         first = pane.result
         assert first.head == 1 and first.selection.layer == 2
-        x1, samples = _head_keys(attention_store, 2, 1, SMALL.scatter_points)
+        x1, samples, (image_keys, text_keys) = _head_keys(attention_store, 2, 1, SMALL.scatter_points)
         assert len(first.data.coords) == len(x1) > 20
         assert [r["sample_id"] for r in first.rows] == samples and {r["head"] for r in first.rows} == {1}
         _assert_pca_of(first.data.coords, x1)
@@ -157,6 +158,10 @@ async def test_enter_on_a_heatmap_cell_draws_that_kv_heads_scatter(attention_sto
         assert "kv head 1 of layer 2  key gap" in text and "⌫: back" in text
         gap = app.query_one("AttentionPane").result.matrix.key_gap[2, 1]
         assert f"key gap {fmt_number(gap)}" in text
+        await pilot.press("n")  # nearest text tokens to the image centroid, in this head's columns
+        await settle(app, pilot)
+        dist = np.sqrt(((text_keys - image_keys.mean(axis=0)) ** 2).sum(axis=1))
+        assert [r["distance"] for r in pane.nearest_rows[:3]] == pytest.approx(np.sort(dist)[:3], rel=1e-5)
 
         await pilot.press("backspace")  # back to the heatmap, its cursor where it was
         await settle(app, pilot)
@@ -165,7 +170,7 @@ async def test_enter_on_a_heatmap_cell_draws_that_kv_heads_scatter(attention_sto
         await settle(app, pilot)
         other = pane.result
         assert other.head == 0 and app.current_tab == "scatter"
-        x0, _ = _head_keys(attention_store, 2, 0, SMALL.scatter_points)
+        x0, _, _ = _head_keys(attention_store, 2, 0, SMALL.scatter_points)
         _assert_pca_of(other.data.coords, x0)
         assert _fits(other.data.coords, x1) > 0.05 and _fits(first.data.coords, x0) > 0.05  # not the other head's
         assert "kv head 0 of layer 2" in screen_text(app)
