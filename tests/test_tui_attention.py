@@ -81,23 +81,6 @@ async def test_attention_tab_without_attention_rows_says_what_to_do(tmp_path):
                                       "benchmark=b: ingest with --attention")
 
 
-@pytest.mark.slow
-def test_attention_tab_snapshot(snap_compare, attention_store, tmp_path, monkeypatch):
-    shutil.copytree(attention_store, tmp_path / "store")
-    monkeypatch.chdir(tmp_path)
-    app = make_app("store", tmp_path, show_timings=False)
-
-    async def run_before(pilot):
-        await settle(pilot.app, pilot)
-        await pilot.press("f6", "r")
-        await settle(pilot.app, pilot)
-        pilot.app.query_one(HeadHeatmap).focus()
-        await pilot.press("down", "right")
-        await settle(pilot.app, pilot)
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
-
-
 def _head_keys(store, layer: int, head: int, n: int):
     """The stored image and text keys of ``layer`` (the scatter's seeded draw of ``n`` per side), cut to kv head
     ``head`` by hand with head_dim read from the run manifest file, centred in float64; and their sample ids."""
@@ -180,9 +163,11 @@ async def test_enter_on_a_heatmap_cell_draws_that_kv_heads_scatter(attention_sto
         assert pane.result.head is None and "kv head" not in screen_text(app)
 
 
+@pytest.mark.parametrize("keys", [("down", "right"), ("down", "down", "right", "enter")], ids=["tab", "head"])
 @pytest.mark.slow
-def test_head_scatter_snapshot(snap_compare, attention_store, tmp_path, monkeypatch):
-    """The drill-down at 80x24: the head's line (which head, its numbers, the way back) above its scatter."""
+def test_attention_snapshot(snap_compare, attention_store, tmp_path, monkeypatch, keys):
+    """The Attention tab at 80x24 with the cursor on a cell; and Enter's drill-down: the head's line (which head,
+    its numbers, the way back) above its scatter."""
     shutil.copytree(attention_store, tmp_path / "store")
     monkeypatch.chdir(tmp_path)
     app = make_app("store", tmp_path, show_timings=False)
@@ -192,7 +177,7 @@ def test_head_scatter_snapshot(snap_compare, attention_store, tmp_path, monkeypa
         await pilot.press("f6", "r")
         await settle(pilot.app, pilot)
         pilot.app.query_one(HeadHeatmap).focus()
-        await pilot.press("down", "down", "right", "enter")
+        await pilot.press(*keys)
         await settle(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
