@@ -8,7 +8,7 @@ manifest (manifest.py) records it, and the progress bar (progress.py) shows it.
 
 Resuming: re-running the same command finds the run's committed samples and skips them, and the writer
 deletes the half-written files of a killed attempt (store/writer.py). Ctrl-C stops cleanly and keeps what
-was committed.
+was committed. A run that finishes merges its flush files into one per partition (store/compact.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from store.errors import KeygapError
+from store.errors import KeygapError, first_line
 from store.schema import MODALITIES
 
 from .plan import IngestError, RunPlan, committed_samples, plan_run
@@ -181,6 +181,8 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
         bar.stop()
         sink.finish()
         failed = status == "failed" or sink.error is not None
+        if status == "done" and not failed:
+            compact_run_files(plan, writer)
         finish_manifest(manifest, plan, status="failed" if failed else status, skipped=preparer.skipped)
         try:
             write_run(plan.store, manifest)
@@ -200,6 +202,31 @@ def _run_locked(plan: RunPlan, writer: KeyWriter, manifest: dict[str, Any], star
                       samples_done=sink.samples_done, samples_skipped=sink.samples_skipped,
                       samples_resumed=pending.resumed, keys_written=writer.rows_written, seconds=time.time() - started,
                       skipped=list(preparer.skipped), reader_skipped=list(plan.source.skipped))
+
+
+def compact_run_files(plan: RunPlan, writer: KeyWriter) -> None:
+    """A finished run leaves one file per partition, however many flushes it made (store/compact.py).
+
+    Every key is committed before this starts, so a failure here loses nothing: it is reported and
+    `keygap compact` (or the next run of the same command) finishes the job."""
+    from store.compact import compact_run
+    from store.errors import KeygapError
+    from store.location import is_remote
+
+    if is_remote(plan.store):  # compaction renames files: an ingest into s3:// keeps one file per flush
+        return
+    said: list[bool] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        if not said and plan.progress:
+            said.append(True)
+            print(f"keygap ingest: compacting the run's files ({total / 2**20:,.0f} MiB)", file=sys.stderr)
+
+    try:
+        compact_run(plan.store, plan.run_id, progress=progress, lock=writer.lock)
+    except (OSError, KeygapError) as exc:
+        print(f"keygap ingest: warning: compacting the run's files failed ({first_line(exc)}); every key is "
+              "committed: run `keygap compact` later", file=sys.stderr)
 
 
 def key_batches(plan: RunPlan, prep: PreparedBatch, captured: CapturedKeys) -> list[KeyBatch]:

@@ -1,8 +1,12 @@
 """DuckDB over a store: views ``keys``, ``queries``, ``attention``, ``samples``, ``runs`` and ``results``,
 read-only by construction.
 
-``keys.vec`` is decoded by an Arrow-vectorised Python UDF. DuckDB prunes unused view columns, so a query
-that does not select ``vec`` never calls it and reads no key bytes (measured: zero UDF calls).
+``keys.vec`` is decoded by an Arrow-vectorised Python UDF, ``keys.norm`` (the L2 norm) straight from the
+key bytes by another, so a norm aggregate never builds lists. DuckDB prunes unused view columns, so a
+query that selects neither never calls them and reads no key bytes (measured: zero UDF calls); filters on
+partition columns reach the Arrow dataset, which skips the other partitions' files (EXPLAIN shows them
+under the scan's Filters). Macros vec_norm, vec_dot, vec_cosine, vec_distance and vec_head (per-head
+slices) come with every connection.
 """
 
 from __future__ import annotations
@@ -25,44 +29,86 @@ from .inventory import KeyFile, list_parquet
 from .jsonsafe import json_safe
 from .reader import KeyStore
 from .results import RESULTS_SCHEMA
-from .schema import ATTENTION_SCHEMA, KEYS_SCHEMA, QUERIES_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
+from .schema import ATTENTION_SCHEMA, KEY_DTYPES, KEYS_SCHEMA, QUERIES_SCHEMA, RESULTS_DIR, SAMPLES_SCHEMA
 
 VIEWS = ("keys", "queries", "attention", "samples", "runs", "results", "tokens")
-#: the columns of the keys and queries views: labels, partitions, the raw vector and its decoded ``vec``
+#: the columns of the keys and queries views: labels, partitions, the raw vector, its decoded ``vec`` and its
+#: L2 ``norm`` (computed from the bytes, no list built)
 _VECTOR_VIEW = (
     "CREATE VIEW {view} AS SELECT model, benchmark, layer, rope, modality, "
     "sample_id, position, token_id, segment, image_index, rope_t, rope_h, rope_w, run_id, rand, dtype, "
     "octet_length({column}) // CASE dtype WHEN 'float32' THEN 4 ELSE 2 END AS dim, {column}, "
-    "keygap_decode({column}, dtype) AS vec FROM _keygap_{view}"
+    "keygap_decode({column}, dtype) AS vec, keygap_norm({column}, dtype) AS norm FROM _keygap_{view}"
 )
+
+#: Vector functions of every connection (README "SQL over vectors"). DuckDB's list functions do the work;
+#: the macros name them and cast a literal vector (e.g. [0.1, 0.2]) to FLOAT[] so it meets ``vec``.
+MACROS = {
+    "vec_norm": "vec_norm(v) AS sqrt(list_dot_product(v, v))",
+    "vec_dot": "vec_dot(v, w) AS list_dot_product(v, w::FLOAT[])",
+    "vec_cosine": "vec_cosine(v, w) AS list_cosine_similarity(v, w::FLOAT[])",
+    "vec_distance": "vec_distance(v, w) AS list_distance(v, w::FLOAT[])",
+    "vec_head": "vec_head(v, h, head_dim) AS v[h * head_dim + 1 : (h + 1) * head_dim]",
+}
 
 
 def decode_vectors(key: pa.Array, dtype: pa.Array) -> pa.Array:
-    """keygap_decode(key BLOB, dtype VARCHAR) -> FLOAT[]; rows may mix dtypes and widths (several models)."""
+    """keygap_decode(key BLOB, dtype VARCHAR) -> FLOAT[]; rows may mix dtypes and widths (several models).
+
+    Vectorised: one numpy decode per (dtype, width) present in the chunk, scattered into one values buffer;
+    no Python loop over rows."""
+    key, dtypes, lengths = _columns(key, dtype)
+    n = len(key)
+    if n == 0:
+        return pa.array([], pa.list_(pa.float32()))
+    groups = _groups(dtypes, lengths)
+    if len(groups) == 1:
+        (kind, _width), _rows = groups.popitem()
+        x = codec.decode(key, kind)
+        offsets = np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.reshape(-1)))
+    dims = lengths // np.array([KEY_DTYPES[k] for k in dtypes], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(dims)])
+    values = np.empty(int(offsets[-1]), np.float32)
+    for (kind, _width), rows in groups.items():
+        x = codec.decode(key.take(pa.array(rows)), kind)
+        values[(offsets[rows][:, None] + np.arange(x.shape[1])).reshape(-1)] = x.reshape(-1)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+
+
+def key_norms(key: pa.Array, dtype: pa.Array) -> pa.Array:
+    """keygap_norm(key BLOB, dtype VARCHAR) -> DOUBLE: the L2 norm of each key, straight from its bytes.
+
+    The ``norm`` column of ``keys``: an aggregate over norms never builds the FLOAT[] lists that ``vec``
+    needs (BENCHMARKS.md "Scale" measures both)."""
+    key, dtypes, lengths = _columns(key, dtype)
+    out = np.empty(len(key), np.float64)
+    for (kind, _width), rows in _groups(dtypes, lengths).items():
+        part = key if len(rows) == len(key) else key.take(pa.array(rows))
+        x = codec.decode(part, kind)
+        out[rows] = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    return pa.array(out)
+
+
+def _columns(key: pa.Array | pa.ChunkedArray,
+             dtype: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     if isinstance(key, pa.ChunkedArray):
         key = key.combine_chunks()
     if isinstance(dtype, pa.ChunkedArray):
         dtype = dtype.combine_chunks()
-    n = len(key)
-    if n == 0:
-        return pa.array([], pa.list_(pa.float32()))
     dtypes = np.asarray(dtype.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
-    lengths = np.asarray(pa.compute.binary_length(key).to_numpy(zero_copy_only=False))
-    kinds = set(dtypes.tolist())
-    if len(kinds) == 1 and len(set(lengths.tolist())) == 1:
-        x = codec.decode(key, kinds.pop())
-        offsets = np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.reshape(-1)))
-    values: list[np.ndarray] = [np.empty(0, np.float32)] * n  # every row is filled below
-    for kind in kinds:
-        for width in set(lengths[dtypes == kind].tolist()):
-            rows = np.flatnonzero((dtypes == kind) & (lengths == width))
-            x = codec.decode(key.take(pa.array(rows)), kind)
-            for r, v in zip(rows, x):
-                values[r] = v
-    dims = np.array([len(v) for v in values])
-    offsets = np.concatenate([[0], np.cumsum(dims)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(values).astype(np.float32)))
+    lengths = np.asarray(pa.compute.binary_length(key).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return key, dtypes, lengths
+
+
+def _groups(dtypes: np.ndarray, lengths: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
+    """Row indices of each (dtype, byte width) in a chunk (usually one: a chunk comes from one file)."""
+    if len(dtypes) and (dtypes == dtypes[0]).all() and (lengths == lengths[0]).all():
+        return {(str(dtypes[0]), int(lengths[0])): np.arange(len(dtypes))}
+    kinds, kind_of = np.unique(dtypes.astype(str), return_inverse=True)
+    pairs, which = np.unique(np.stack([kind_of.ravel(), lengths], axis=1), axis=0, return_inverse=True)
+    which = which.ravel()
+    return {(str(kinds[k]), int(w)): np.flatnonzero(which == i) for i, (k, w) in enumerate(pairs)}
 
 
 class SqlCatalog:
@@ -82,6 +128,9 @@ class SqlCatalog:
         self.store = store if isinstance(store, KeyStore) else KeyStore(store)
         self.memory_limit = memory_limit
         self.threads = threads
+        self._build()
+
+    def _build(self) -> None:
         ks = self.store
         self.keys = _partitioned(ks.inventory.all_files(), KEYS_SCHEMA, ks.fs, PARTITION_FIELDS)
         self.queries = _partitioned([f for fs in ks.inventory.queries.values() for f in fs], QUERIES_SCHEMA, ks.fs,
@@ -94,8 +143,18 @@ class SqlCatalog:
         self.results, results_problems = _results_table(ks)
         self.problems = list(ks.problems) + results_problems
 
+    def refresh(self) -> None:
+        """Take a new look at the store (its committed files may have changed: an ingest, a compaction)."""
+        self.store.refresh()
+        self._build()
+
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory connection with the views of VIEWS and no file access."""
+        """A new in-memory connection with the views of VIEWS and no file access.
+
+        The tables are rebuilt first when commit markers came or went since they were built (one listing of
+        samples/), so a long session sees what an ingest committed and never files a compaction deleted."""
+        if self.store.changed():
+            self.refresh()
         config: dict[str, str | bool | int | float | list[str]] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
@@ -113,13 +172,13 @@ class SqlCatalog:
             raise StoreError(f"cannot start DuckDB: {' '.join(str(exc).split())} (check --memory-limit)") from None
         # duckdb's stubs take the UDF kind only as an enum whose module moved between releases (functional in
         # 1.x, func in 2.x); the string is accepted by both at run time
+        blob_varchar = [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")]
         con.create_function(  # type: ignore[call-overload]
-            "keygap_decode",
-            decode_vectors,
-            [duckdb.sqltype("BLOB"), duckdb.sqltype("VARCHAR")],
-            duckdb.list_type(duckdb.sqltype("FLOAT")),
-            type="arrow",
-            side_effects=False,
+            "keygap_decode", decode_vectors, blob_varchar, duckdb.list_type(duckdb.sqltype("FLOAT")),
+            type="arrow", side_effects=False,
+        )
+        con.create_function(  # type: ignore[call-overload]
+            "keygap_norm", key_norms, blob_varchar, duckdb.sqltype("DOUBLE"), type="arrow", side_effects=False,
         )
         for name in VIEWS:
             con.register(f"_keygap_{name}", getattr(self, name))
@@ -131,6 +190,8 @@ class SqlCatalog:
         )
         for name in VIEWS[3:]:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _keygap_{name}")
+        for macro in MACROS.values():
+            con.execute(f"CREATE MACRO {macro}")
         con.execute("SET lock_configuration = true")
         return con
 
@@ -169,10 +230,17 @@ def _dataset(
     paths: list[str], schema: pa.Schema, fs: pafs.FileSystem, partitions: pads.Partitioning | None = None,
     partition_fields: Sequence[pa.Field] = (),
 ) -> pads.Dataset:
-    """A dataset over exactly these files (no globbing, so odd characters in paths are harmless)."""
+    """A dataset over exactly these files (no globbing, so odd characters in paths are harmless).
+
+    Pre-buffering (coalesced reads of whole column chunks ahead of decoding) saves round trips on object
+    storage; on a local disk it only adds copies and memory: a norm aggregate over 1 GB of d=4096 keys ran
+    ~1.6x faster without it (BENCHMARKS.md "Scale")."""
     full = pa.schema(list(schema) + list(partition_fields))
+    local = isinstance(fs, pafs.LocalFileSystem)
+    scan = pads.ParquetFragmentScanOptions(pre_buffer=not local)
     return pads.FileSystemDataset.from_paths(
-        paths, schema=full, format=pads.ParquetFileFormat(), filesystem=fs, partitions=partitions,
+        paths, schema=full, format=pads.ParquetFileFormat(default_fragment_scan_options=scan), filesystem=fs,
+        partitions=partitions,
     )
 
 

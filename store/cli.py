@@ -29,6 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sql)
 
     p = subparsers.add_parser(
+        "compact",
+        help="merge each run's files into one per partition (ingest does this at the end of a run)",
+        description="Merge each run's many flush files into one file per partition, for stores written before "
+        "ingest compacted at the end of a run, or by a run that was stopped. Readers may read meanwhile: "
+        "they see the old files or the new ones, never both. Safe to interrupt; running it again finishes.",
+    )
+    p.add_argument("--model", default=None, help="only this model (store label)")
+    p.add_argument("--benchmark", default=None, help="only this benchmark")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for an ingest writing a model and benchmark to finish instead of skipping it")
+    add_store_argument(p)
+    p.set_defaults(func=run_compact)
+
+    p = subparsers.add_parser(
         "info", help="summarise what a store holds",
         description="Summarise a store: models, benchmarks, layers, modalities, row counts, runs.",
     )
@@ -95,6 +109,38 @@ def write_output(path: str, data: bytes) -> None:
         raise KeygapError(
             f"cannot write --out {path}: {exc.strerror or exc}; choose another path or free space"
         ) from None
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    from .compact import compact_store
+    from .errors import StoreError
+    from .location import is_remote
+    from .reader import KeyStore
+
+    store = args.store or default_store(reading=False)
+    if is_remote(store):  # compaction renames and links files: only where the writer writes (store/location.py)
+        raise StoreError(f"keygap compact works on a local or shared folder, not {store}: ingest into a folder and "
+                         "compact it before copying it to object storage (a store on S3 keeps one file per flush)")
+    KeyStore(store)  # a missing or foreign store is a one-line error before anything is locked
+    last = [0.0]
+
+    def progress(done: int, total: int, message: str) -> None:
+        import time
+
+        if sys.stderr.isatty() and time.monotonic() - last[0] > 1.0:
+            last[0] = time.monotonic()
+            print(f"keygap compact: {100 * done / max(1, total):3.0f}% {message}", file=sys.stderr)
+
+    reports, skipped = compact_store(store, args.model, args.benchmark, wait=args.wait, progress=progress,
+                                     on_wait=lambda holder: print(f"keygap compact: waiting for {holder}",
+                                                                  file=sys.stderr))
+    for report in reports:
+        print(report.line())
+    if not reports and not skipped:
+        print("every run is already compact")
+    for line in skipped:
+        print(f"keygap compact: skipped: {line}", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -5,9 +5,17 @@ exists, so readers never see keys of a sample that is not committed (a running i
 disk). The marker also carries the flush's file list with row counts, dims and dtypes (its Parquet metadata,
 written by :class:`store.writer.KeyWriter`), so learning what a study holds costs one directory listing and
 one small footer per flush instead of opening every key file. A file the marker does not describe (a store
-written before markers carried the list) or describes differently (size changed) is read from its own footer:
-the index is a shortcut, never trusted over the files. A file that cannot be read is left out and reported in
+written before markers carried the list) or describes differently (size or modification time changed) is
+read from its own footer: the index is a shortcut, never trusted over the files. A file that cannot be read
+is left out and reported in
 :attr:`Inventory.problems`, so one damaged file cannot break every query.
+
+Compaction (store/compact.py) merges a run's files: for a group of partitions it writes the merged files,
+then a marker that commits them and whose metadata ``keygap.replaces`` names the key files (relative
+paths) they replace and, in the last group's marker, the old markers (names) too; then it deletes what it
+replaced. From the instant such a marker exists, what it names is invisible, so a reader sees either the
+old files or the new ones, never both and never neither. A scan is a consistent snapshot: it lists the
+markers again at the end and starts over when one vanished or a replacing one appeared meanwhile.
 
 pyarrow only: GPU servers and the analysis code use it without duckdb.
 """
@@ -17,13 +25,14 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .errors import first_line
+from .errors import StoreError, first_line
 from .schema import (
     ATTENTION_DIR,
     ATTENTION_PARTITIONS,
@@ -35,8 +44,14 @@ from .schema import (
     VECTOR_COLUMN,
 )
 
-#: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, dim, dtype}}.
+#: Key-value metadata of a commit marker: JSON {key file path relative to the store: {rows, bytes, mtime_ns, dim,
+#: dtype, segments}}.
 MARKER_FILES_KEY = b"keygap.files"
+#: ... and of a compaction's marker: JSON list of what it replaces: key files (paths relative to the store)
+#: and markers (file names, which hide their whole flush).
+MARKER_REPLACES_KEY = b"keygap.replaces"
+#: how many times a scan starts over while compactions keep changing the store under it
+SCAN_ATTEMPTS = 8
 PART_NAME = re.compile(r"^part-(?P<run>.+)-(?P<flush>\d{5})\.parquet$")
 
 
@@ -54,6 +69,7 @@ class KeyFile:
     mtime_ns: int
     dim: int  # 0 for attention files (no vectors)
     dtype: str  # "" for attention files
+    segments: tuple[str, ...] | None = None  # prompt segments it holds, when its marker says (None: ask the file)
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class Marker:
     run_id: str
     flush: int
     rows: int
+    replaces: tuple[str, ...] = ()  # what a compaction's marker supersedes: key file paths, marker names
 
 
 @dataclass
@@ -76,47 +93,118 @@ class Inventory:
     markers: list[Marker] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     uncommitted: int = 0  # key files without a marker: a running ingest, or a crashed one until its rerun
+    # what a compaction superseded and has not deleted yet (relative paths): markers, and data files
+    replaced: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    marker_names: frozenset[str] = frozenset()  # the samples/ listing this snapshot was built from
 
     def all_files(self) -> list[KeyFile]:
         return [f for files in self.files.values() for f in files]
 
+    def data_files(self) -> list[KeyFile]:
+        """Key, query and attention files: everything a flush commits besides its marker."""
+        return [f for tree in (self.files, self.queries, self.attention) for files in tree.values() for f in files]
+
 
 def scan(fs: pafs.FileSystem, root: str) -> Inventory:
     """Build the inventory of the store at ``root`` on ``fs`` (see the module docstring)."""
+    for attempt in range(SCAN_ATTEMPTS):
+        try:
+            inv, seen = _scan_once(fs, root)
+        except FileNotFoundError:
+            inv, seen = None, set()  # a marker or key file went away while we read it: a compaction
+        if inv is not None and _still_consistent(fs, root, seen):
+            inv.marker_names = frozenset(seen)
+            return inv
+        time.sleep(0.05 * (attempt + 1))
+    raise StoreError(
+        f"{root} kept changing while it was read (a compaction or another writer is replacing files): try again"
+    )
+
+
+def marker_listing(fs: pafs.FileSystem, root: str) -> frozenset[str]:
+    """The names in samples/ now: when they differ from an inventory's ``marker_names``, the store changed."""
+    return frozenset(i.base_name for i in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False))
+
+
+def _still_consistent(fs: pafs.FileSystem, root: str, seen: set[str]) -> bool:
+    """True unless, since the scan listed the markers, one vanished or a replacing one appeared."""
+    now = {i.base_name: i for i in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False)}
+    if not seen <= set(now):
+        return False
+    for name in set(now) - seen:  # a new flush of a writer is harmless; a compaction's marker is not
+        try:
+            meta = pq.read_metadata(fs.open_input_file(now[name].path)).metadata or {}
+        except FileNotFoundError:
+            return False
+        except (OSError, pa.ArrowInvalid):
+            continue
+        if meta.get(MARKER_REPLACES_KEY):
+            return False
+    return True
+
+
+def _scan_once(fs: pafs.FileSystem, root: str) -> tuple[Inventory, set[str]]:
     inv = Inventory()
     described: dict[str, dict] = {}
     committed: set[tuple[str, int]] = set()
-    for info in list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False):
+    markers: list[Marker] = []
+    listed = list_parquet(fs, posixpath.join(root, SAMPLES_DIR), recursive=False)
+    for info in listed:
         m = PART_NAME.match(info.base_name)
         if not m:
             continue  # not a marker of ours: ignore it, as SQL and the writer do
         try:
             meta = pq.read_metadata(fs.open_input_file(info.path))
+        except FileNotFoundError:
+            raise
         except (OSError, pa.ArrowInvalid) as exc:
             inv.problems.append(
                 f"{_rel(root, info.path)} is damaged ({first_line(exc)}) and was left out with the keys of its "
                 "flush: delete it and re-run the ingest that wrote it"
             )
             continue
-        committed.add((m["run"], int(m["flush"])))
-        inv.markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows))
-        listed = (meta.metadata or {}).get(MARKER_FILES_KEY)
-        if listed:
+        kv = meta.metadata or {}
+        replaces = tuple(_json_list(kv.get(MARKER_REPLACES_KEY)))
+        markers.append(Marker(info.path, m["run"], int(m["flush"]), meta.num_rows, replaces))
+        files = kv.get(MARKER_FILES_KEY)
+        if files:
             try:
-                described.update(json.loads(listed))
-            except ValueError:
+                described.update({rel: entry | {"_marker": info.base_name} for rel, entry in json.loads(files).items()})
+            except (ValueError, TypeError, AttributeError):
                 pass  # a marker whose list is unreadable: fall back to the files' own footers
-    inv.files = _scan_tree(fs, root, KEYS_DIR, PARTITIONS, committed, described, inv)
-    inv.queries = _scan_tree(fs, root, QUERIES_DIR, PARTITIONS, committed, described, inv)
-    inv.attention = _scan_tree(fs, root, ATTENTION_DIR, ATTENTION_PARTITIONS, committed, described, inv)
-    for rel in described:
-        if not _exists(fs, posixpath.join(root, rel)):
+    replaced = {name for mk in markers for name in mk.replaces}
+    for mk in markers:
+        name = posixpath.basename(mk.path)
+        if name in replaced:
+            inv.replaced.append(_rel(root, mk.path))
+        else:
+            inv.markers.append(mk)
+            committed.add((mk.run_id, mk.flush))
+    hidden = {(mk.run_id, mk.flush) for mk in markers if posixpath.basename(mk.path) in replaced}
+    view = _Commits(committed, hidden, replaced, described)
+    inv.files = _scan_tree(fs, root, KEYS_DIR, PARTITIONS, view, inv)
+    inv.queries = _scan_tree(fs, root, QUERIES_DIR, PARTITIONS, view, inv)
+    inv.attention = _scan_tree(fs, root, ATTENTION_DIR, ATTENTION_PARTITIONS, view, inv)
+    for rel, entry in described.items():
+        if rel not in view.present and rel not in replaced and entry["_marker"] not in replaced:
             inv.problems.append(f"{rel} is listed by its commit marker but missing: re-ingest that model and benchmark")
     inv.markers.sort(key=lambda mk: mk.path)
-    return inv
+    return inv, {i.base_name for i in listed}
 
 
-def _scan_tree(fs: pafs.FileSystem, root: str, tree: str, names: tuple, committed: set, described: dict,
+@dataclass
+class _Commits:
+    """What the markers of one scan say: which flushes count, which are hidden by a compaction, what they list."""
+
+    committed: set[tuple[str, int]]
+    hidden: set[tuple[str, int]]
+    replaced: set[str]
+    described: dict[str, dict]
+    present: set[str] = field(default_factory=set)  # relative paths of the data files listed, visible or not
+
+
+def _scan_tree(fs: pafs.FileSystem, root: str, tree: str, names: tuple, commits: _Commits,
                inv: Inventory) -> dict[tuple, list[KeyFile]]:
     """The committed files of one tree (keys, queries or attention), by partition, each list sorted by path."""
     out: dict[tuple, list[KeyFile]] = {}
@@ -126,16 +214,27 @@ def _scan_tree(fs: pafs.FileSystem, root: str, tree: str, names: tuple, committe
         partition = _partition(posixpath.relpath(posixpath.dirname(info.path), tree_root), names)
         if not m or partition is None:
             continue  # a stray file: not part of the store
-        if (m["run"], int(m["flush"])) not in committed:
+        rel = _rel(root, info.path)
+        commits.present.add(rel)
+        flush = (m["run"], int(m["flush"]))
+        if flush in commits.hidden or rel in commits.replaced:
+            inv.hidden.append(rel)  # merged into a compaction's files, waiting to be deleted
+            continue
+        if flush not in commits.committed:
             inv.uncommitted += 1
             continue
-        rel = _rel(root, info.path)
-        entry = described.get(rel)
-        if entry is not None and entry.get("bytes") == info.size:
+        entry = commits.described.get(rel)
+        segments = None
+        if entry is not None and entry.get("bytes") == info.size \
+                and entry.get("mtime_ns", info.mtime_ns) == info.mtime_ns:
             rows, dim, dtype = int(entry["rows"]), int(entry.get("dim", 0)), str(entry.get("dtype", ""))
+            if isinstance(entry.get("segments"), list):
+                segments = tuple(str(v) for v in entry["segments"])
         else:
             try:
                 rows, dim, dtype = read_file_shape(fs, info.path, VECTOR_COLUMN.get(tree))
+            except FileNotFoundError:
+                raise
             except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
                 inv.problems.append(
                     f"{rel} is damaged ({first_line(exc)}) and was left out: "
@@ -144,7 +243,7 @@ def _scan_tree(fs: pafs.FileSystem, root: str, tree: str, names: tuple, committe
                 continue
         out.setdefault(partition, []).append(
             KeyFile(info.path, rel, partition, m["run"], int(m["flush"]), rows, info.size, info.mtime_ns or 0, dim,
-                    dtype)
+                    dtype, segments)
         )
     for files in out.values():
         files.sort(key=lambda f: f.path)
@@ -164,6 +263,14 @@ def _leave_out_odd_dims(files: list[KeyFile], problems: list[str]) -> None:
         files.remove(f)
         problems.append(f"{f.rel} holds keys of {f.dim} values where its partition's other files hold {dim} and "
                         "was left out: delete it and re-run the ingest that wrote it")
+
+
+def _json_list(raw: bytes | None) -> list[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def read_file_shape(fs: pafs.FileSystem, path: str, vector: str | None = "key") -> tuple[int, int, str]:
@@ -206,7 +313,3 @@ def _partition(rel_dir: str, names: tuple = PARTITIONS) -> tuple | None:
 
 def _rel(root: str, path: str) -> str:
     return posixpath.relpath(path, root)
-
-
-def _exists(fs: pafs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(path).type == pafs.FileType.File

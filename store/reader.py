@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from . import codec
 from .errors import StoreError, first_line
-from .inventory import Inventory, KeyFile, scan
+from .inventory import Inventory, KeyFile, marker_listing, scan
 from .location import open_location
 from .sampling import RAND, FileIndex, choose
 from .schema import (
@@ -39,6 +40,7 @@ from .schema import (
 #: what ``load`` can read: stored keys, or stored queries (`keygap ingest --queries`)
 VECTOR_KINDS = {"key": KEYS_DIR, "query": QUERIES_DIR}
 
+_T = TypeVar("_T")
 _LABEL_COLUMNS = ["sample_id", "position", "token_id", "segment", "image_index"]
 Filter = str | Iterable[str] | None  # segments or sample ids a read keeps (None: all)
 _FOOTER_CACHE = 4096  # parsed footers kept per KeyStore (a 1M-row file's is ~1.6 MB)
@@ -150,6 +152,26 @@ class KeyStore:
     def layers(self, model: str, benchmark: str | None = None) -> list[int]:
         return sorted({k[2] for k in self._key_files if k[0] == model and benchmark in (None, k[1])})
 
+    def segments(self, model: str, benchmark: str, modality: str, *, layer: int | None = None,
+                 rope: str | None = None) -> list[str]:
+        """The prompt segments stored for a modality (of one layer / RoPE stage, or of all), sorted.
+
+        From the commit markers' file lists; a file whose marker does not name them (a store written before
+        they did) has its ``segment`` column read."""
+        found: set[str] = set()
+        for key, files in self._key_files.items():
+            if key[0] != model or key[1] != benchmark or key[4] != modality:
+                continue
+            if (layer is not None and key[2] != int(layer)) or (rope is not None and key[3] != rope):
+                continue
+            for f in files:
+                if f.segments is None:
+                    column = self._read(f.path, columns=["segment"])["segment"].cast(pa.string())
+                    found.update(str(v) for v in pc.unique(column).to_pylist() if v is not None)
+                else:
+                    found.update(f.segments)
+        return sorted(found)
+
     def runs(self) -> list[dict]:
         """Run manifests, oldest first; an unreadable one is left out and reported in ``problems``."""
         out = []
@@ -171,9 +193,14 @@ class KeyStore:
             out.append(run)
         return sorted(out, key=lambda r: str(r.get("started", "")))
 
+    def changed(self) -> bool:
+        """Whether commit markers came or went since the inventory was taken (an ingest or a compaction)."""
+        return "inventory" in self.__dict__ and marker_listing(self.fs, self.root) != self.inventory.marker_names
+
     def samples(self, columns: list[str] | None = None) -> pa.Table:
         """The samples table: one row per committed (model, benchmark, sample), read from the commit markers."""
-        tables = [self._read(m.path, columns=columns) for m in self.inventory.markers]
+        tables = self._retry_vanished("the samples",
+                                      lambda: [self._read(m.path, columns=columns) for m in self.inventory.markers])
         if not tables:
             return SAMPLES_SCHEMA.empty_table() if columns is None else SAMPLES_SCHEMA.empty_table().select(columns)
         return pa.concat_tables(tables, promote_options="default")
@@ -210,16 +237,20 @@ class KeyStore:
         if n is not None and n < 0:
             raise ValueError("n must be positive or None (all rows)")
         key = (model, benchmark, int(layer), rope, modality)
+        return self._retry_vanished(self._describe(key), lambda: self._load(key, segments, samples, n, seed, kind))
+
+    def _retry_vanished(self, what: str, read: Callable[[], _T]) -> _T:
+        """``read()``, once more on a fresh inventory when a file it listed vanished: a compaction replaced
+        the files this view of the store listed."""
         try:
-            return self._load(key, segments, samples, n, seed, kind)
+            return read()
         except FileNotFoundError:
-            # A compaction replaced the files this view of the store listed: look again, once.
             self.refresh()
             try:
-                return self._load(key, segments, samples, n, seed, kind)
+                return read()
             except FileNotFoundError as exc:
                 raise StoreError(
-                    f"a key file of {self._describe(key)} vanished while reading ({first_line(exc)}): "
+                    f"a file of {what} vanished while reading ({first_line(exc)}): "
                     "is something deleting files in the store? Try again"
                 ) from None
 
@@ -283,6 +314,11 @@ class KeyStore:
         """Committed attention rows of one model and benchmark (ATTENTION_SCHEMA plus a ``layer`` column,
         dictionary columns as plain strings); ``layers`` limits which. A StoreError says how to get them."""
         wanted = None if layers is None else {int(x) for x in _as_list(layers)}
+        return self._retry_vanished(f"the attention of model={model}, benchmark={benchmark}",
+                                    lambda: self._load_attention(model, benchmark, wanted, columns))
+
+    def _load_attention(self, model: str, benchmark: str, wanted: set[int] | None,
+                        columns: list[str] | None) -> pa.Table:
         found = sorted(k for k in self.inventory.attention if k[:2] == (model, benchmark)
                        and (wanted is None or k[2] in wanted))
         if not found:
@@ -333,6 +369,8 @@ class KeyStore:
     def _read(self, path: str, columns: list[str] | None = None) -> pa.Table:
         try:
             return pq.ParquetFile(self.fs.open_input_file(path)).read(columns=columns)
+        except FileNotFoundError:
+            raise
         except (pa.ArrowInvalid, OSError) as exc:
             raise _damaged(f"{path} is not a readable Parquet file", exc) from None
 

@@ -1,9 +1,10 @@
 """The analysis results cache: one small Parquet file per answered question under STORE/results/.
 
 Why Parquet in the store: the cache survives restarts, travels with the data, and DuckDB shows it as the
-``results`` view of ``keygap sql``. A question's key hashes every parameter *and* the identity of the key
-files it read (relative path, size, mtime of each), so re-ingesting a slice changes the key: stale answers
-are never returned, and :meth:`ResultsCache.prune_stale` deletes them. Table-shaped answers (projection
+``results`` view of ``keygap sql``. A question's key hashes every parameter *and* the identity of the
+committed key files it read (name, size, mtime of each, from the store's inventory), so re-ingesting a
+slice changes the key: stale answers are never returned, and :meth:`ResultsCache.prune_stale` deletes them.
+Table-shaped answers (projection
 coordinates) go to results/arrays/, outside the ``results`` view's glob, so the view keeps one schema.
 pyarrow only (no duckdb), so the analysis code can use it on any machine.
 """
@@ -16,7 +17,7 @@ import json
 import os
 import posixpath
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StoreError, StoreNotice, first_line
+from .inventory import Inventory, KeyFile
 from .jsonsafe import canonical_json
 from .location import Location, open_location
-from .schema import RESULTS_DIR, utc_now
+from .schema import RESULTS_DIR, partition_dir, utc_now
 
 RESULTS_SCHEMA = pa.schema(
     [
@@ -72,20 +74,20 @@ def question_key(question: Mapping[str, Any], data_id: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def partition_fingerprint(directory: str | os.PathLike, location: Location | None = None) -> str:
-    """Identity of one partition's key files: names, sizes and mtimes (ns). Empty/missing -> "missing".
+def fingerprint(files: Iterable[KeyFile]) -> str:
+    """Identity of one partition's committed key files: name, size and mtime (ns) of each; none -> "missing".
 
-    ``directory`` is a local folder, or a folder relative to ``location`` (a store anywhere, S3 included)."""
-    if location is None:
-        location = open_location(os.fspath(directory))
-        directory = ""
-    entries = sorted(
-        [i.base_name, i.size, i.mtime_ns or 0] for i in location.list(str(directory))
-        if i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))  # not a writer's temp files
-    )
+    From the store's inventory, so no folder is listed per question, and files a writer or a compaction has
+    not committed (yet) change nothing."""
+    entries = sorted([posixpath.basename(f.rel), f.size, f.mtime_ns] for f in files)
     if not entries:
         return "missing"
     return hashlib.sha256(canonical_json(entries).encode()).hexdigest()[:24]
+
+
+def partition_key(partition: Sequence) -> str:
+    """A partition's folder relative to the store (keys/model=M/...): how answers name what they read."""
+    return partition_dir(Path(""), *partition).as_posix()
 
 
 class ResultsCache:
@@ -99,17 +101,11 @@ class ResultsCache:
         self.root = Path(self.location.root)
 
     # --- data identity -------------------------------------------------------------------------------
-    def fingerprints(self, partition_dirs: Iterable[Path]) -> dict[str, str]:
-        """{partition dir relative to the store: fingerprint} for the partitions a question reads."""
-        out = {}
-        for directory in partition_dirs:
-            directory = Path(directory)
-            try:
-                rel = directory.relative_to(self.root).as_posix()
-            except ValueError:
-                rel = directory.as_posix()
-            out[rel] = partition_fingerprint(rel, self.location)
-        return dict(sorted(out.items()))
+    @staticmethod
+    def fingerprints(inventory: Inventory, partitions: Iterable[Sequence]) -> dict[str, str]:
+        """{partition folder relative to the store: fingerprint} for the partitions a question reads."""
+        return {partition_key(p): fingerprint(inventory.files.get(tuple(p), ()))
+                for p in sorted(set(map(tuple, partitions)))}
 
     @staticmethod
     def data_id(fingerprints: Mapping[str, str]) -> str:
@@ -204,20 +200,18 @@ class ResultsCache:
         except (OSError, pa.ArrowInvalid, ValueError, KeyError):
             return None  # unreadable: treat as stale
 
-    def prune_stale(self) -> int:
-        """Delete answers whose key files changed since (re-ingest, deletion). Returns how many went."""
+    def prune_stale(self, inventory: Inventory | None = None) -> int:
+        """Delete answers whose key files changed since (re-ingest, deletion). Returns how many went.
+        ``inventory``: the store's current one (scanned here when not given)."""
+        if inventory is None:
+            from .reader import KeyStore
+
+            inventory = KeyStore(self.location.uri).inventory
+        current = {partition_key(key): fingerprint(files) for key, files in inventory.files.items()}
         removed = 0
-        current: dict[str, str] = {}
         for path in self.entries():
             depends = self._depends_of(path)
-            stale = depends is None
-            for rel, fingerprint in (depends or {}).items():
-                if rel not in current:
-                    current[rel] = partition_fingerprint(rel, self.location)
-                if current[rel] != fingerprint:
-                    stale = True
-                    break
-            if stale:
+            if depends is None or any(current.get(rel, "missing") != fp for rel, fp in depends.items()):
                 if not self._remove(path):
                     break  # a read-only store: nothing can be pruned
                 removed += 1

@@ -110,10 +110,20 @@ def run_query(con: duckdb.DuckDBPyConnection, query: str, *, timeout: float | No
         if isinstance(exc, duckdb.OutOfMemoryException):
             raise SqlError(f"the query needs more than the memory limit: narrow it or raise --memory-limit "
                            f"({one_line(exc)})") from None
+        if _VANISHED.search(str(exc)):
+            raise StoreChanged("a file of the store was replaced while the query read it (a compaction): run the "
+                               "query again") from None
         raise SqlError(one_line(exc)) from None
     finally:
         if timer is not None:
             timer.cancel()
+
+
+class StoreChanged(SqlError):
+    """A file the query was reading went away (a compaction replaced it); the same query again sees the new files."""
+
+
+_VANISHED = re.compile(r"Failed to open local file .*No such file or directory", re.S)
 
 
 def query_store(
@@ -129,6 +139,14 @@ def query_store(
         catalog = store
     else:
         catalog = SqlCatalog(store, memory_limit=memory_limit or default_memory_limit())
+    try:
+        return _query_once(catalog, query, timeout)
+    except StoreChanged:
+        catalog.refresh()
+        return _query_once(catalog, query, timeout)
+
+
+def _query_once(catalog: SqlCatalog, query: str, timeout: float | None) -> pa.Table:
     try:
         con = catalog.connect()
     except RuntimeError as exc:  # Ctrl-C while DuckDB registers the views arrives as this

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import codec
 from .errors import StoreError
@@ -65,8 +66,6 @@ ROW_GROUP_BYTES = 8 << 20
 def row_group_rows(row_bytes: int) -> int:
     """Rows per row group for rows of ``row_bytes`` bytes (see ROW_GROUP_ROWS)."""
     return max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // max(1, int(row_bytes))))
-_DICTIONARY_COLUMNS = ("sample_id", "segment", "run_id", "dtype", "query", "group", "modality")
-_STATISTICS_COLUMNS = ("rand", "position", "sample_id", "head")
 
 
 @dataclass
@@ -200,6 +199,51 @@ def row_rand(sample_id: np.ndarray, position: np.ndarray) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def segments_of(table: pa.Table) -> list[str]:
+    """The prompt segments a key file holds, for its marker entry (the TUI's picker reads them from there)."""
+    return sorted(str(v) for v in pc.unique(table["segment"].cast(pa.string())).to_pylist() if v is not None)
+
+
+#: Small columns dictionary-encoded; statistics per row group where reads filter (``rand`` for sampled reads,
+#: store/sampling.py).
+_DICTIONARY_COLUMNS = ("sample_id", "segment", "run_id", "dtype", "query", "group", "modality")
+_STATISTICS_COLUMNS = ("rand", "position", "sample_id", "head")
+
+
+def parquet_options(columns: list[str], compression: str = "zstd", compression_level: int | None = 1) -> dict:
+    """How every key, query, attention and marker file with ``columns`` is written (the writer's and
+    compaction's files must not drift apart)."""
+    return {
+        "compression": compression,
+        "compression_level": compression_level,
+        "use_dictionary": [c for c in _DICTIONARY_COLUMNS if c in columns],
+        "write_statistics": [c for c in _STATISTICS_COLUMNS if c in columns],
+    }
+
+
+def remove_uncommitted(store: str | os.PathLike | Location, run_id: str) -> int:
+    """Delete a run's files that no marker commits (a flush or compaction killed before its marker) and, in a
+    folder, its temporary files; return the run's next flush number. Only the holder of the run's lock may
+    call this."""
+    loc = store if isinstance(store, Location) else open_location(store)
+    mine = f"part-{run_id}-"
+    committed: set[int] = set()
+    for info in loc.list(SAMPLES_DIR):
+        m = PART_NAME.match(info.base_name)
+        if m and m["run"] == run_id:
+            committed.add(int(m["flush"]))
+    trees = [info for tree in (KEYS_DIR, QUERIES_DIR, ATTENTION_DIR) for info in loc.list(tree, recursive=True)]
+    for info in trees + loc.list(SAMPLES_DIR):
+        name = info.base_name
+        m = PART_NAME.match(name)
+        if m and m["run"] == run_id:
+            if int(m["flush"]) not in committed:
+                loc.delete(loc.rel(info.path))
+        elif name.startswith("." + mine) and ".tmp" in name:
+            loc.delete(loc.rel(info.path))
+    return max(committed, default=-1) + 1
+
+
 class KeyWriter:
     """Buffered, crash-safe writer of one run's keys (see the module docstring for the protocol)."""
 
@@ -234,22 +278,7 @@ class KeyWriter:
     def _recover(self) -> int:
         """Delete this run's uncommitted files (and, in a folder, its temporary files); return the next flush
         number."""
-        loc, mine = self.location, f"part-{self.run_id}-"
-        committed: set[int] = set()
-        for info in loc.list(SAMPLES_DIR):
-            m = PART_NAME.match(info.base_name)
-            if m and m["run"] == self.run_id:
-                committed.add(int(m["flush"]))
-        trees = [info for tree in (KEYS_DIR, QUERIES_DIR, ATTENTION_DIR) for info in loc.list(tree, recursive=True)]
-        for info in trees + loc.list(SAMPLES_DIR):
-            name = info.base_name
-            m = PART_NAME.match(name)
-            if m and m["run"] == self.run_id:
-                if int(m["flush"]) not in committed:
-                    loc.delete(loc.rel(info.path))
-            elif name.startswith("." + mine) and ".tmp" in name:
-                loc.delete(loc.rel(info.path))
-        return max(committed, default=-1) + 1
+        return remove_uncommitted(self.location, self.run_id)
 
     # -- public API -------------------------------------------------------------------------------------
     def add(self, batch: KeyBatch | AttentionBatch) -> None:
@@ -315,7 +344,7 @@ class KeyWriter:
             if tree == ATTENTION_DIR:
                 rel = (attention_dir(Path(), *partition) / name).as_posix()
                 size = self._write_parquet(table, rel, row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
-                listed[rel] = {"rows": table.num_rows, "bytes": size}
+                listed[rel] = {"rows": table.num_rows, "bytes": size} | self._mtime(rel)
                 continue
             order = np.argsort(table.column("rand").to_numpy(), kind="stable")
             table = table.take(pa.array(order))
@@ -325,7 +354,8 @@ class KeyWriter:
             dtype = str(table["dtype"][0]) if table.num_rows else "float16"
             vector = VECTOR_COLUMN[tree]
             dim = (len(table[vector][0].as_py()) // KEY_DTYPES[dtype]) if table.num_rows else 0
-            listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype}
+            listed[rel] = {"rows": table.num_rows, "bytes": size, "dim": dim, "dtype": dtype,
+                           "segments": segments_of(table)} | self._mtime(rel)
         # The marker lists the files it commits, so readers learn a store's content without opening them.
         samples = pa.Table.from_pylist(self._samples, schema=SAMPLES_SCHEMA).replace_schema_metadata(
             {MARKER_FILES_KEY: json.dumps(listed, sort_keys=True).encode()}
@@ -405,14 +435,13 @@ class KeyWriter:
             schema=ATTENTION_SCHEMA,
         )
 
+    def _mtime(self, rel: str) -> dict:
+        """A local file's mtime for its marker entry; an object is never rewritten in place: its size is identity
+        enough."""
+        return {"mtime_ns": self.location.info(rel).mtime_ns} if self.location.local else {}
+
     def _write_parquet(self, table: pa.Table, rel: str, row_group_size: int | None = None) -> int:
-        """One whole key, query, attention or marker file at ``rel`` (store/location.py); returns its size."""
-        return self.location.write_parquet(
-            rel,
-            table,
-            row_group_size=row_group_size,
-            compression=self.compression,
-            compression_level=self.compression_level,
-            use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names],
-            write_statistics=[c for c in _STATISTICS_COLUMNS if c in table.column_names],
-        )
+        """One whole key or marker file at ``rel`` (store/location.py); returns its size in bytes."""
+        return self.location.write_parquet(rel, table, row_group_size=row_group_size,
+                                           **parquet_options(table.column_names, self.compression,
+                                                             self.compression_level))

@@ -25,16 +25,18 @@ def write_synthetic_store(
     flush_every=5,
     ropes=("post",),
     text_segments=("question",),
+    first_sample=0,
 ):
     """A store whose image keys are N(shift, 1) and text keys N(0, 1); returns {(layer, modality): keys}.
 
     ``ropes``: the RoPE stages written (the same keys under each); ``text_segments``: the text tokens of a
-    sample cycle through these segment labels (e.g. ("system", "question", "options"))."""
+    sample cycle through these segment labels (e.g. ("system", "question", "options")); ``first_sample``: the
+    number of the first sample id (to add samples to a store)."""
     rng = np.random.default_rng(seed)
     written: dict = {}
     w = KeyWriter(root, run_id)
-    for s0 in range(0, samples, flush_every):
-        ids = [f"s{i:04d}" for i in range(s0, min(samples, s0 + flush_every))]
+    for s0 in range(first_sample, first_sample + samples, flush_every):
+        ids = [f"s{i:04d}" for i in range(s0, min(first_sample + samples, s0 + flush_every))]
         for layer in layers:
             for modality in ("image", "text"):
                 n = len(ids) * tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from store_helpers import write_synthetic_store
 
 from keygap_tui.analysis import ComparisonRow, Side, compare, controls, project
 from store.reader import KeyStore
-from store.results import RESULTS_SCHEMA, ResultsCache, partition_fingerprint, question_key
+from store.results import RESULTS_SCHEMA, ResultsCache, fingerprint, question_key
 from store.schema import partition_dir
 
 
@@ -112,12 +113,12 @@ def test_reingest_invalidates_and_prune_removes_stale_answers(store, monkeypatch
 
 
 def test_fingerprint_tracks_size_and_mtime(store):
-    part = partition_dir(store, "m", "b", 1, "post", "image")
-    before = partition_fingerprint(part)
-    assert before != "missing" and partition_fingerprint(part / "nowhere") == "missing"
-    victim = sorted(part.glob("*.parquet"))[0]
-    victim.write_bytes(victim.read_bytes() + b"x")
-    assert partition_fingerprint(part) != before
+    key = ("m", "b", 1, "post", "image")
+    before = fingerprint(KeyStore(store).inventory.files[key])
+    assert before != "missing" and fingerprint([]) == "missing"
+    victim = sorted(partition_dir(store, *key).glob("*.parquet"))[0]
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 1))  # rewritten: same size
+    assert fingerprint(KeyStore(store).inventory.files[key]) != before
 
 
 def test_results_table_is_visible_to_sql(store):

@@ -202,3 +202,92 @@ assert not bad, bad
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_sweep_yields_each_cell_as_it_finishes_and_a_stop_keeps_what_is_done(tmp_path, monkeypatch):
+    from keygap_tui.analysis import comparisons, iter_layer_sweep
+
+    root = tmp_path / "s"
+    write_synthetic_store(root, model="m4", layers=(1, 2, 3), samples=12, tokens=6, dim=8, seed=4)
+    computed = []
+    real = comparisons.run_metric
+    monkeypatch.setattr(comparisons, "run_metric", lambda metric, xa, xb, *a, **kw: computed.append(metric) or real(
+        metric, xa, xb, *a, **kw))
+    rows = iter_layer_sweep(root, ["m4"], "b", "all", metrics=["centroid", "norms"], n=20, permutations=0)
+    first = next(rows)
+    assert (first.side_a.layer, len(computed)) == (1, 2)  # the first cell is out before the second is computed
+    assert [r.side_a.layer for r in rows] == [1, 2, 2, 3, 3]
+    assert len(computed) == 6
+    # a stop after the first cell keeps it: rows already out, and in the results cache for the next ask
+    stop = {"now": False}
+    got = []
+    sweep = iter_layer_sweep(root, ["m4"], "b", "all", metrics=["energy"], n=20, permutations=0,
+                             should_stop=lambda: stop["now"])
+    got.append(next(sweep))
+    stop["now"] = True
+    with pytest.raises(Cancelled):
+        next(sweep)
+    assert [r.side_a.layer for r in got] == [1]
+    again = list(iter_layer_sweep(root, ["m4"], "b", "all", metrics=["energy"], n=20, permutations=0))
+    assert [r.cached for r in again] == [True, False, False]
+
+
+def test_a_sweep_over_segments_compares_every_pair_in_every_cell(tmp_path):
+    from keygap_tui.analysis import iter_layer_sweep
+
+    root = tmp_path / "s"
+    write_synthetic_store(root, model="m4", layers=(1, 2), samples=12, tokens=6, dim=8, seed=5,
+                          text_segments=("question", "options"))
+    rows = list(iter_layer_sweep(root, ["m4"], "b", "all", metrics=["centroid"], n=20, permutations=0,
+                                 pairs=[("image", "text:question"), ("image", "text:options")]))
+    assert [(r.side_a.layer, r.side_b.segments) for r in rows] == [
+        (1, ("question",)), (1, ("options",)), (2, ("question",)), (2, ("options",))]
+    ks = KeyStore(str(root))
+    want = np.linalg.norm(ks.load("m4", "b", 2, "image", n=20, seed=0).x.astype(np.float64).mean(0)
+                          - ks.load("m4", "b", 2, "text", segments=["options"], n=20, seed=0).x.astype(np.float64)
+                          .mean(0))
+    assert rows[3].result.value == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_sweep_prints_rows_as_they_come_and_ctrl_c_keeps_them(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path / "s"
+    write_synthetic_store(root, model="m4", layers=tuple(range(1, 9)), samples=30, tokens=10, dim=16, seed=6)
+    repo = Path(__file__).resolve().parents[1]
+    table = subprocess.Popen(
+        [sys.executable, "-m", "keygap_tui.cli", "compare", "--store", str(root), "--model", "m4", "--layer", "all",
+         "--metrics", "mmd", "--permutations", "3000", "--n", "all", "--no-cache"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(repo)))
+    header = table.stdout.readline()
+    assert header.split()[:3] == ["model", "layer", "head"]
+    table.stdout.readline()  # the rule under the header
+    first = table.stdout.readline()  # the first cell's row, while the other seven are still to come
+    assert first.split()[:2] == ["m4", "1"] and table.poll() is None
+    table.send_signal(signal.SIGINT)
+    rest, err = table.communicate(timeout=120)
+    assert table.returncode == 130 and "stopped after" in err and "run again to go on" in err
+    assert len([line for line in rest.splitlines() if line.startswith("m4")]) < 7
+
+
+def test_cli_sweeps_segments_with_several_b_sides(tmp_path, capsys):
+    import json
+
+    from keygap_tui.cli import main as keygap
+
+    root = tmp_path / "s"
+    write_synthetic_store(root, model="m4", layers=(1, 2), samples=10, tokens=6, dim=8, seed=7,
+                          text_segments=("question", "options"))
+    assert keygap(["compare", "--store", str(root), "--model", "m4", "--layer", "1", "--b", "text:question",
+                   "text:options", "--metrics", "centroid", "--n", "20", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["layer"], r["side_b"]["segments"]) for r in rows] == [(1, ["question"]), (1, ["options"])]
+    assert keygap(["compare", "--store", str(root), "--model", "m4", "--layer", "all", "--metrics", "centroid",
+                   "--n", "20"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["model", "layer", "head"] and [line.split()[1] for line in out[2:4]] == ["1", "2"]

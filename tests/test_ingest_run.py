@@ -68,6 +68,10 @@ def test_killed_run_resumed_equals_one_clean_run(tmp_path):
 
     summary = ingest("tiny:llava", "sample", str(killed), checkpoint_seconds=0, **COMMON)
     assert summary.samples_resumed == 4 and summary.samples_done == 4
+    # the finished run was compacted: one file per partition, though it flushed after every batch
+    partitions = {p.parent for p in (killed / "keys").rglob("*.parquet")}
+    assert len(partitions) == 8 and all(len(list(d.glob("part-*.parquet"))) == 1 for d in partitions)
+    assert len(list((killed / "samples").glob("part-*.parquet"))) == 1
     assert _rows(killed) == _rows(clean)
     assert _samples(killed) == _samples(clean)
     # a third run of the same command finds nothing to do and stores nothing twice

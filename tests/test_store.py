@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import duckdb
 import numpy as np
@@ -64,13 +65,15 @@ def test_bf16_round_trip_is_bit_exact(tmp_path):
 def test_slice_read_touches_only_its_partition(tmp_path):
     root = tmp_path / "s"
     write_synthetic_store(root, layers=(1, 2))
-    # Scramble the data pages of every file of another partition, keeping size and footer: the inventory
+    # Scramble the data pages of every file of another partition, keeping size, mtime and footer: the inventory
     # still lists them, so only a read that opened their pages would fail.
     other = root / "keys/model=m/benchmark=b/layer=2/rope=post/modality=image"
     for f in other.glob("*.parquet"):
         data = bytearray(f.read_bytes())
         data[4:len(data) // 2] = b"\xff" * (len(data) // 2 - 4)
+        st = f.stat()
         f.write_bytes(bytes(data))
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # size and mtime as the marker recorded them
     ks = KeyStore(root)
     assert ks.problems == []
     s = ks.load("m", "b", 1, "image", n=10)

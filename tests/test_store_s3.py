@@ -207,3 +207,12 @@ def test_tui_on_an_s3_store_compares_and_queries(uploaded, tmp_path):
                      SMALL.seed, permutations=SMALL.permutations, use_cache=False)
     assert [r["value"] for r in rows] == pytest.approx([d.result.value for d in direct]) and len(rows) == 2
     assert sql_rows == [["image", "192"], ["text", "192"]]
+
+
+def test_compact_refuses_an_s3_store_and_leaves_it_alone(uploaded, capsys, s3_env):
+    _, uri, bucket = uploaded
+    before = s3_env.objects(bucket)
+    code, out, err = _cli(capsys, "compact", "--store", uri)
+    assert code == 2 and out == ""
+    assert "keygap compact works on a local or shared folder, not s3://" in err and len(err.strip().splitlines()) == 1
+    assert s3_env.objects(bucket) == before

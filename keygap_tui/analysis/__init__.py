@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "comparisons": ("compare", "controls", "layer_sweep", "split_samples"),
+    "comparisons": ("compare", "controls", "iter_layer_sweep", "layer_sweep", "split_samples", "sweep_plan"),
     "defaults": (
         "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
         "GROUPS",

@@ -36,6 +36,8 @@ class CachedQuestions:
     With ``use_cache=False`` nothing is read or written. The cache lives in the store, local or on S3."""
 
     def __init__(self, ks: KeyStore, sides: Iterable[Side], use_cache: bool = True):
+        if ks.changed():  # a long-lived KeyStore (the TUI's) looks again after an ingest or a compaction
+            ks.refresh()
         self.depends = depends(ks, sides)
         self.data_id = ResultsCache.data_id(self.depends)
         self.cache = ResultsCache(ks.location) if use_cache else None

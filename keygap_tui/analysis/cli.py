@@ -27,7 +27,9 @@ def register(subparsers) -> None:
         help="layer index, early/middle/late (1, L//2, L-1), N%% of depth, or 'all' (stored layers); several sweep",
     )
     p.add_argument("--a", default="image", help="first side: modality[:segment,...] (default image)")
-    p.add_argument("--b", default="text", help="second side: modality[:segment,...] (default text)")
+    p.add_argument("--b", nargs="+", default=["text"],
+                   help="second side: modality[:segment,...] (default text); several sweep, "
+                   "e.g. text:question text:options")
     p.add_argument(
         "--metrics", default=None,
         help="comma list (default mmd,js); see keygap_tui.stats.METRICS; 'logits' = the logit decomposition over "
@@ -245,15 +247,17 @@ def _store(args) -> str:
     return getattr(args, "store", None) or default_store()
 
 
-def _progress_bar(description: str):
-    """A rich progress bar on stderr (silent when stderr is not a terminal), usable as a callback."""
+def _progress_bar(description: str, enabled: bool = True):
+    """A rich progress bar on stderr (silent when stderr is not a terminal, or not ``enabled``: rows printed
+    to the same terminal would tear it), usable as a callback."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"), console=console, transient=True, disable=not console.is_terminal,
+        TextColumn("{task.fields[note]}"), console=console, transient=True,
+        disable=not (enabled and console.is_terminal),
     )
     task = bar.add_task(description, total=1.0, note="")
 
@@ -283,6 +287,7 @@ def run_compare(args) -> int:
     metric_params = _params(args.param)
     models = _split(args.model)
     layer_spec = _split(args.layer)
+    bs = list(args.b) if isinstance(args.b, (list, tuple)) else [args.b]
     use_cache = not args.no_cache
     threads = _threads(args.threads)
     from .metrics import metric_names
@@ -290,76 +295,119 @@ def run_compare(args) -> int:
     metrics = list(metric_names(metrics))  # an empty list ("--metrics ,") is a one-line error here
     want_logits = "logits" in metrics
     metrics = [m for m in metrics if m != "logits"]
-    bar, update = _progress_bar("compare")
-    with bar:
-        single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
-        if not metrics:
+    single_layer = len(layer_spec) == 1 and layer_spec[0].lstrip("-").isdigit()
+    if len(models) == 1 and models[0] != "all" and single_layer and len(bs) == 1 and args.heads is None:
+        bar, update = _progress_bar("compare")
+        with bar:
             rows = []
-        elif len(models) == 1 and models[0] != "all" and single_layer and args.heads is None:
-            ma, sa = parse_what(args.a)
-            mb, sb = parse_what(args.b)
             layer = int(layer_spec[0])
-            rows = cmp.compare(
-                ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
-                Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
-                permutations=permutations, ci=ci, metric_params=metric_params, use_cache=use_cache,
-                threads=threads, progress=update,
-            )
-            if args.controls:
-                rows += cmp.controls(
-                    ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
-                    rope=args.rope, image=args.a, text=args.b, metric_params=metric_params, use_cache=use_cache,
+            if metrics:
+                ma, sa = parse_what(args.a)
+                mb, sb = parse_what(bs[0])
+                rows = cmp.compare(
+                    ks, Side(models[0], args.benchmark, layer, ma, sa, args.rope),
+                    Side(models[0], args.benchmark, layer, mb, sb, args.rope), metrics, n, args.seed,
+                    permutations=permutations, ci=ci, metric_params=metric_params, use_cache=use_cache,
                     threads=threads, progress=update,
                 )
-        else:
-            rows = cmp.layer_sweep(
-                ks, models, args.benchmark, layer_spec, args.a, args.b, metrics, n, args.seed, rope=args.rope,
-                permutations=permutations, ci=ci, with_controls=args.controls, replicates=replicates,
-                metric_params=metric_params, use_cache=use_cache, threads=threads, progress=update,
-                heads=args.heads,
-            )
-        if want_logits:
-            from .logits import logit_sweep
-
-            rows += logit_sweep(
-                ks, models, args.benchmark, layer_spec, args.a, args.b, n, args.seed, rope=args.rope,
-                heads=args.heads, use_cache=use_cache, progress=update,
-            )
+                if args.controls:
+                    rows += cmp.controls(
+                        ks, models[0], args.benchmark, layer, metrics, n, args.seed, replicates=replicates,
+                        rope=args.rope, image=args.a, text=bs[0], metric_params=metric_params, use_cache=use_cache,
+                        threads=threads, progress=update,
+                    )
+            if want_logits:
+                rows += _logit_rows(ks, models, args, layer_spec, bs[0], n, use_cache, update)
+        print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False) if args.json else format_rows(rows))
+        return 0
+    # A sweep: rows are printed as each cell finishes (with --json, a progress bar shows instead); Ctrl-C
+    # keeps what was printed, and every finished cell is in the results cache for the next run.
+    plan = cmp.sweep_plan(ks, models, args.benchmark, layer_spec, args.rope, args.heads if metrics else None)
+    sweep_models = list(dict.fromkeys(m for m, *_ in plan))
+    pairs = [(args.a, b) for b in bs]
+    printer = None if args.json else RowPrinter(sweep_models, pairs, controls=args.controls)
+    bar, update = _progress_bar("sweep", enabled=args.json or not sys.stdout.isatty())
+    rows = []
+    try:
+        with bar:
+            if printer is not None:
+                printer.header()
+            if metrics:
+                for row in cmp.iter_layer_sweep(
+                    ks, sweep_models, args.benchmark, layer_spec, metrics=metrics, n=n, seed=args.seed, pairs=pairs,
+                    rope=args.rope, permutations=permutations, ci=ci, with_controls=args.controls,
+                    replicates=replicates, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                    progress=update, heads=args.heads,
+                ):
+                    rows.append(row)
+                    if printer is not None:
+                        printer.row(row)
+            if want_logits:
+                for b in bs:
+                    for row in _logit_rows(ks, sweep_models, args, layer_spec, b, n, use_cache, update):
+                        rows.append(row)
+                        if printer is not None:
+                            printer.row(row)
+    except KeyboardInterrupt:
+        if args.json:
+            print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
+        print(f"keygap compare: stopped after {len(rows)} rows (they are cached; run again to go on)", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=1, allow_nan=False))
-    else:
-        print(format_rows(rows))
+    elif rows:
+        print(f"\n{footer(rows)}")
     return 0
+
+
+def _logit_rows(ks, models: list[str], args, layer_spec: list[str], b: str, n: int | None, use_cache: bool,
+                update) -> list:
+    """The logit decomposition (``--metrics logits``) for text queries against the sides ``args.a`` and ``b``."""
+    from .logits import logit_sweep
+
+    return logit_sweep(ks, models, args.benchmark, layer_spec, args.a, b, n, args.seed, rope=args.rope,
+                       heads=args.heads, use_cache=use_cache, progress=update)
+
+
+HEADERS = ["model", "layer", "head", "depth", "pair", "rep", "metric", "value", "corrected", "ci", "p_value", "n_a",
+           "n_b", "seconds", "cached"]
+
+
+def _cells(r) -> list[str]:
+    """One comparison row as the table's cells."""
+    m = r.result
+    pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
+    return [
+        r.side_a.model, str(r.side_a.layer), "all" if r.side_a.head is None else str(r.side_a.head),
+        "-" if r.depth is None else f"{r.depth:.2f}", pair,
+        "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
+        "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
+        "-" if m.ci is None else f"[{m.ci[0]:.4g}, {m.ci[1]:.4g}]",
+        "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
+        "yes" if r.cached else "no",
+    ]
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
 
 def format_rows(rows) -> str:
     """A readable, aligned table of comparison rows (one line per metric value)."""
-    headers = ["model", "layer", "head", "depth", "pair", "rep", "metric", "value", "corrected", "ci", "p_value", "n_a",
-               "n_b", "seconds", "cached"]
-    lines = []
-    for r in rows:
-        m = r.result
-        pair = r.group if r.kind == "controls" else f"{r.side_a.what} vs {r.side_b.what}"
-        lines.append(
-            [
-                r.side_a.model, str(r.side_a.layer), "all" if r.side_a.head is None else str(r.side_a.head),
-                "-" if r.depth is None else f"{r.depth:.2f}", pair,
-                "-" if r.replicate < 0 else str(r.replicate), m.metric, f"{m.value:.6g}",
-                "-" if m.extra.get("bias_corrected") is None else f"{m.extra['bias_corrected']:.6g}",
-                "-" if m.ci is None else f"[{m.ci[0]:.4g}, {m.ci[1]:.4g}]",
-                "-" if m.p_value is None else f"{m.p_value:.4g}", str(m.n_a), str(m.n_b), f"{m.seconds:.3f}",
-                "yes" if r.cached else "no",
-            ]
-        )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    lines = [_cells(r) for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(HEADERS)]
+    out = [_line(HEADERS, widths), _line(["-" * w for w in widths], widths)] + [_line(line, widths) for line in lines]
+    if rows:
+        out += ["", footer(rows)]
+    return "\n".join(out)
 
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    out = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
+def footer(rows) -> str:
+    """What follows the table: the logit decompositions spelled out, what the columns mean, the parameters."""
+    out = []
     logit_rows = [r for r in rows if r.result.metric == "logits"]
     if logit_rows:
-        out += ["", "logits: value = mean logit gap (image - text keys) that text queries see, scaled like the model; "
+        out += ["logits: value = mean logit gap (image - text keys) that text queries see, scaled like the model; "
                 "= centroid term + remainder"]
         for r in logit_rows:
             e = r.result.extra
@@ -367,13 +415,11 @@ def format_rows(rows) -> str:
             out.append(f"  {r.side_a.model} L{r.side_a.layer} {head}: gap {r.result.value:.6g} = centroid "
                        f"{e['centroid']:.6g} + remainder {e['remainder']:.6g}; share explained "
                        f"{_share(e.get('share_explained'))} over {e['n_queries']} queries")
-    if rows:
-        first = rows[0]
         out.append("")
-        out.append("corrected = value minus its mean over the permutation draws (finite-sample bias), where given; "
-                   f"ci = {_ci_level(rows)} bootstrap interval over samples (of corrected, where given)")
-        params = json.dumps(first.result.params, sort_keys=True)
-        out.append(f"{first.side_a.benchmark}; params of the first row: {params}")
+    first = rows[0]
+    out.append("corrected = value minus its mean over the permutation draws (finite-sample bias), where given; "
+               f"ci = {_ci_level(rows)} bootstrap interval over samples (of corrected, where given)")
+    out.append(f"{first.side_a.benchmark}; params of the first row: {json.dumps(first.result.params, sort_keys=True)}")
     return "\n".join(out)
 
 
@@ -384,6 +430,26 @@ def _share(value) -> str:
 def _ci_level(rows) -> str:
     levels = {r.result.params.get("ci") for r in rows if r.result.ci is not None}
     return "/".join(f"{level:.0%}" for level in sorted(levels)) if levels else "no"
+
+
+class RowPrinter:
+    """The same table, printed a row at a time as a sweep produces them (widths fixed from the plan)."""
+
+    def __init__(self, models: list[str], pairs: list[tuple[str, str]], controls: bool):
+        from .defaults import GROUPS
+
+        pair_names = [f"{a} vs {b}" for a, b in pairs] + (list(GROUPS) if controls else [])
+        fixed = {"model": max(map(len, models), default=5), "layer": 5, "head": 4, "depth": 5,
+                 "pair": max(map(len, pair_names), default=4), "rep": 3, "metric": 8, "value": 11, "corrected": 11,
+                 "ci": 22, "p_value": 8, "n_a": 6, "n_b": 6, "seconds": 8, "cached": 6}
+        self.widths = [max(len(h), fixed[h]) for h in HEADERS]
+
+    def header(self) -> None:
+        print(_line(HEADERS, self.widths))
+        print(_line(["-" * w for w in self.widths], self.widths), flush=True)
+
+    def row(self, row) -> None:
+        print(_line(_cells(row), self.widths), flush=True)
 
 
 # --- report ----------------------------------------------------------------------------------------------

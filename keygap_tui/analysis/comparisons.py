@@ -262,7 +262,31 @@ def _control_pairs(
 
 
 # --- sweeps ----------------------------------------------------------------------------------------------
-def layer_sweep(
+def sweep_plan(
+    store: StoreArg, models: Sequence[str], benchmark: str, layers: str | Sequence[object] = "all", rope: str = "post",
+    heads: str | None = None,
+) -> list[tuple[str, int, int | None, int | None]]:
+    """The (model, layer, model depth, kv head or None) cells of a sweep, in the order they are computed.
+
+    ``models`` may be ["all"] for every model in the store with keys for ``benchmark``; ``layers`` as in
+    resolve_model_layers, resolved per model so "middle" is each model's own middle layer."""
+    ks = open_store(store)
+    if list(models) == ["all"]:
+        models = [m for m in ks.models() if benchmark in ks.benchmarks(m)]
+        if not models:
+            raise AnalysisError(f"no model in the store has keys for benchmark {benchmark}")
+    plan: list[tuple[str, int, int | None, int | None]] = []
+    for model in models:
+        depth = model_depth(ks, model)
+        chosen: list[int | None] = [None]
+        if heads is not None:
+            chosen = list(parse_heads(heads, head_layout(ks, model).num_kv_heads) or [])
+        for layer in resolve_model_layers(ks, model, benchmark, layers, rope):
+            plan += [(model, layer, depth, head) for head in chosen]
+    return plan
+
+
+def iter_layer_sweep(
     store: StoreArg,
     models: Sequence[str],
     benchmark: str,
@@ -273,6 +297,7 @@ def layer_sweep(
     n: int | None = DEFAULT_N,
     seed: int = 0,
     *,
+    pairs: Sequence[tuple[str, str]] | None = None,
     rope: str = "post",
     permutations: int = DEFAULT_PERMUTATIONS,
     ci: float | None = DEFAULT_CI,
@@ -284,54 +309,50 @@ def layer_sweep(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     heads: str | None = None,
-) -> list[ComparisonRow]:
-    """compare() (and optionally controls()) for every model x layer; rows carry ``depth`` = layer/(L-1).
+) -> Iterator[ComparisonRow]:
+    """compare() (and optionally controls()) for every model x layer (x kv head) x pair of sides, yielding each
+    cell's rows as soon as that cell is done; rows carry ``depth`` = layer / (L - 1).
 
-    ``models`` may be ["all"] for every model in the store; ``layers`` as in resolve_model_layers, resolved
-    per model so "middle" is each model's own middle layer. ``heads`` ('all' or '0,5'): one row set per kv
-    head of each model (head_dim from its run manifest); None compares whole keys.
+    ``pairs``: side specs to compare in every cell (default [(a, b)]), e.g. [("image", "text:question"),
+    ("image", "text:options")] sweeps segments too. ``heads`` ('all' or '0,5'): one row set per kv head of
+    each model (head_dim from its run manifest); None compares whole keys. Stopping (``should_stop``, or
+    leaving the loop) keeps what was yielded, and every finished cell is in the results cache, so asking
+    again resumes at once.
     """
     ks = open_store(store)
-    if list(models) == ["all"]:
-        models = [m for m in ks.models() if benchmark in ks.benchmarks(m)]
-        if not models:
-            raise AnalysisError(f"no model in the store has keys for benchmark {benchmark}")
-    plan = []
-    for model in models:
-        depth = model_depth(ks, model)
-        chosen: list[int | None] = [None]
-        if heads is not None:
-            chosen = list(parse_heads(heads, head_layout(ks, model).num_kv_heads) or [])
-        for layer in resolve_model_layers(ks, model, benchmark, layers, rope):
-            plan += [(model, layer, depth, head) for head in chosen]
-    ma, sa = parse_what(a)
-    mb, sb = parse_what(b)
-    steps = Steps(len(plan), progress, should_stop)
-    rows: list[ComparisonRow] = []
+    plan = sweep_plan(ks, models, benchmark, layers, rope, heads)
+    pairs = list(pairs) if pairs else [(a, b)]
+    parsed = [(parse_what(pa_), parse_what(pb_), pa_, pb_) for pa_, pb_ in pairs]
+    steps = Steps(len(plan) * len(pairs), progress, should_stop)
     for model, layer, depth, head in plan:
-        sub = steps.sub(2 if with_controls else 1)
-        got = compare(
-            ks, Side(model, benchmark, layer, ma, sa, rope, head), Side(model, benchmark, layer, mb, sb, rope, head),
-            metrics, n, seed, permutations=permutations, ci=ci, metric_params=metric_params, use_cache=use_cache,
-            threads=threads, progress=sub.child(), should_stop=should_stop,
-        )
-        if with_controls:
-            sub.done = 1
-            got += controls(
-                ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=a, text=b,
-                metric_params=metric_params, use_cache=use_cache, threads=threads, progress=sub.child(),
-                should_stop=should_stop, head=head,
+        for (ma, sa), (mb, sb), spec_a, spec_b in parsed:
+            sub = steps.sub(2 if with_controls else 1)
+            got = compare(
+                ks, Side(model, benchmark, layer, ma, sa, rope, head),
+                Side(model, benchmark, layer, mb, sb, rope, head), metrics, n, seed, permutations=permutations, ci=ci,
+                metric_params=metric_params, use_cache=use_cache, threads=threads,
+                progress=sub.child(), should_stop=should_stop,
             )
-        for row in got:
-            row.depth = relative_depth(layer, depth)
-        rows += got
-        steps.advance(f"{model} layer {layer}" + ("" if head is None else f" head {head}"))
-    return rows
+            if with_controls:
+                sub.done = 1
+                got += controls(
+                    ks, model, benchmark, layer, metrics, n, seed, replicates=replicates, rope=rope, image=spec_a,
+                    text=spec_b, metric_params=metric_params, use_cache=use_cache, threads=threads,
+                    progress=sub.child(), should_stop=should_stop, head=head,
+                )
+            for row in got:
+                row.depth = relative_depth(layer, depth)
+            yield from got
+            steps.advance(f"{model} layer {layer}" + ("" if head is None else f" head {head}"))
+
+
+def layer_sweep(*args: Any, **kwargs: Any) -> list[ComparisonRow]:
+    """Every row of :func:`iter_layer_sweep` (same arguments), once the whole sweep is done."""
+    return list(iter_layer_sweep(*args, **kwargs))
 
 
 __all__ = [
     "DEFAULT_CI", "DEFAULT_METRICS", "DEFAULT_N", "DEFAULT_PERMUTATIONS", "DEFAULT_REPLICATES", "DEFAULT_THREADS",
-    "GROUPS",
-    "ComparisonRow", "compare", "controls", "layer_sweep", "model_depth", "relative_depth",
-    "resolve_model_layers", "split_samples",
+    "GROUPS", "ComparisonRow", "compare", "controls", "iter_layer_sweep", "layer_sweep", "model_depth",
+    "relative_depth", "resolve_model_layers", "split_samples", "sweep_plan",
 ]

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from store.reader import KeyStore
 from store.results import ResultsCache
-from store.schema import MODALITIES, ROPE_KINDS, model_label, partition_dir
+from store.schema import MODALITIES, ROPE_KINDS, model_label
 
 from .errors import AnalysisError
 from .heads import head_columns, head_layout
@@ -93,18 +92,9 @@ def open_store(store: str | os.PathLike | KeyStore) -> KeyStore:
     return store if isinstance(store, KeyStore) else KeyStore(store)
 
 
-def store_root(ks: KeyStore) -> Path:
-    return Path(ks.root)
-
-
-def partition_dirs(ks: KeyStore, sides: Iterable[Side]) -> list[Path]:
-    root = store_root(ks)
-    return sorted({partition_dir(root, s.model, s.benchmark, s.layer, s.rope, s.modality) for s in sides})
-
-
 def depends(ks: KeyStore, sides: Iterable[Side]) -> dict[str, str]:
     """Fingerprints of the partitions the sides read (the data part of a results-cache key)."""
-    return ResultsCache(ks.location).fingerprints(partition_dirs(ks, sides))
+    return ResultsCache.fingerprints(ks.inventory, [(s.model, s.benchmark, s.layer, s.rope, s.modality) for s in sides])
 
 
 def load_side(ks: KeyStore, side: Side, *, n: int | None, seed: int, samples=None):

@@ -43,11 +43,9 @@ class Catalog:
 
 
 def read_catalog(store) -> Catalog:
-    """Partitions from the reader; segments from the ``segment`` column of one layer's files per model,
-    benchmark and modality (labels are the same in every layer). pyarrow only, no DuckDB: importing and
-    starting DuckDB cost the first screen ~0.3 s of a 2-core machine."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    """Partitions and segments from the store's inventory (the commit markers say which segments each key
+    file holds, so no key file is opened; labels are the same in every layer, so one layer is asked).
+    pyarrow only, no DuckDB: importing and starting DuckDB cost the first screen ~0.3 s of a 2-core machine."""
 
     from keygap_tui.analysis import model_depth
     from store.reader import KeyStore
@@ -76,10 +74,7 @@ def read_catalog(store) -> Catalog:
     for (m, b), layer in first_layer.items():
         rope = cat.ropes[(m, b)][0]
         for mod in cat.modalities[(m, b)]:
-            found: set[str] = set()
-            for path, _size, _mtime in ks.files_of(m, b, layer, mod, rope):
-                table = pq.read_table(path, columns=["segment"], filesystem=ks.fs)
-                found.update(str(v) for v in pc.unique(table["segment"]).to_pylist() if v is not None)
+            found = ks.segments(m, b, mod, layer=layer, rope=rope)  # from the commit markers: no key file opened
             if found:
                 cat.segments[(m, b, mod)] = sorted(found, key=_segment_order)
     cat.problems = list(ks.problems)
