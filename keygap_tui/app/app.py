@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from keygap_tui.analysis.defaults import DEFAULT_METRICS
 from store.errors import KeygapError
 
 from .config import THEMES, AnalysisSettings, Config, State, load_config, load_state, save_state
@@ -76,6 +77,9 @@ class KeygapApp(App):
                 tooltip="every layer of every model on this benchmark"),
         Binding("S", "compute('segments')", "segment sweep", id="compute_segments", show=False,
                 tooltip="side A against each segment of side B's modality, at this layer"),
+        Binding("L", "compute('logits')", "logits", id="compute_logits", show=False,
+                tooltip="this slice's logit decomposition (needs ingest --queries): matrix columns logit gap, "
+                "centroid, remainder, share"),
         Binding("m", "maximize", "maximise / restore the focused pane", id="maximize", show=False),
         Binding("b", "beside", "side by side: pin this slice (plot + matrix row); b again unpins", id="beside",
                 show=False),
@@ -140,6 +144,7 @@ class KeygapApp(App):
         self._job_label: dict[Worker, str] = {}
         self._last_progress: dict[str, float] = {}
         self._layers_sweep: object | None = None  # the running Layers sweep (see action_run_tab)
+        self._logits_failed: list[str] = []  # the running matrix job's first logit decomposition that could not run
         self._sql_con = None  # store.catalog.SqlCatalog, made on the first query
         self._sql_cursor = None
         self._sql_lock = threading.Lock()  # the schema and the first query may both build the catalog
@@ -164,14 +169,15 @@ class KeygapApp(App):
     def compose(self) -> ComposeResult:
         yield ProblemsBar(id="problems")
         yield SlicePicker(id="picker")
-        yield MatrixTable(tuple(self.settings.metrics), id="results")
+        yield MatrixTable(self.settings.key_metrics, id="results")
         with TabbedContent(id="tabs", initial=self.state.tab if self.state.tab in TABS else "scatter"):
             with TabPane("Scatter F2", id="scatter"):
                 yield ScatterPane(max_points=self.settings.max_plot_points, id="scatter-pane")
             with TabPane("Controls F3", id="controls"):
                 yield ControlsPane(id="controls-pane")
             with TabPane("Layers F4", id="layers"):
-                yield LayersPane(list(self.settings.metrics), self.state.layers_metric, id="layers-pane")
+                yield LayersPane(list(self.settings.key_metrics or DEFAULT_METRICS), self.state.layers_metric,
+                                 id="layers-pane")
             with TabPane("SQL F5", id="sql"):
                 yield SqlPane(self.state.sql_history, id="sql-pane")
             with TabPane("Attention F6", id="attention"):
@@ -423,11 +429,13 @@ class KeygapApp(App):
         if not self._need_keys():
             return
         sel, settings = self.selection, self.settings
-        plan = _tasks().matrix_plan(self.catalog, sel, scope)
+        only_logits = scope == "logits"  # L: this slice's logit decomposition alone
+        plan = _tasks().matrix_plan(self.catalog, sel, "slice" if only_logits else scope)
         if not plan:
             self.show_error(f"nothing to compute for {scope}: {sel.describe()}")
             return
         table = self.query_one(MatrixTable)
+        self._logits_failed = []  # why a logit decomposition could not run: said once per job, each cell says it
 
         def emit(part, p, rows):
             if not self.show_timings:
@@ -435,22 +443,32 @@ class KeygapApp(App):
             self.call_from_thread(self._matrix_part, table, part, p, rows)
 
         label = {"slice": f"compare {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
+                 "logits": f"logits {sel.spec('a')} vs {sel.spec('b')} L{sel.layer}",
                  "layers": f"matrix: {len(plan)} model x layer rows",
                  "segments": f"segment sweep: {len(plan)} rows"}[scope]
+        kwargs = {"measures": False, "logits": True, "with_controls": False} if only_logits else {}
         self.start_job(
             "compute", label,
-            lambda progress, stop: _tasks().matrix_rows(self.store, plan, settings, emit, progress, stop),
+            lambda progress, stop: _tasks().matrix_rows(self.store, plan, settings, emit, progress, stop, **kwargs),
             lambda done: self._matrix_done(done, len(plan)),
         )
 
     def _matrix_part(self, table: MatrixTable, part: str, p, rows: list[dict]) -> None:
         m = table.matrix
         row = m.row_for(p.model, p.benchmark, p.layer, p.rope, p.a, p.b)
-        (m.add_measures if part == "measures" else m.add_controls)(row, rows)
+        if part == "logits":
+            m.add_logits(row, rows[0])
+            if "error" in rows[0] and not self._logits_failed:
+                self._logits_failed.append(f"logits of {p.model} L{p.layer}: {rows[0]['error']}")
+                self.show_error(self._logits_failed[0])
+        else:
+            (m.add_measures if part == "measures" else m.add_controls)(row, rows)
         table.add(row)
 
     def _matrix_done(self, done: int, planned: int) -> None:
-        if planned > 1:
+        if self._logits_failed:  # the job's "done" must not cover why a logits cell is empty
+            self.status.say(self._logits_failed[0], error=True)
+        elif planned > 1:
             self.status.say(
                 f"{done} of {planned} matrix rows computed; s sorts, p pins, highlighted = largest per model")
 
@@ -459,10 +477,11 @@ class KeygapApp(App):
         pane = self.query_one(ScatterPane)
         sel = pane.result.selection or self.selection
         what = "A's centroid" if event.point is None else "the selected point"
+        head = pane.result.head if pane.result is not None else None
         self.start_job(
             "nearest", f"text tokens nearest to {what}",
             lambda progress, stop: _tasks().nearest_tokens(self.store, sel, self.settings, event.point,
-                                                           progress=progress, should_stop=stop),
+                                                           progress=progress, should_stop=stop, head=head),
             pane.show_nearest,
         )
 
@@ -509,13 +528,7 @@ class KeygapApp(App):
             return
         sel, settings = self.selection, self.settings
         if tab == "scatter":
-            pane = self.query_one(ScatterPane)
-            method = pane.method
-            self.start_job(
-                "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of A and B",
-                lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop),
-                pane.show,
-            )
+            self._run_scatter(sel)
         elif tab == "controls":
             layers = (self.catalog.layers(sel.model, sel.benchmark) if every_layer
                       else _tasks().report_layers(self.catalog, sel))
@@ -527,10 +540,15 @@ class KeygapApp(App):
             )
         elif tab == "attention":
             attention = self.query_one(AttentionPane)
+
+            def shown(view) -> None:
+                attention.show(view)
+                self.status.say("Enter on a heatmap cell: that kv head's scatter (backspace: back here)")
+
             self.start_job(
                 "attention", f"attention of {sel.model} over layers and heads",
                 lambda progress, stop: _tasks().attention_view(self.store, sel, settings, progress, stop),
-                attention.show,
+                shown,
             )
         elif tab == "layers":
             pane = self.query_one(LayersPane)
@@ -551,13 +569,46 @@ class KeygapApp(App):
                 pane.show,
             )
 
+    def _run_scatter(self, sel: Selection, head: int | None = None, note: str = "") -> None:
+        """Project sides A and B of ``sel`` (``head``: that kv head's columns of every key) into the Scatter tab."""
+        pane = self.query_one(ScatterPane)
+        method, settings = pane.method, self.settings
+        what = "A and B" if head is None else f"kv head {head} of layer {sel.layer}"
+        self.start_job(
+            "scatter", f"{'t-SNE' if method == 'tsne' else 'PCA'} of {what}",
+            lambda progress, stop: _tasks().project_slice(self.store, sel, method, settings, progress, stop,
+                                                          head=head),
+            lambda result: pane.show(result, note),
+        )
+
+    def on_head_heatmap_chosen(self, event) -> None:
+        """Enter on a heatmap cell: the picker goes to that layer (sides and RoPE of the heatmap) and the
+        Scatter tab draws that kv head's keys, with the head's numbers above it; backspace comes back."""
+        event.stop()
+        pane = self.query_one(AttentionPane)
+        view = pane.result
+        if view is None or view.selection is None:
+            return
+        sel = replace(view.selection, layer=event.layer)
+        self.query_one(SlicePicker).select(sel)
+        self.action_tab("scatter")
+        self._run_scatter(sel, event.head, pane.head_note(event.layer, event.head))
+
+    def on_scatter_plot_back(self, event: ScatterPlot.Back) -> None:
+        event.stop()
+        self.action_tab("attention")
+        self.call_after_refresh(lambda: self.query_one("#attention-heatmap").focus())
+
     def action_toggle_projection(self) -> None:
         pane = self.query_one(ScatterPane)
         pane.set_method("tsne" if pane.method == "pca" else "pca")
         self.state.projection = pane.method
         self._save_state()
         if self.current_tab == "scatter" and pane.result is not None:
-            self.action_run_tab()
+            if pane.result.head is not None and pane.result.selection is not None:  # keep the drilled-down head
+                self._run_scatter(pane.result.selection, pane.result.head, pane.head_note)
+            else:
+                self.action_run_tab()
 
     # --- SQL ------------------------------------------------------------------------------------------
     def run_sql(self) -> None:

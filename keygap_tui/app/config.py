@@ -28,6 +28,7 @@ STATE_FILE = "tui.json"
 HISTORY_LIMIT = 200
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+LOGITS = "logits"  # the measure name `keygap compare --metrics logits` uses
 
 
 def config_dir() -> Path:
@@ -61,6 +62,17 @@ class AnalysisSettings:
     # core. With OpenBLAS on every core of a busy 2-core machine, its spin-waiting starved the loop for
     # 1.6 s during one PCA (0.05 s and no stall with one thread; benchmarks/bench_tui.py, BENCHMARKS.md).
     compute_threads: int = 0
+
+    @property
+    def key_metrics(self) -> tuple[str, ...]:
+        """The two-sample measures of ``metrics``: every one but ``logits``, which reads queries too and fills
+        its own matrix columns (the logit decomposition of `keygap compare --metrics logits`)."""
+        return tuple(m for m in self.metrics if m != LOGITS)
+
+    @property
+    def logits(self) -> bool:
+        """``logits`` is among the metrics: every matrix row also gets its logit decomposition."""
+        return LOGITS in self.metrics
 
     def threads(self) -> int:
         import os

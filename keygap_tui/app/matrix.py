@@ -3,8 +3,9 @@
 Kept free of Textual (and of numpy: it reads plain result dicts) so the rules are plain functions a test
 can check: which value a cell shows (bias-corrected JS by default, raw on demand), where a p-value sits at
 its floor 1/(B+1), the control groups and the inter/intra ratio (the same definition as `keygap report`'s
-Table: mean(A-vs-B across the halves) / mean(A-vs-A, B-vs-B)), the argmax per model and column, sorting
-and pins. Rows are added as they are computed and are never cleared by a picker change.
+Table: mean(A-vs-B across the halves) / mean(A-vs-A, B-vs-B)), the logit decomposition's columns (mean
+logit gap, centroid term, remainder, share explained; no argmax: its sign matters), the argmax per model and
+column, sorting and pins. Rows are added as they are computed and are never cleared by a picker change.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class MatrixRow:
     depth: float | None = None
     measures: dict[str, dict] = field(default_factory=dict)
     controls: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # metric -> group -> rows
+    logits: dict | None = None  # the logit decomposition's row, or {"error": one line, "cell": short text}
     pinned: bool = False
 
     @property
@@ -97,12 +99,24 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+#: the logit decomposition's columns: label -> where the number sits in its row ("value" or an ``extra`` key)
+LOGIT_COLUMNS = {"logit gap": "value", "logit centroid": "centroid", "logit remainder": "remainder",
+                 "logit share": "share_explained"}
+
+
+def logit_number(r: dict | None, name: str) -> float | None:
+    """One number of a logit decomposition row: the mean gap (``value``) or one of its ``extra`` terms."""
+    if r is None or "error" in r:
+        return None
+    return _num(r.get("value") if name == "value" else (r.get("extra") or {}).get(name))
+
+
 @dataclass(frozen=True)
 class Column:
     """A matrix column: ``kind`` says how to read a row (a slice field, a measure, its p, a control)."""
 
     label: str
-    kind: str  # "field", "value", "p", "ci", "control"
+    kind: str  # "field", "value", "p", "ci", "control", "logits"
     name: str  # field name, metric, or metric for control columns
     group: str = ""  # control group or "ratio"
 
@@ -132,6 +146,13 @@ class Matrix:
             if row.depth is None and r.get("depth") is not None:
                 row.depth = r["depth"]
 
+    def add_logits(self, row: MatrixRow, result: dict) -> None:
+        """The row's logit decomposition (a ComparisonRow dict), or {"error": ..., "cell": ...} when the slice
+        cannot have one (no queries stored): the cell says so."""
+        row.logits = result
+        if row.depth is None and result.get("depth") is not None:
+            row.depth = result["depth"]
+
     def add_controls(self, row: MatrixRow, results: list[dict]) -> None:
         by_metric: dict[str, dict[str, list[dict]]] = {}
         for r in results:
@@ -159,6 +180,8 @@ class Matrix:
             if with_ci:
                 cols.append(Column(f"{m} CI", "ci", m))
             cols.append(Column(f"{m} p", "p", m))
+        if any(r.logits is not None for r in self.rows.values()):
+            cols += [Column(label, "logits", name) for label, name in LOGIT_COLUMNS.items()]
         for m in self.metrics:
             cols += [Column(f"{m} {aa}", "control", m, "image-vs-image"),
                      Column(f"{m} {bb}", "control", m, "text-vs-text"),
@@ -180,9 +203,13 @@ class Matrix:
             if col.name not in row.controls:
                 return None
             return control_means(row, col.name, self.raw)[col.group]
+        if col.kind == "logits":
+            return logit_number(row.logits, col.name)
         raise ValueError(col.kind)
 
     def text(self, row: MatrixRow, col: Column) -> str:
+        if col.kind == "logits" and row.logits is not None and "error" in row.logits:
+            return row.logits["cell"] if col.name == "value" else "-"
         if col.kind == "p":
             return p_text(row.measures.get(col.name))
         v = self.value(row, col)
@@ -258,6 +285,12 @@ class Matrix:
                         d[f"{m}_tvt{suffix}"] = means["text-vs-text"]
                         d[f"{m}_ivt_ctrl{suffix}"] = means["image-vs-text"]
                         d[f"{m}_ratio{suffix}"] = means["ratio"]
+            if any(r.logits is not None for r in self.rows.values()):
+                for name in LOGIT_COLUMNS.values():
+                    d["logits" if name == "value" else f"logits_{name}"] = logit_number(row.logits, name)
+                ok = row.logits is not None and "error" not in row.logits
+                d["logits_n_queries"] = (row.logits["extra"].get("n_queries") if ok else None)
+                d["logits_error"] = None if row.logits is None else row.logits.get("error")
             out.append(d)
         return out
 

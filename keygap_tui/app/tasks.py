@@ -80,47 +80,58 @@ class ScatterResult:
     rows: list[dict] = field(default_factory=list)  # one per point: for the cursor and for export
     selection: Selection | None = None  # the slice it shows (a plot whose slice left the picker is stale)
     has_text: bool = False  # the store recorded token text (older stores did not)
+    head: int | None = None  # one kv head's columns of every key (the Attention tab's drill-down); None = whole keys
 
 
-def slice_title(sel: Selection, what: str) -> str:
-    """What a plot shows, in its title: model, benchmark, layer, sides and RoPE stage."""
-    return (f"{what} {sel.model} / {sel.benchmark} / L{sel.layer} / {sel.rope}-RoPE: "
+def slice_title(sel: Selection, what: str, head: int | None = None) -> str:
+    """What a plot shows, in its title: model, benchmark, layer (and kv head), sides and RoPE stage."""
+    where = f"L{sel.layer}" if head is None else f"L{sel.layer} kv head {head}"
+    return (f"{what} {sel.model} / {sel.benchmark} / {where} / {sel.rope}-RoPE: "
             f"A {sel.spec('a')} vs B {sel.spec('b')}")
 
 
+def head_sides(sel: Selection, head: int | None) -> list:
+    """Sides A and B of ``sel``; with ``head`` only that kv head's columns (analysis.sides.load_side slices
+    them, head_dim from the run manifest), so the scatter and its nearest tokens read the same vectors."""
+    sides = [sel.side_a(), sel.side_b()]
+    return sides if head is None else [s.replace(head=head) for s in sides]
+
+
 def project_slice(store, sel: Selection, method: str, settings: AnalysisSettings, progress: Progress = None,
-                  should_stop: Stop = None) -> ScatterResult:
+                  should_stop: Stop = None, head: int | None = None) -> ScatterResult:
     """Both sides projected jointly (shared axes), coloured by side; every point keeps its sample, position,
-    segment, token id and token text (for the cursor and exports)."""
+    segment, token id and token text (for the cursor and exports). ``head``: one kv head's key columns."""
     from keygap_tui.analysis import project
     from keygap_tui.analysis.sides import open_store
     from keygap_tui.analysis.tokens import token_texts
 
     ks = open_store(store)
-    sides = [sel.side_a(), sel.side_b()]
+    sides = head_sides(sel, head)
     proj = project(ks, sides, method=method, n=settings.scatter_points or None, seed=settings.seed,
                    progress=progress, should_stop=should_stop)
     texts = token_texts(ks, sel.model)
     labels = [f"A {sel.spec('a')}", f"B {sel.spec('b')}"]
     name = "t-SNE" if method == "tsne" else "PCA"
     data = ScatterData(coords=np.asarray(proj.coords, dtype=np.float32), series=proj.slice_index, labels=labels,
-                       title=slice_title(sel, name))
+                       title=slice_title(sel, name, head))
     rows = [
-        {"model": sel.model, "benchmark": sel.benchmark, "layer": sel.layer, "rope": sel.rope, "method": method,
+        {"model": sel.model, "benchmark": sel.benchmark, "layer": sel.layer, "head": head, "rope": sel.rope,
+         "method": method,
          "side": labels[s], "x": float(x), "y": float(y), "sample_id": str(sid), "position": int(pos),
          "segment": str(seg), "token_id": int(tid), "token_text": texts.get(int(tid))}
         for (x, y), s, sid, pos, seg, tid in zip(proj.coords.tolist(), proj.slice_index.tolist(), proj.sample_id,
                                                  proj.position, proj.segment, proj.token_id, strict=True)
     ]
     return ScatterResult(data=data, method=method, params=proj.params, seconds=proj.seconds, rows=rows,
-                         selection=sel, has_text=bool(texts))
+                         selection=sel, has_text=bool(texts), head=head)
 
 
 def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: int | None = None, k: int = 20,
-                   progress: Progress = None, should_stop: Stop = None) -> list[dict]:
+                   progress: Progress = None, should_stop: Stop = None, head: int | None = None) -> list[dict]:
     """The ``k`` keys of side B (the text side) nearest, in key space (Euclidean), to the centroid of side A's
     keys (``anchor`` None) or to the key of scatter point ``anchor`` (an index into the projected points:
-    side A's rows, then side B's, as project_slice loaded them). Each with its distance and token text."""
+    side A's rows, then side B's, as project_slice loaded them). Each with its distance and token text.
+    ``head``: in that kv head's columns, as the scatter drawn for it."""
     from keygap_tui.analysis.sides import load_side, open_store
     from keygap_tui.analysis.tokens import token_texts
 
@@ -128,8 +139,9 @@ def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: in
     steps = Steps(2, progress, should_stop)
     steps.report("loading keys")
     n = settings.scatter_points or None
-    a = load_side(ks, sel.side_a(), n=n, seed=settings.seed)  # the same draw as the scatter's projection
-    b = load_side(ks, sel.side_b(), n=n, seed=settings.seed)
+    side_a, side_b = head_sides(sel, head)
+    a = load_side(ks, side_a, n=n, seed=settings.seed)  # the same draw as the scatter's projection
+    b = load_side(ks, side_b, n=n, seed=settings.seed)
     steps.advance("distances")
     if anchor is None:
         target, what = a.x.astype(np.float64).mean(axis=0), f"centroid of A ({sel.spec('a')})"
@@ -143,7 +155,7 @@ def nearest_tokens(store, sel: Selection, settings: AnalysisSettings, anchor: in
     texts = token_texts(ks, sel.model)
     steps.advance("done")
     return [
-        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer,
+        {"rank": i + 1, "distance": float(dist[j]), "to": what, "model": sel.model, "layer": sel.layer, "head": head,
          "rope": sel.rope,
          "side": f"B {sel.spec('b')}", "sample_id": str(b.sample_id[j]), "position": int(b.position[j]),
          "segment": str(b.segment[j]), "token_id": int(b.token_id[j]), "token_text": texts.get(int(b.token_id[j]))}
@@ -168,6 +180,14 @@ def group_labels(sel: Selection) -> dict[str, str]:
     return {"image-vs-text": "A-B", "image-vs-image": "A-A", "text-vs-text": "B-B"}
 
 
+def tab_metrics(settings: AnalysisSettings) -> tuple[str, ...]:
+    """The key measures the Controls and Layers tabs offer: the configured ones but ``logits`` (a logit
+    decomposition has no control groups), analysis's defaults where only ``logits`` is configured."""
+    from keygap_tui.analysis.defaults import DEFAULT_METRICS
+
+    return settings.key_metrics or tuple(DEFAULT_METRICS)
+
+
 def report_layers(cat, sel: Selection) -> list[int]:
     """The layers of `keygap report`'s Figure 2 by default: early, middle, late of the model's depth."""
     from .selection import named_layer
@@ -188,13 +208,14 @@ def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisS
 
     from .matrix import Matrix
 
+    metrics = tab_metrics(settings)
     steps = Steps(len(layers), progress, should_stop)
     rows: list[dict] = []
-    m = Matrix(tuple(settings.metrics))
+    m = Matrix(metrics)
     for layer in layers:
         steps.report(f"controls at layer {layer}")
         got = [result_row(r) for r in controls(
-            store, sel.model, sel.benchmark, layer, settings.metrics, settings.n, settings.seed,
+            store, sel.model, sel.benchmark, layer, metrics, settings.n, settings.seed,
             replicates=settings.replicates, rope=sel.rope, image=sel.spec("a"), text=sel.spec("b"),
             progress=steps.child(), should_stop=should_stop,
         )]
@@ -208,7 +229,7 @@ def control_groups(store, sel: Selection, layers: list[int], settings: AnalysisS
     from .matrix import control_means
 
     table = []
-    for metric in settings.metrics:
+    for metric in metrics:
         for row in m.ordered():
             means = control_means(row, metric, raw=True)  # the raw values the boxes show
             table.append({"metric": metric, "layer": row.layer, labels["image-vs-text"]: means["image-vs-text"],
@@ -359,31 +380,63 @@ def ci_kwargs(settings: AnalysisSettings) -> dict:
 
 def matrix_rows(store, plan: list[MatrixPlan], settings: AnalysisSettings,
                 emit: Callable[[str, MatrixPlan, list[dict]], None],
-                progress: Progress = None, should_stop: Stop = None, with_controls: bool = True) -> int:
-    """Compute each planned row (measures, then the control groups) and hand every part to ``emit`` as soon
-    as it is done, so the matrix fills progressively and a cancel keeps what was finished. Returns the
-    number of rows completed."""
+                progress: Progress = None, should_stop: Stop = None, with_controls: bool = True,
+                measures: bool = True, logits: bool | None = None) -> int:
+    """Compute each planned row (measures, the logit decomposition where asked, then the control groups) and
+    hand every part to ``emit`` as soon as it is done, so the matrix fills progressively and a cancel keeps
+    what was finished. ``logits`` None: when ``settings.metrics`` holds it. Returns the rows completed."""
     from keygap_tui.analysis import Side, compare, controls, parse_what
 
-    steps = Steps(len(plan) * (2 if with_controls else 1), progress, should_stop)
+    metrics = settings.key_metrics if measures else ()
+    logits = settings.logits if logits is None else logits
+    with_controls = with_controls and bool(metrics)
+    parts = (1 if metrics else 0) + (1 if logits else 0) + (1 if with_controls else 0)
+    steps = Steps(len(plan) * max(parts, 1), progress, should_stop)
     done = 0
     for p in plan:
         side_a = Side(p.model, p.benchmark, p.layer, *parse_what(p.a), rope=p.rope)
         side_b = Side(p.model, p.benchmark, p.layer, *parse_what(p.b), rope=p.rope)
         steps.report(f"{p.model} L{p.layer}: {p.a} vs {p.b}")
-        rows = compare(store, side_a, side_b, settings.metrics, settings.n, settings.seed,
-                       permutations=settings.permutations, progress=steps.child(), should_stop=should_stop,
-                       **ci_kwargs(settings))
-        emit("measures", p, [result_row(r) for r in rows])
-        steps.advance(f"{p.model} L{p.layer} measured")
+        if metrics:
+            rows = compare(store, side_a, side_b, metrics, settings.n, settings.seed,
+                           permutations=settings.permutations, progress=steps.child(), should_stop=should_stop,
+                           **ci_kwargs(settings))
+            emit("measures", p, [result_row(r) for r in rows])
+            steps.advance(f"{p.model} L{p.layer} measured")
+        if logits:
+            emit("logits", p, [logit_row(store, side_a, side_b, settings, steps.child(), should_stop)])
+            steps.advance(f"{p.model} L{p.layer} logits")
         if with_controls:
-            got = controls(store, p.model, p.benchmark, p.layer, settings.metrics, settings.n, settings.seed,
+            got = controls(store, p.model, p.benchmark, p.layer, metrics, settings.n, settings.seed,
                            replicates=settings.replicates, rope=p.rope, image=p.a, text=p.b,
                            progress=steps.child(), should_stop=should_stop)
             emit("controls", p, [result_row(r) for r in got])
             steps.advance(f"{p.model} L{p.layer} controls")
         done += 1
     return done
+
+
+def logit_row(store, side_a, side_b, settings: AnalysisSettings, progress: Progress = None,
+              should_stop: Stop = None) -> dict:
+    """The logit decomposition of one slice over all query heads, as `keygap compare --metrics logits` asks
+    for it (analysis.logits.logit_gap: same ``n`` and seed, same results cache). A slice that cannot have
+    one (no queries stored, no query that sees both sides) gives {"error": its one line, "cell": short text}
+    so the matrix cell and the status say why and the other rows go on."""
+    from keygap_tui.analysis.errors import Cancelled
+    from keygap_tui.analysis.logits import logit_gap
+    from keygap_tui.stats import StatsInputError
+    from store.errors import KeygapError
+
+    try:
+        (row,) = logit_gap(store, side_a, side_b, settings.n, settings.seed, progress=progress,
+                           should_stop=should_stop)
+    except Cancelled:
+        raise
+    except (KeygapError, StatsInputError) as exc:
+        message = " ".join(str(exc).split())
+        return {"metric": "logits", "error": message,
+                "cell": "no queries" if "--queries" in message else "n/a"}
+    return result_row(row)
 
 
 def sql_schema(catalog):
@@ -404,6 +457,7 @@ class AttentionView:
     allocation: object  # analysis.attention.Allocation
     matrix: object  # analysis.attention.HeadMatrix
     correlation: object | None  # stats.correlation.Correlation, None when too few cells
+    selection: Selection | None = None  # the slice it was computed for (sides, RoPE): the drill-down's scatter
 
 
 def attention_view(store, sel: Selection, settings: AnalysisSettings, progress: Progress = None,
@@ -427,4 +481,4 @@ def attention_view(store, sel: Selection, settings: AnalysisSettings, progress: 
     except StatsInputError:
         corr = None
     steps.advance("done")
-    return AttentionView(sel.model, sel.benchmark, alloc, matrix, corr)
+    return AttentionView(sel.model, sel.benchmark, alloc, matrix, corr, sel)

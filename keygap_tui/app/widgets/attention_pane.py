@@ -1,6 +1,7 @@
 """Attention tab: does the key gap decide where text attends? FastV's allocation over layers (left), the
 layer x kv head heatmap of image attention, key gap or deficit (right), and the numbers of the head under
-the heatmap's cursor with the gap/deficit correlation (the two lines below)."""
+the heatmap's cursor with the gap/deficit correlation (the two lines below). Enter on a cell drills down:
+the app draws that kv head's scatter in the Scatter tab (HeadHeatmap.Chosen)."""
 
 from __future__ import annotations
 
@@ -79,14 +80,23 @@ class AttentionPane(Vertical):
         event.stop()
         self.describe(event.layer, event.head)
 
-    def describe(self, layer: int, head: int) -> None:
-        """The drill-down: that head's numbers, and the correlation over all cells."""
+    def _head_values(self, layer: int, head: int) -> tuple[str, str, str]:
+        """That kv head's key gap, image attention and image token share, formatted."""
         m = self.result.matrix
         i = m.layers.index(layer)
-        lines = [
-            f"L{layer} kv head {head}: key gap {_fmt(m.key_gap[i, head])}  image attention "
-            f"{_fmt(m.image_mass[i, head], 3)} / tokens {_fmt(m.image_share[i, head], 3)}",
-        ]
+        return _fmt(m.key_gap[i, head]), _fmt(m.image_mass[i, head], 3), _fmt(m.image_share[i, head], 3)
+
+    def head_note(self, layer: int, head: int) -> str:
+        """The head's numbers, short, for the line above its scatter."""
+        gap, mass, share = self._head_values(layer, head)
+        return f"key gap {gap}  image attn {mass} / tokens {share}"
+
+    def describe(self, layer: int, head: int) -> None:
+        """The cursor's cell: that head's numbers, and the correlation over all cells (Enter: its scatter)."""
+        m = self.result.matrix
+        i = m.layers.index(layer)
+        gap, mass, share = self._head_values(layer, head)
+        lines = [f"L{layer} kv head {head}: key gap {gap}  image attention {mass} / tokens {share}"]
         c = self.result.correlation
         if c is not None:
             lines.append(f"deficit {_fmt(m.deficit[i, head], 2)}; gap~deficit, {c.n} cells: r {_fmt(c.r, 2)} "

@@ -2,7 +2,8 @@
 
 Two characters a head keeps 32 heads (LLaVA-1.5-7B) inside 80 columns. Each cell shows which tenth of the
 matrix's range its value falls in (0-9) on a background from blue (low) to red (high), so it reads without colour too;
-moving the cursor onto a cell posts ``Picked`` with its layer and head (the pane shows that head's numbers).
+moving the cursor onto a cell posts ``Picked`` with its layer and head (the pane shows that head's numbers),
+Enter (or a click on the cell under the cursor) posts ``Chosen`` (the app drills down to that head's scatter).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ class HeadHeatmap(VimTable):
     """
 
     class Picked(Message):
+        def __init__(self, layer: int, head: int) -> None:
+            super().__init__()
+            self.layer, self.head = layer, head
+
+    class Chosen(Message):
+        """Enter on a cell: show that kv head's scatter."""
+
         def __init__(self, layer: int, head: int) -> None:
             super().__init__()
             self.layer, self.head = layer, head
@@ -75,6 +83,12 @@ class HeadHeatmap(VimTable):
         cell = self.picked()
         if cell is not None:
             self.post_message(self.Picked(*cell))
+
+    def on_data_table_cell_selected(self, event: VimTable.CellSelected) -> None:
+        event.stop()
+        cell = self.picked()
+        if cell is not None:
+            self.post_message(self.Chosen(*cell))
 
 
 def _tenths(values: list[list[float]]) -> list[list[int]]:

@@ -4,7 +4,8 @@ The cursor is a crosshair that h/j/k/l (or the arrows) move across the plot; the
 selected and its sample, position, segment, token id and token text are shown. n lists the text tokens
 nearest to side A's centroid (in key space), N those nearest to the selected point; the list sits beside
 the plot and is what e exports when focused. A plot whose slice no longer matches the picker is marked
-stale in its caption until it is run again.
+stale in its caption until it is run again. A scatter of one kv head (Enter on the Attention tab's heatmap)
+says so in its title and on a line above the plot, with that head's numbers; backspace (or F6) goes back.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ class ScatterPlot(PlotView, can_focus=True):
         Binding("down,j", "move(0, -1)", "cursor down", show=False),
         Binding("n", "nearest(False)", "nearest text tokens to A's centroid", id="nearest_centroid"),
         Binding("N", "nearest(True)", "nearest text tokens to the selected point", id="nearest_point"),
+        Binding("backspace", "back", "from one kv head's scatter back to the Attention heatmap", id="scatter_back",
+                show=False),
     ]
+
+    class Back(Message):
+        """backspace on a kv head's scatter: the app returns to the heatmap it came from."""
 
     class Nearest(Message):
         def __init__(self, point: int | None) -> None:
@@ -61,6 +67,14 @@ class ScatterPlot(PlotView, can_focus=True):
             return
         self.post_message(self.Nearest(pane.selected if to_point else None))
 
+    def action_back(self) -> None:
+        pane = self.parent_pane
+        if pane.result is None or pane.result.head is None:
+            self.app.notify("backspace goes back to the Attention heatmap from a kv head's scatter (Enter there)",
+                            markup=False)
+            return
+        self.post_message(self.Back())
+
     @property
     def parent_pane(self) -> ScatterPane:
         return self.query_ancestor(ScatterPane)
@@ -70,6 +84,8 @@ class ScatterPane(Vertical):
     DEFAULT_CSS = """
     ScatterPane > Static { height: 1; color: $text-muted; }
     ScatterPane > Static#scatter-point { color: $text; }
+    ScatterPane > Static#scatter-head { color: $text; display: none; }
+    ScatterPane > Static#scatter-head.-shown { display: block; }
     ScatterPane Horizontal { height: 1fr; }
     ScatterPane VimTable { width: 48; height: 1fr; display: none; }
     ScatterPane VimTable.-shown { display: block; }
@@ -88,8 +104,10 @@ class ScatterPane(Vertical):
         self.nearest_rows: list[dict] = []
         self.nearest_of: Selection | None = None  # the slice the nearest-token list was computed on
         self.pinned: ScatterResult | None = None  # side by side: this slice stays on the left
+        self.head_note = ""  # a kv head's numbers (from the Attention tab), shown while its scatter is
 
     def compose(self) -> ComposeResult:
+        yield Static(id="scatter-head")
         yield Static(id="scatter-info")
         yield Static(id="scatter-point")
         with Horizontal():
@@ -123,8 +141,16 @@ class ScatterPane(Vertical):
             self.stale = stale
             self._caption()
 
-    def show(self, result: ScatterResult) -> None:
+    def show(self, result: ScatterResult, head_note: str = "") -> None:
+        """Draw ``result``; ``head_note``: the numbers of the kv head it shows (result.head), if any."""
         self.result = result
+        self.head_note = head_note if result.head is not None else ""
+        line = self.query_one("#scatter-head", Static)
+        line.set_class(result.head is not None, "-shown")
+        if result.head is not None:
+            sel = result.selection
+            where = f"kv head {result.head} of layer {sel.layer}" if sel is not None else f"kv head {result.head}"
+            line.update(Text(f"{where}  {self.head_note}  ⌫: back", style="bold"))
         self.stale = False
         self.selected = None
         if self.nearest_rows and result.selection != self.nearest_of:
