@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -36,6 +36,8 @@ from .files import atomic_write_bytes, replacing
 #: environment variables of the AWS chain whose values are secret (scrub() hides them)
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")
 _T = TypeVar("_T")
+#: how many times a listing is tried while folders come into being under it (Location._listing)
+LISTING_ATTEMPTS = 3
 _SECRET_QUERY_WORDS = ("key", "secret", "token", "password", "credential", "signature")
 
 
@@ -111,13 +113,25 @@ class Location:
 
     def list(self, rel: str = "", recursive: bool = False) -> list[pafs.FileInfo]:
         """The files (not folders) under ``rel``; none when it does not exist."""
-        sel = pafs.FileSelector(self.path(rel), recursive=recursive, allow_not_found=True)
-        return [i for i in self._call(lambda: self.fs.get_file_info(sel), rel) if i.type == pafs.FileType.File]
+        return [i for i in self._listing(rel, recursive) if i.type == pafs.FileType.File]
 
     def children(self, rel: str = "") -> tuple[str, ...]:
         """The names of the files and folders directly under ``rel``; none when it does not exist."""
-        sel = pafs.FileSelector(self.path(rel), recursive=False, allow_not_found=True)
-        return tuple(i.base_name for i in self._call(lambda: self.fs.get_file_info(sel), rel))
+        return tuple(i.base_name for i in self._listing(rel, recursive=False))
+
+    def _listing(self, rel: str, recursive: bool) -> Sequence[pafs.FileInfo]:
+        """One listing, looked at again when a folder appeared while it was read.
+
+        pyarrow lists a folder first and, when that fails, asks whether the folder exists: one that another
+        process creates between the two (two shards creating the same new store) fails the listing with
+        FileNotFoundError although ``allow_not_found`` is set. A second look settles it."""
+        sel = pafs.FileSelector(self.path(rel), recursive=recursive, allow_not_found=True)
+        for _ in range(LISTING_ATTEMPTS - 1):
+            try:
+                return self._call(lambda: self.fs.get_file_info(sel), rel, missing_ok=True)
+            except FileNotFoundError:
+                continue
+        return self._call(lambda: self.fs.get_file_info(sel), rel)
 
     def read_bytes(self, rel: str) -> bytes:
         def read() -> bytes:

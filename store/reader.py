@@ -95,15 +95,6 @@ class KeyStore:
     def _path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
-    def _list(self, sub: str, recursive: bool = True) -> list[pafs.FileInfo]:
-        sel = pafs.FileSelector(self._path(sub), recursive=recursive, allow_not_found=True)
-        return [
-            i
-            for i in self.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
-            and not i.base_name.startswith((".", "_"))
-        ]
-
     @cached_property
     def inventory(self) -> Inventory:
         """The committed key files and commit markers (see store/inventory.py); computed once per KeyStore."""
@@ -175,10 +166,8 @@ class KeyStore:
     def runs(self) -> list[dict]:
         """Run manifests, oldest first; an unreadable one is left out and reported in ``problems``."""
         out = []
-        sel = pafs.FileSelector(self._path(RUNS_DIR), allow_not_found=True)
-        for info in self.fs.get_file_info(sel):
-            is_manifest = info.base_name.endswith(".json") and not info.base_name.startswith(".")
-            if not (info.type == pafs.FileType.File and is_manifest):
+        for info in self.location.list(RUNS_DIR):
+            if not info.base_name.endswith(".json") or info.base_name.startswith("."):
                 continue
             try:
                 with self.fs.open_input_stream(info.path) as f:
