@@ -89,7 +89,10 @@ def test_ctrl_c_stops_every_shard_and_the_rerun_completes(tmp_path):
     assert r.returncode == 0, r.stderr
     whole = tmp_path / "whole"
     assert keygap(["ingest", *args, "--store", str(whole)]) == 0
-    assert_same_rows(stored_rows(root), stored_rows(whole))
+    # every label exactly; keys up to the float noise between the shard processes and this long-lived test
+    # process, which grows through all layers (7e-5 in a fresh-clone CI run; 0 when run alone), as in
+    # test_ingest_s3's resume check
+    assert_same_rows(stored_rows(root), stored_rows(whole), atol=2e-4)
     assert stored_samples(root) == stored_samples(whole)
 
 
