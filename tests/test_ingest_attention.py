@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import torch
-from test_ingest_capture import _processed
+from test_ingest_capture import _forward_with_layer_inputs, _processed
 
 from ingest.benchmarks import open_benchmark
 from ingest.models import load_model
@@ -58,21 +58,7 @@ def _table(root, tree: str) -> dict:
 
 def _eager_forward(lm, item):
     """The model's own eager attention weights of one sample, and each decoder layer's input."""
-    inputs = _processed(lm, item)
-    layer_inputs = {}
-
-    def keep(i):
-        def hook(module, args, kwargs):
-            layer_inputs[i] = args[0] if args else kwargs["hidden_states"]
-        return hook
-
-    handles = [layer.register_forward_pre_hook(keep(i), with_kwargs=True) for i, layer in enumerate(lm.layers)]
-    try:
-        with torch.no_grad():
-            out = lm.model(**inputs, output_attentions=True, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    out, layer_inputs = _forward_with_layer_inputs(lm, _processed(lm, item), output_attentions=True, use_cache=False)
     return [a[0].double().numpy() for a in out.attentions], layer_inputs
 
 

@@ -47,13 +47,12 @@ def _processed(lm, item):
     return lm.processor(text=[prompt.text], images=images, return_tensors="pt", **config.processor_kwargs())
 
 
-def _single_forward(lm, item):
-    """The model's own forward on one sample: its cache, and what each decoder layer received.
+def _forward_with_layer_inputs(lm, inputs: dict, **forward_kwargs):
+    """The model's own forward on ``inputs``, and what each decoder layer received.
 
     Layer inputs are read by pre-hooks (hidden_states as passed, which for Qwen3-VL already include
-    the deepstack visual features added between layers), so the k_proj oracle sees exactly them.
+    the deepstack visual features added between layers), so a k_proj / q_proj oracle sees exactly them.
     """
-    inputs = {k: (v.to(lm.dtype) if v.is_floating_point() else v) for k, v in _processed(lm, item).items()}
     layer_inputs = {}
 
     def keep(i):
@@ -64,10 +63,17 @@ def _single_forward(lm, item):
     handles = [layer.register_forward_pre_hook(keep(i), with_kwargs=True) for i, layer in enumerate(lm.layers)]
     try:
         with torch.no_grad():
-            out = lm.model(**inputs, use_cache=True)
+            out = lm.model(**inputs, **forward_kwargs)
     finally:
         for h in handles:
             h.remove()
+    return out, layer_inputs
+
+
+def _single_forward(lm, item):
+    """The model's own forward on one sample: its cache, and what each decoder layer received."""
+    inputs = {k: (v.to(lm.dtype) if v.is_floating_point() else v) for k, v in _processed(lm, item).items()}
+    out, layer_inputs = _forward_with_layer_inputs(lm, inputs, use_cache=True)
     out.layer_inputs = layer_inputs
     return inputs, out
 
